@@ -1,0 +1,185 @@
+"""The one backend interface every model runner implements, and the batching helpers they share.
+
+A backend gets the size and hardware specs and nothing else of the config tree; it never writes
+files. The base class owns error isolation (a failing batch is retried record by record so one bad
+record fails alone) and the public methods; a backend implements the few primitives that differ.
+"""
+
+from __future__ import annotations
+
+import logging
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, ClassVar, TypeVar
+
+from adam.backends.text import StreamAssembler, finish_text
+from adam.backends.types import Embedding, Generation, GenerationRequest, StreamChunk, WeightsLocation
+from adam.config import HardwareSpec, SizeSpec, to_spec
+from adam.errors import BackendError, UnsupportedError
+
+__all__ = [
+    "Embedding",
+    "Generation",
+    "GenerationRequest",
+    "ModelBackend",
+    "StreamChunk",
+    "WeightsLocation",
+    "finish_generation",
+    "plan_batches",
+]
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+
+class ModelBackend(ABC):
+    """Base of every backend: public batch methods with error isolation over small primitives."""
+
+    name: ClassVar[str] = "base"
+    supports_generation: ClassVar[bool] = True
+    supports_embeddings: ClassVar[bool] = False
+    supports_streaming: ClassVar[bool] = True
+
+    def __init__(self, size: Any, hardware: Any = None) -> None:
+        self.size: SizeSpec = to_spec(SizeSpec, size)
+        self.hardware: HardwareSpec = to_spec(HardwareSpec, hardware or {"name": "auto"})
+
+    # ----------------------------------------------------------------- public API
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
+        """Generate for a batch; each item is a Generation or the BackendError of that request alone."""
+        if not self.supports_generation:
+            raise UnsupportedError(f"the {self.name} backend cannot generate text")
+        return self._isolate(list(requests), self._generate_batch)
+
+    def generate_one(self, request: GenerationRequest) -> Generation:
+        """Generate for one request, raising its BackendError."""
+        (result,) = self.generate([request])
+        if isinstance(result, BackendError):
+            raise result
+        return result
+
+    def embed(self, texts: Sequence[str]) -> list[Embedding | BackendError]:
+        """Embed a batch of texts; each item is an Embedding or the BackendError of that text alone."""
+        if not self.supports_embeddings:
+            raise UnsupportedError(f"the {self.name} backend cannot embed text with size={self.size.name}")
+        return self._isolate(list(texts), self._embed_batch)
+
+    def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        """Stream one generation; the joined text equals what generate() returns for the request."""
+        if not self.supports_streaming:
+            gen = self.generate_one(request)
+            yield StreamChunk(gen.text, gen.thinking or "", gen.finish_reason, gen.prompt_tokens, gen.completion_tokens)
+            return
+        yield from self._stream(request)
+
+    def sort_key(self, text: str) -> int:
+        """A length used to group similar inputs into one batch; tokens where cheap, else characters."""
+        return len(text)
+
+    @abstractmethod
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``."""
+
+    def format_prompt(self, request: GenerationRequest) -> str:
+        """The exact text the model is fed for a request (chat template applied where there is one)."""
+        if request.prompt is not None:
+            return request.prompt
+        return "".join(f"{m['role']}: {m.get('content') or ''}\n" for m in request.messages) + "assistant: "
+
+    @abstractmethod
+    def info(self) -> dict[str, Any]:
+        """What is being run: backend, model id or path, revision or file hash, kind, context, device."""
+
+    def check_available(self) -> None:
+        """Raise BackendUnavailable (or ModelNotFoundError) when no request could succeed."""
+
+    def load(self) -> None:
+        """Load the model now instead of on first use."""
+
+    def close(self) -> None:
+        """Release what the backend holds (clients, threads)."""
+
+    def export_weights(self) -> WeightsLocation:
+        """Where this backend's weights are on disk, for model sharing."""
+        raise UnsupportedError(f"the {self.name} backend has no weights on disk to share")
+
+    # ----------------------------------------------------------------- primitives
+    @abstractmethod
+    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> Sequence[Generation]:
+        """Generate for every request, in order; raise BackendError if the batch fails."""
+
+    def _embed_batch(self, texts: Sequence[str]) -> Sequence[Embedding]:
+        """Embed every text, in order; raise BackendError if the batch fails."""
+        raise UnsupportedError(f"the {self.name} backend cannot embed text")
+
+    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        """Raw model text as it is produced (thinking tags and stop strings still in); the last
+        chunk carries the finish reason and token counts."""
+        gen = self._generate_batch([request])[0]
+        yield StreamChunk(gen.text, "", gen.finish_reason, gen.prompt_tokens, gen.completion_tokens)
+
+    def _stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        """Stream via _stream_raw, cutting stop strings and thinking exactly as generate() does."""
+        assembler = StreamAssembler(request.stop)
+        for raw in self._stream_raw(request):
+            chunk = assembler.feed(raw)
+            if chunk.text or chunk.thinking:
+                yield chunk
+            if assembler.stopped:
+                break
+        yield assembler.close()
+
+    # ----------------------------------------------------------------- helpers
+    def _isolate(self, items: list[T], batch_fn: Callable[[list[T]], Sequence[Any]]) -> list[Any]:
+        """Run a batch; if it fails, run its items one at a time so only the bad ones fail."""
+        if not items:
+            return []
+        try:
+            return list(batch_fn(items))
+        except BackendError as err:
+            if len(items) == 1:
+                return [err]
+            log.warning("batch of %d failed (%s); retrying its records one at a time", len(items), err)
+        results: list[Any] = []
+        for item in items:
+            try:
+                results.extend(batch_fn([item]))
+            except BackendError as err:
+                results.append(err)
+        return results
+
+
+def finish_generation(
+    raw: str, request: GenerationRequest, *, finish_reason: str, prompt_tokens: int, completion_tokens: int
+) -> Generation:
+    """Apply stop strings and split thinking from the answer, the same way for every backend."""
+    text, thinking, hit_stop = finish_text(raw, request.stop)
+    reason = "stop" if hit_stop else finish_reason
+    return Generation(text, thinking, prompt_tokens, completion_tokens, reason)
+
+
+def plan_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:
+    """Indices grouped into batches of similar length, longest first.
+
+    A batch holds at most ``batch_size`` items and, when ``token_budget`` is set, at most that many
+    padded tokens (items x longest item), so short inputs share big batches and long ones small ones.
+    """
+    if batch_size < 1:
+        raise ValueError("batch_size must be at least 1")
+    order = sorted(range(len(lengths)), key=lambda i: lengths[i], reverse=True)
+    batches: list[list[int]] = []
+    current: list[int] = []
+    longest = 0
+    for i in order:
+        longest_if_added = max(longest, lengths[i], 1)
+        too_many = len(current) >= batch_size
+        over_budget = token_budget is not None and current and longest_if_added * (len(current) + 1) > token_budget
+        if current and (too_many or over_budget):
+            batches.append(current)
+            current, longest_if_added = [], max(lengths[i], 1)
+        current.append(i)
+        longest = longest_if_added
+    if current:
+        batches.append(current)
+    return batches

@@ -1,0 +1,77 @@
+"""Plain data passed between jobs and backends."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+@dataclass(frozen=True)
+class GenerationRequest:
+    """One generation: chat messages (or a raw prompt) plus sampling settings."""
+
+    messages: tuple[dict[str, str], ...] = ()  # chat messages, system prompt included
+    prompt: str | None = None  # raw completion prompt, used without a chat template
+    max_tokens: int = 256
+    temperature: float = 0.0  # 0 means greedy
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = None
+    thinking: bool = False  # Qwen3 thinking mode
+    response_format: dict[str, Any] | None = None  # JSON schema for structured output, where supported
+
+    def __post_init__(self) -> None:
+        if not self.messages and self.prompt is None:
+            raise ValueError("a GenerationRequest needs messages or a prompt")
+
+    @property
+    def text(self) -> str:
+        """All prompt text, for length estimates."""
+        if self.prompt is not None:
+            return self.prompt
+        return "\n".join(m.get("content") or "" for m in self.messages)
+
+
+@dataclass
+class Generation:
+    """What a backend produced for one request."""
+
+    text: str
+    thinking: str | None = None
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    finish_reason: str = "stop"  # stop | length
+
+
+@dataclass
+class StreamChunk:
+    """A piece of a streamed generation; the last chunk carries the finish reason and token counts."""
+
+    text: str = ""
+    thinking: str = ""
+    finish_reason: str | None = None
+    prompt_tokens: int | None = None
+    completion_tokens: int | None = None
+
+
+@dataclass
+class Embedding:
+    """One embedding vector and the tokens it took."""
+
+    vector: np.ndarray
+    tokens: int = 0
+    truncated: bool = False
+
+
+@dataclass
+class WeightsLocation:
+    """Where a backend's weights are on disk, for the sharing module (HF -> Ollama and back)."""
+
+    path: str
+    format: str  # "hf" (a transformers directory) or "gguf"
+    model_id: str | None = None
+    revision: str | None = None
+    extra: dict[str, Any] = field(default_factory=dict)

@@ -1,0 +1,202 @@
+"""Typed schemas behind the YAML in conf/: a typo or a wrong type fails when the config is composed.
+
+Each config group's YAML files start from one of these schemas (``defaults: [base_size]``), so every
+size, domain, hardware profile and job exposes the same keys and Hydra rejects unknown ones.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field, fields
+from enum import Enum
+from typing import Any
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING, DictConfig, OmegaConf
+
+CONFIG_MODULE = "adam.conf"  # where Hydra finds conf/ after any install (see pyproject.toml)
+
+
+class ModelKind(str, Enum):
+    """What a model is for."""
+
+    generate = "generate"
+    embed = "embed"
+
+
+class Pooling(str, Enum):
+    """How token states become one embedding vector."""
+
+    mean = "mean"  # sentence-transformers encoders such as all-MiniLM-L6-v2
+    cls = "cls"
+    last = "last"  # decoder embedders such as Qwen3-Embedding
+
+
+class Device(str, Enum):
+    """Where the model runs; auto picks cuda, then mps, then cpu."""
+
+    auto = "auto"
+    cpu = "cpu"
+    cuda = "cuda"
+    mps = "mps"
+
+
+class DType(str, Enum):
+    """Weight dtype; auto picks bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU."""
+
+    auto = "auto"
+    float32 = "float32"
+    float16 = "float16"
+    bfloat16 = "bfloat16"
+
+
+@dataclass
+class SizeSpec:
+    """One model: where its weights come from and what it can do. Every size file extends this."""
+
+    name: str = MISSING
+    hf_id: str | None = None  # Hugging Face hub id, e.g. Qwen/Qwen3-1.7B
+    revision: str | None = None  # hub branch, tag or commit; null means main
+    ollama_tag: str | None = None  # null where Ollama has no such model
+    path: str | None = None  # local HF model directory or .gguf file; wins over hf_id
+    package: str | None = None  # "module:relative/path" for weights shipped inside a Python package
+    kind: ModelKind = ModelKind.generate
+    context_length: int = 32768
+    parameters: int | None = None  # total parameter count
+    active_parameters: int | None = None  # per token, for mixture-of-experts models
+    pooling: Pooling | None = None  # embedding pooling; null means the model's own default
+    max_seq_length: int | None = None  # embedding truncation length; null means context_length
+    description: str = ""
+
+
+@dataclass
+class DomainSpec:
+    """A use case: the system prompt and the generation defaults a record does not set itself."""
+
+    name: str = MISSING
+    system_prompt: str | None = None
+    temperature: float = 0.7
+    top_p: float = 0.8
+    max_tokens: int = 256
+
+
+@dataclass
+class HardwareSpec:
+    """Where and how the model runs."""
+
+    name: str = MISSING
+    device: Device = Device.auto
+    dtype: DType = DType.auto
+    threads: int | None = None  # torch intra-op threads; null leaves torch's default
+
+
+@dataclass
+class JobSpec:
+    """Keys every job has."""
+
+    name: str = MISSING
+    input: str = MISSING  # a file, a directory (embed), or - for standard input
+    id_field: str = "id"  # field holding the record id
+    text_field: str | None = None  # field holding the prompt or text, when not the usual name
+    batch_size: int = 8  # records per backend call
+    window: int = 512  # records read ahead and sorted by length to cut padding
+    progress: bool = True  # tqdm bar on stderr (shown only when stderr is a terminal)
+
+
+@dataclass
+class GenerateJob(JobSpec):
+    """Batch generation; null generation settings fall back to the domain's."""
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: list[str] = field(default_factory=list)
+    seed: int | None = 0  # fixed by default so a rerun gives the same answers
+    thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
+
+
+@dataclass
+class EmbedJob(JobSpec):
+    """Batch embedding into results.jsonl and a Parquet file."""
+
+    normalize: bool = True  # L2-normalise vectors
+    parquet: bool = True  # also write embeddings.parquet
+
+
+@dataclass
+class InfoJob:
+    """Print what adam would run with: backend, model, hardware."""
+
+    name: str = "info"
+    load: bool = False  # also load the model and report its dtype, device and dimensions
+
+
+@dataclass
+class HuggingFaceBackendConf:
+    """Arguments of adam.backends.huggingface.HuggingFaceBackend."""
+
+    _target_: str = "adam.backends.huggingface.HuggingFaceBackend"
+    size: Any = "${size}"
+    hardware: Any = "${hardware}"
+    trust_remote_code: bool = False
+    cache_dir: str | None = None  # null: $ADAM_CACHE_DIR, then the user cache dir
+    token_budget: int | None = None  # max padded tokens in one forward batch; null: no limit
+
+
+@dataclass
+class EchoBackendConf:
+    """Arguments of adam.backends.echo.EchoBackend."""
+
+    _target_: str = "adam.backends.echo.EchoBackend"
+    size: Any = "${size}"
+    hardware: Any = "${hardware}"
+    dimensions: int = 32
+    delay: float = 0.0  # seconds per call
+    failure_rate: float = 0.0  # fraction of texts that fail, chosen by a hash of the text
+    unavailable: bool = False  # pretend the backend is down
+
+
+def register_configs() -> None:
+    """Store the schemas in Hydra's ConfigStore so the YAML files can extend them."""
+    cs = ConfigStore.instance()
+    cs.store(group="size", name="base_size", node=SizeSpec)
+    cs.store(group="domain", name="base_domain", node=DomainSpec)
+    cs.store(group="hardware", name="base_hardware", node=HardwareSpec)
+    cs.store(group="job", name="base_generate", node=GenerateJob)
+    cs.store(group="job", name="base_embed", node=EmbedJob)
+    cs.store(group="job", name="base_info", node=InfoJob)
+    cs.store(group="backend", name="base_huggingface", node=HuggingFaceBackendConf)
+    cs.store(group="backend", name="base_echo", node=EchoBackendConf)
+
+
+def to_spec(cls: type, value: Any) -> Any:
+    """Turn a DictConfig, dict or instance into the dataclass ``cls`` (backends accept all three)."""
+    if isinstance(value, cls):
+        return value
+    if isinstance(value, DictConfig):
+        value = OmegaConf.to_container(value, resolve=True)
+    if not isinstance(value, dict):
+        raise TypeError(f"expected a mapping for {cls.__name__}, got {type(value).__name__}")
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(value) - set(known))
+    if unknown:
+        raise TypeError(f"unknown {cls.__name__} keys: {', '.join(unknown)}")
+    kwargs = {}
+    for key, raw in value.items():
+        kwargs[key] = _coerce_enum(known[key].type, raw)
+    return cls(**kwargs)
+
+
+_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType)}
+
+
+def _coerce_enum(annotation: Any, raw: Any) -> Any:
+    """Map a string to the enum a field is annotated with (annotations are strings here)."""
+    if raw is None or not isinstance(raw, str):
+        return raw
+    for name, enum in _ENUMS.items():
+        if isinstance(annotation, str) and annotation.split(" ")[0] == name:
+            return enum(raw)
+    return raw
+
+
+register_configs()
