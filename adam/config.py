@@ -118,7 +118,6 @@ class GenerateJob(JobSpec):
 class EmbedJob(JobSpec):
     """Batch embedding into results.jsonl and a Parquet file."""
 
-    normalize: bool = True  # L2-normalise vectors
     parquet: bool = True  # also write embeddings.parquet
 
 
