@@ -154,6 +154,34 @@ class EchoBackendConf:
     unavailable: bool = False  # pretend the backend is down
 
 
+class PullPolicy(str, Enum):
+    """When the Ollama backend pulls a model."""
+
+    missing = "missing"  # pull only when the server does not have it
+    never = "never"  # fail with a hint instead
+    always = "always"  # pull before every run, to get updates
+
+
+@dataclass
+class OllamaBackendConf:
+    """Arguments of adam.backends.ollama.OllamaBackend."""
+
+    _target_: str = "adam.backends.ollama.OllamaBackend"
+    size: Any = "${size}"
+    hardware: Any = "${hardware}"
+    host: str | None = None  # null: $OLLAMA_HOST, then http://127.0.0.1:11434
+    concurrency: int = 4  # requests in flight
+    timeout: float = 300.0  # seconds per request
+    keep_alive: str | None = None  # how long the server keeps the model loaded, e.g. 5m; null: server default
+    pull: PullPolicy = PullPolicy.missing
+    retries: int = 3  # retries of 429, 5xx and timeouts
+    backoff: float = 0.5  # first retry delay in seconds, doubled each retry, with jitter
+    max_backoff: float = 30.0
+    dimensions: int | None = None  # embedding dimensions to request; null: the model's
+    truncate: bool = True  # let the server truncate embedding inputs to the context window
+    share_store: str | None = None  # shared-model store; null: $ADAM_SHARE_DIR, then the user cache dir
+
+
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore so the YAML files can extend them."""
     cs = ConfigStore.instance()
@@ -165,6 +193,7 @@ def register_configs() -> None:
     cs.store(group="job", name="base_info", node=InfoJob)
     cs.store(group="backend", name="base_huggingface", node=HuggingFaceBackendConf)
     cs.store(group="backend", name="base_echo", node=EchoBackendConf)
+    cs.store(group="backend", name="base_ollama", node=OllamaBackendConf)
 
 
 def to_spec(cls: type, value: Any) -> Any:
@@ -185,7 +214,7 @@ def to_spec(cls: type, value: Any) -> Any:
     return cls(**kwargs)
 
 
-_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType)}
+_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType, PullPolicy)}
 
 
 def _coerce_enum(annotation: Any, raw: Any) -> Any:
