@@ -40,6 +40,7 @@ class ModelBackend(ABC):
     supports_generation: ClassVar[bool] = True
     supports_embeddings: ClassVar[bool] = False
     supports_streaming: ClassVar[bool] = True
+    token_budget: int | None = None  # max padded tokens per batch, for backends where padding costs compute
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)

@@ -1,0 +1,42 @@
+"""python -m adam: compose the config with Hydra, run the job, exit with its status."""
+
+from __future__ import annotations
+
+import logging
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+import adam.config  # noqa: F401  (registers the config schemas)
+from adam.errors import AdamError, ExitCode
+
+log = logging.getLogger("adam")
+_worst = ExitCode.OK  # the worst status of the jobs this process ran (several in a multirun)
+
+
+@hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")
+def _task(cfg: DictConfig) -> int:
+    """Run one job; in a multirun, record its status and return so the sweep goes on."""
+    global _worst
+    from adam.runner import run
+
+    try:
+        summary = run(cfg)
+        code, message = summary.exit_code, summary.message
+    except AdamError as err:
+        code, message = err.exit_code, str(err)
+    if message:
+        log.error("%s", message)
+    _worst = max(_worst, code)
+    return int(code)
+
+
+def main() -> None:
+    """Entry point of `python -m adam` and the `adam` script."""
+    _task()
+    sys.exit(int(_worst))
+
+
+if __name__ == "__main__":
+    main()

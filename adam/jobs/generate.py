@@ -1,0 +1,107 @@
+"""job=generate: one generation per input record, written to results.jsonl as batches finish."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from adam.backends.base import GenerationRequest
+from adam.errors import BackendError
+from adam.io.openai_batch import error_result, generation_result
+from adam.io.records import Record
+from adam.jobs.batching import BatchOutput, JobStats, run_batches
+from adam.jobs.context import JobContext
+
+
+def make_request(
+    *,
+    messages: Sequence[Mapping[str, Any]] | None = None,
+    prompt: str | None = None,
+    chat: bool = True,
+    params: Mapping[str, Any] | None = None,
+    defaults: Mapping[str, Any],
+    system_prompt: str | None = None,
+    thinking: bool = False,
+) -> GenerationRequest:
+    """A request from a record's own params, falling back to job settings, then the domain's.
+
+    ``defaults`` holds max_tokens, temperature, top_p, stop and seed; a None there means unset.
+    The domain system prompt is added only when the messages bring no system message of their own.
+    """
+    params = dict(params or {})
+
+    def pick(key: str) -> Any:
+        return params[key] if params.get(key) is not None else defaults.get(key)
+
+    if chat:
+        msgs = [dict(m) for m in messages] if messages is not None else [{"role": "user", "content": prompt or ""}]
+        if system_prompt and not any(m.get("role") == "system" for m in msgs):
+            msgs.insert(0, {"role": "system", "content": system_prompt})
+        text_kwargs: dict[str, Any] = {"messages": tuple(msgs)}
+    else:
+        text_kwargs = {"prompt": prompt or ""}
+    stop = pick("stop") or ()
+    return GenerationRequest(
+        **text_kwargs,
+        max_tokens=int(pick("max_tokens")),
+        temperature=float(pick("temperature")),
+        top_p=float(pick("top_p")),
+        stop=tuple([stop] if isinstance(stop, str) else stop),
+        seed=pick("seed"),
+        thinking=thinking,
+        response_format=params.get("response_format"),
+    )
+
+
+def generation_defaults(job: Any, domain: Any) -> dict[str, Any]:
+    """Job-level settings where set, else the domain's."""
+
+    def first(*values: Any) -> Any:
+        return next((v for v in values if v is not None), None)
+
+    return {
+        "max_tokens": first(job.max_tokens, domain.max_tokens),
+        "temperature": first(job.temperature, domain.temperature),
+        "top_p": first(job.top_p, domain.top_p),
+        "stop": list(job.stop) or None,
+        "seed": job.seed,
+    }
+
+
+def request_for(record: Record, ctx: JobContext) -> GenerationRequest:
+    """The backend request for one input record."""
+    return make_request(
+        messages=record.messages,
+        prompt=record.prompt,
+        chat=record.chat,
+        params=record.params,
+        defaults=generation_defaults(ctx.job, ctx.domain),
+        system_prompt=ctx.domain.system_prompt,
+        thinking=bool(ctx.job.thinking),
+    )
+
+
+def run_generate(ctx: JobContext) -> JobStats:
+    """Generate for every record of job.input."""
+    backend, model = ctx.backend, ctx.model_name
+
+    def process(batch: Sequence[Record]) -> BatchOutput:
+        out = BatchOutput()
+        results = backend.generate([request_for(r, ctx) for r in batch])
+        for record, result in zip(batch, results, strict=True):
+            if isinstance(result, BackendError):
+                out.errors.append(error_result(record, str(result), code="backend_error"))
+            else:
+                out.results.append(generation_result(record, result, model=model))
+                out.tokens += result.completion_tokens
+        return out
+
+    return run_batches(
+        ctx.records("generate"),
+        backend=backend,
+        writer=ctx.writer,
+        progress=ctx.progress("generate"),
+        window=ctx.job.window,
+        batch_size=ctx.job.batch_size,
+        process=process,
+    )

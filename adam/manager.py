@@ -1,0 +1,139 @@
+"""ModelManager: the Python API, built from the same Hydra config the CLI composes."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+
+from omegaconf import DictConfig
+
+from adam.backends.base import Generation, ModelBackend
+from adam.errors import BackendError, ConfigError
+
+
+def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
+    """Compose adam's config with Hydra's compose API, also from inside a running Hydra app."""
+    from hydra import compose, initialize_config_module
+    from hydra.core.global_hydra import GlobalHydra
+    from hydra.errors import HydraException
+
+    import adam.config  # noqa: F401  (registers the schemas)
+
+    gh = GlobalHydra.instance()
+    outer = gh.hydra if gh.is_initialized() else None  # the app we may be running inside
+    gh.clear()
+    try:
+        with initialize_config_module("adam.conf", version_base="1.3"):
+            return compose("config", overrides=list(overrides), return_hydra_config=True)
+    except HydraException as err:
+        raise ConfigError(str(err).splitlines()[0] if str(err) else repr(err)) from err
+    finally:
+        if outer is not None:
+            GlobalHydra.instance().clear()
+            GlobalHydra.instance().initialize(outer)
+
+
+class ModelManager:
+    """Generate and embed from Python with the sizes, domains and backends of the CLI.
+
+    >>> m = ModelManager(model_type="huggingface", model_size="demo")
+    >>> m.generate_response("What is the capital of France?", max_tokens=20)
+    """
+
+    def __init__(
+        self,
+        model_type: str = "huggingface",
+        model_size: str = "demo",
+        domain: str = "general",
+        *,
+        hardware: str | None = None,
+        overrides: Sequence[str] = (),
+    ) -> None:
+        from adam.runner import build_backend
+
+        choices = [f"backend={model_type}", f"size={model_size}", f"domain={domain}"]
+        if hardware:
+            choices.append(f"hardware={hardware}")
+        self.config = compose_config([*choices, *overrides])
+        self.backend: ModelBackend = build_backend(self.config)
+
+    # ----------------------------------------------------------------- generation
+    def generate(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        system: str | None = None,
+        thinking: bool | None = None,
+        **params: Any,
+    ) -> Generation:
+        """One generation with its thinking text, token counts and finish reason."""
+        return self.backend.generate_one(self._request(prompt, messages, system, thinking, params))
+
+    def generate_response(self, prompt: str | None = None, **kwargs: Any) -> str:
+        """The answer text for a prompt; keyword params as in the OpenAI API (max_tokens, temperature, ...)."""
+        return self.generate(prompt, **kwargs).text
+
+    def generate_stream(
+        self,
+        prompt: str | None = None,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        system: str | None = None,
+        thinking: bool | None = None,
+        **params: Any,
+    ) -> Iterator[str]:
+        """The answer text in pieces as it is generated; joined, it equals generate_response()."""
+        for chunk in self.backend.stream(self._request(prompt, messages, system, thinking, params)):
+            if chunk.text:
+                yield chunk.text
+
+    def _request(self, prompt: Any, messages: Any, system: str | None, thinking: bool | None, params: dict) -> Any:
+        from adam.jobs.generate import generation_defaults, make_request
+
+        if (prompt is None) == (messages is None):
+            raise ValueError("pass a prompt or messages, not both")
+        unknown = set(params) - {"max_tokens", "temperature", "top_p", "stop", "seed", "response_format"}
+        if unknown:
+            raise TypeError(f"unknown generation parameters: {', '.join(sorted(unknown))}")
+        return make_request(
+            messages=messages,
+            prompt=prompt,
+            params=params,
+            defaults=generation_defaults(self.config.job, self.config.domain),
+            system_prompt=system if system is not None else self.config.domain.system_prompt,
+            thinking=bool(self.config.job.thinking if thinking is None else thinking),
+        )
+
+    # ----------------------------------------------------------------- embeddings
+    def embed(self, text: str) -> list[float]:
+        """One L2-normalised embedding vector."""
+        return self.batch_embed([text])[0]
+
+    def batch_embed(self, texts: Sequence[str]) -> list[list[float]]:
+        """Embeddings for many texts, in order; raises the BackendError of the first text that failed."""
+        out = []
+        for result in self.backend.embed(list(texts)):
+            if isinstance(result, BackendError):
+                raise result
+            out.append(result.vector.tolist())
+        return out
+
+    # ----------------------------------------------------------------- the rest
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text``."""
+        return self.backend.count_tokens(text)
+
+    def get_model_info(self) -> dict[str, Any]:
+        """Backend, model id or path, revision, kind, context length, device."""
+        return self.backend.info()
+
+    def close(self) -> None:
+        """Release the backend's resources."""
+        self.backend.close()
+
+    def __enter__(self) -> ModelManager:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()

@@ -1,0 +1,73 @@
+"""manifest.json: what ran, on what, with which outcome; written at start and again at the end."""
+
+from __future__ import annotations
+
+import sys
+import time
+from datetime import UTC, datetime
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from adam import __version__
+from adam.io.writers import write_json_atomic
+
+MANIFEST_NAME = "manifest.json"
+
+
+def _versions() -> dict[str, str]:
+    """Versions of the libraries that shape results, read without importing them."""
+    out = {"python": sys.version.split()[0]}
+    for dist in ("torch", "transformers", "ollama", "hydra-core"):
+        try:
+            out[dist] = metadata.version(dist)
+        except metadata.PackageNotFoundError:
+            pass
+    return out
+
+
+def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+    """The run config with interpolations resolved and Hydra's own node left out."""
+    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
+    assert isinstance(container, dict)
+    container.pop("hydra", None)
+    return container
+
+
+class Manifest:
+    """Builds and rewrites manifest.json in a run dir."""
+
+    def __init__(self, run_dir: Path, cfg: DictConfig) -> None:
+        self.path = run_dir / MANIFEST_NAME
+        self._started = time.perf_counter()
+        self.doc: dict[str, Any] = {
+            "adam_version": __version__,
+            "status": "running",
+            "job": cfg.job.name,
+            "started": datetime.now(UTC).isoformat(timespec="seconds"),
+            "command": " ".join(sys.argv),
+            "run_dir": str(run_dir),
+            "config": resolved_config(cfg),
+            "versions": _versions(),
+        }
+
+    def update(self, **fields: Any) -> None:
+        """Set fields and rewrite the file atomically."""
+        self.doc.update(fields)
+        self.write()
+
+    def finish(self, status: str, exit_code: int, **fields: Any) -> None:
+        """Record the outcome and timing."""
+        self.update(
+            status=status,
+            exit_code=exit_code,
+            finished=datetime.now(UTC).isoformat(timespec="seconds"),
+            wall_time_s=round(time.perf_counter() - self._started, 3),
+            **fields,
+        )
+
+    def write(self) -> None:
+        """Write the manifest (tmp file + rename, so a reader never sees half of it)."""
+        write_json_atomic(self.path, self.doc)

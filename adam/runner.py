@@ -1,0 +1,145 @@
+"""run(cfg) -> RunSummary: check the config, build the backend, run the job, record the outcome.
+
+No model code lives here. Config mistakes fail in ``preflight`` before any model loads; a
+BackendError is a record's problem (an error line), a BackendUnavailable or an interrupt stops
+the run with exit status 4 and a manifest that says so.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+from hydra.errors import InstantiationException
+from hydra.utils import instantiate
+from omegaconf import DictConfig, OmegaConf
+
+from adam.backends.base import ModelBackend
+from adam.config import ModelKind
+from adam.errors import AdamError, BackendUnavailable, ConfigError, ExitCode
+from adam.io.writers import RunWriter
+from adam.jobs.batching import JobStats
+from adam.jobs.context import JobContext
+from adam.jobs.embed import run_embed
+from adam.jobs.generate import run_generate
+from adam.jobs.info import run_info
+from adam.manifest import Manifest
+
+log = logging.getLogger(__name__)
+
+JOBS: dict[str, Callable[[JobContext], JobStats]] = {
+    "generate": run_generate,
+    "embed": run_embed,
+    "info": run_info,
+}
+BATCH_JOBS = {"generate": ModelKind.generate, "embed": ModelKind.embed}  # jobs that read job.input
+
+
+@dataclass
+class RunSummary:
+    """The outcome of one run."""
+
+    job: str
+    status: str  # completed | partial | stopped | interrupted
+    exit_code: ExitCode
+    run_dir: Path
+    stats: JobStats
+    message: str = ""
+
+
+def run_dir_of(cfg: DictConfig) -> Path:
+    """The Hydra run (or multirun job) directory this run writes to."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        return Path(HydraConfig.get().runtime.output_dir)
+    if "hydra" in cfg:  # composed with return_hydra_config=True (tests, the Python API)
+        return Path(cfg.hydra.run.dir)
+    raise ConfigError("no run directory: run through `python -m adam` or compose with return_hydra_config=True")
+
+
+def preflight(cfg: DictConfig, run_dir: Path) -> None:
+    """Fail on config mistakes before anything loads: missing values, wrong job/model pairing, bad paths."""
+    missing = [k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")]
+    if missing:
+        examples = " ".join(f"{k}=..." for k in missing)
+        raise ConfigError(f"missing value for {', '.join(missing)}: set it on the command line, e.g. {examples}")
+    name = cfg.job.name
+    if name not in JOBS:
+        raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
+    if name in BATCH_JOBS:
+        wanted = BATCH_JOBS[name]
+        if wanted is ModelKind.generate and cfg.size.kind == ModelKind.embed:
+            raise ConfigError(f"size={cfg.size.name} is an embedding model; use job=embed, or a generation size")
+        source = str(cfg.job.input)
+        if source != "-" and not Path(source).exists():
+            raise ConfigError(f"input {source} does not exist: set job.input=<file>, or job.input=- for standard input")
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+        probe = run_dir / ".adam-write-test"
+        probe.write_text("")
+        probe.unlink()
+    except OSError as err:
+        raise ConfigError(f"cannot write to the output dir {run_dir}: {err.strerror}; set hydra.run.dir=") from err
+    if (run_dir / "results.jsonl").exists():
+        raise ConfigError(f"{run_dir} already holds results: pick another hydra.run.dir")
+
+
+def build_backend(cfg: DictConfig) -> ModelBackend:
+    """Instantiate the backend from its _target_; our own errors come out unwrapped, in one line."""
+    try:
+        backend = instantiate(cfg.backend, _convert_="object")
+    except InstantiationException as err:
+        cause = err.__cause__
+        if isinstance(cause, AdamError):
+            raise cause from None
+        raise ConfigError(f"cannot build backend {cfg.backend._target_}: {cause or err}") from err
+    if not isinstance(backend, ModelBackend):
+        raise ConfigError(f"backend._target_ {cfg.backend._target_} is not a ModelBackend")
+    if cfg.job.name == "embed" and not backend.supports_embeddings:
+        raise ConfigError(f"the {backend.name} backend cannot embed; pick another backend=")
+    return backend
+
+
+def run(cfg: DictConfig) -> RunSummary:
+    """Run the configured job and return its outcome; raises AdamError for config mistakes."""
+    run_dir = run_dir_of(cfg)
+    preflight(cfg, run_dir)
+    backend = build_backend(cfg)
+    manifest = Manifest(run_dir, cfg)
+    writer = RunWriter(run_dir)
+    ctx = JobContext(job=cfg.job, domain=cfg.domain, backend=backend, run_dir=run_dir, writer=writer)
+    try:
+        backend.check_available()
+        ctx.info = backend.info()
+        manifest.update(backend=ctx.info)
+        stats = JOBS[cfg.job.name](ctx)
+    except ConfigError as err:
+        manifest.finish("failed", ExitCode.CONFIG, error=str(err))
+        raise
+    except BackendUnavailable as err:
+        manifest.finish("stopped", ExitCode.STOPPED, error=str(err))
+        return RunSummary(cfg.job.name, "stopped", ExitCode.STOPPED, run_dir, JobStats(), str(err))
+    except KeyboardInterrupt:
+        msg = f"interrupted; what finished is in {run_dir}"
+        manifest.finish("interrupted", ExitCode.STOPPED, error=msg)
+        return RunSummary(cfg.job.name, "interrupted", ExitCode.STOPPED, run_dir, JobStats(), msg)
+    finally:
+        writer.close()
+        backend.close()
+    status, code = ("partial", ExitCode.PARTIAL) if stats.failed else ("completed", ExitCode.OK)
+    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx))
+    log.info(
+        "%s %s: %d ok, %d failed -> %s", cfg.job.name, status, stats.ok, stats.failed, os.path.relpath(run_dir)
+    )
+    return RunSummary(cfg.job.name, status, code, run_dir, stats)
+
+
+def _input_doc(cfg: DictConfig, ctx: JobContext) -> dict[str, object] | None:
+    """Input path and hash for the manifest."""
+    if ctx.reader is None:
+        return None
+    return {"path": str(cfg.job.input), "sha256": ctx.reader.sha256}
