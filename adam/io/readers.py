@@ -1,0 +1,273 @@
+"""Records from one input source (a file, a gzip file, a directory of documents, or standard input).
+
+Input is streamed line by line and hashed as it is read, so a multi-gigabyte input costs one line
+of memory and the manifest can still name exactly what ran.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import gzip
+import hashlib
+import io
+import logging
+import os
+import sys
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any, BinaryIO, Literal
+
+from adam.errors import InputError
+from adam.io.record_parser import RecordParser
+from adam.io.records import InvalidRecord, Record
+
+log = logging.getLogger(__name__)
+
+MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line (or directory file) is reported, not held in memory
+_CHUNK = 1 << 20
+_BOM = b"\xef\xbb\xbf"
+_JSONL_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})
+_TEXT_SUFFIXES = frozenset({".txt"})
+_READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError; a cut-off .gz is an EOFError
+
+Layout = Literal["jsonl", "text", "sniff"]
+_Line = tuple[int, bytes, bool]  # (line number, bytes without the line ending, too long)
+
+
+class RecordReader:
+    """Valid Records and InvalidRecords from one input source, in input order."""
+
+    def __init__(
+        self,
+        source: str | Path,
+        kind: Literal["generate", "embed"],
+        *,
+        id_field: str = "id",
+        text_field: str | None = None,
+        stdin: BinaryIO | None = None,
+    ) -> None:
+        self.source = str(source)
+        self.kind = kind
+        self.id_field = id_field
+        self.text_field = text_field
+        self.sha256: str | None = None  # set once iteration finishes
+        self._stdin = stdin
+        self._path = None if self.source == "-" else Path(self.source)
+        self._files: list[str] | None = None
+        self._count: int | None = None
+        self._line = 0  # last line read, for error messages
+        self._is_dir, self._gzip, self._layout = self._inspect()
+
+    # ------------------------------------------------------------------ public
+    def __iter__(self) -> Iterator[Record | InvalidRecord]:
+        """Every record of the input in order; sets ``sha256`` when the input is exhausted."""
+        self.sha256 = None
+        parser = RecordParser(self.kind, id_field=self.id_field, text_field=self.text_field)
+        if self._is_dir:
+            yield from self._iter_directory(parser)
+            return
+        digest = hashlib.sha256()
+        with self._open() as raw:
+            hashing = _HashingReader(raw, digest)
+            stream: Any = io.BufferedReader(hashing, _CHUNK)
+            if self._gzip:
+                stream = gzip.GzipFile(fileobj=stream, mode="rb")
+            try:
+                yield from self._iter_lines(stream, parser)
+                hashing.drain()
+            except _READ_ERRORS as err:
+                raise InputError(f"cannot read {self._name} after line {self._line}: {err}") from err
+        self.sha256 = digest.hexdigest()
+
+    def count_hint(self) -> int | None:
+        """Roughly how many records there are, for a progress bar; None where that costs a full decode."""
+        if self._count is not None:
+            return self._count
+        if self._is_dir:
+            self._count = len(self._directory_files())
+        elif self._path is None or self._gzip or not self._path.is_file():
+            return None
+        else:
+            self._count = _count_lines(self._path)
+        return self._count
+
+    # ------------------------------------------------------------------ opening
+    @property
+    def _name(self) -> str:
+        return "standard input" if self._path is None else str(self._path)
+
+    def _inspect(self) -> tuple[bool, bool, Layout]:
+        """(is a directory, is gzip, line layout), or an InputError saying what to fix."""
+        path = self._path
+        if path is None:
+            return False, False, "sniff"
+        if not path.exists():
+            raise InputError(
+                f"input {path} does not exist: set job.input to a file (a directory for job=embed, - for stdin)"
+            )
+        if path.is_dir():
+            if self.kind != "embed":
+                raise InputError(
+                    f"input {path} is a directory, which only job=embed reads: give a .jsonl or .txt file instead"
+                )
+            if not os.access(path, os.R_OK | os.X_OK):
+                raise InputError(f"cannot read the directory {path}: check its permissions")
+            return True, False, "sniff"
+        if not os.access(path, os.R_OK):
+            raise InputError(f"cannot read {path}: permission denied; check its permissions")
+        suffixes = [s.lower() for s in path.suffixes]
+        is_gzip = bool(suffixes) and suffixes[-1] == ".gz"
+        inner = suffixes[-2] if is_gzip and len(suffixes) > 1 else (suffixes[-1] if suffixes and not is_gzip else "")
+        layout: Layout = "jsonl" if inner in _JSONL_SUFFIXES else "text" if inner in _TEXT_SUFFIXES else "sniff"
+        return False, is_gzip, layout
+
+    def _open(self) -> contextlib.AbstractContextManager[BinaryIO]:
+        if self._path is None:
+            return contextlib.nullcontext(self._stdin if self._stdin is not None else sys.stdin.buffer)
+        try:
+            return open(self._path, "rb")  # closed by the caller's with
+        except OSError as err:
+            raise InputError(f"cannot open {self._path}: {err.strerror}; check the path and its permissions") from err
+
+    # ------------------------------------------------------------------ line inputs
+    def _iter_lines(self, stream: Any, parser: RecordParser) -> Iterator[Record | InvalidRecord]:
+        lines = self._numbered_lines(stream)
+        layout = self._layout
+        if layout == "sniff":
+            head: list[_Line] = []
+            for item in lines:
+                head.append(item)
+                if item[2] or item[1].strip():
+                    break
+            first = next((data.lstrip() for _, data, _ in head if data.strip()), b"")
+            layout = "jsonl" if first[:1] in (b"{", b"[") else "text"
+            lines = _chain(head, lines)
+        checked = False
+        for number, data, too_long in lines:
+            if too_long:
+                yield parser.too_long(number, data, MAX_LINE_BYTES)
+                continue
+            if layout == "text":
+                record = parser.from_text_line(number, data)
+            else:
+                if not checked and data.strip():
+                    checked = True
+                    self._reject_pretty_json(data)
+                record = parser.from_json_line(number, data)
+            if record is not None:
+                yield record
+
+    def _numbered_lines(self, stream: Any) -> Iterator[_Line]:
+        """(number, line without its ending, too long); a too-long line is skipped, keeping its first bytes."""
+        self._line = 0
+        while chunk := stream.readline(MAX_LINE_BYTES + 1):
+            self._line += 1
+            if self._line == 1 and chunk.startswith(_BOM):
+                chunk = chunk[len(_BOM) :]
+            if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
+                while (rest := stream.readline(_CHUNK)) and not rest.endswith(b"\n"):
+                    pass
+                yield self._line, chunk[:1024], True
+                continue
+            if chunk.endswith(b"\n"):
+                chunk = chunk[:-1]
+            if chunk.endswith(b"\r"):
+                chunk = chunk[:-1]
+            yield self._line, chunk, False
+
+    def _reject_pretty_json(self, first_line: bytes) -> None:
+        """A JSON document spread over many lines would give one error per line; say so once instead."""
+        if first_line.strip() in (b"[", b"{"):
+            raise InputError(
+                f"{self._name} holds one pretty-printed JSON document, but adam reads JSON Lines (one object per "
+                "line): convert it with jq -c '.[]' (an array) or jq -c . (objects)"
+            )
+
+    # ------------------------------------------------------------------ directory inputs
+    def _directory_files(self) -> list[str]:
+        """Relative POSIX paths of the regular files under the directory, hidden ones skipped, sorted."""
+        if self._files is None:
+            assert self._path is not None
+            root = self._path
+            found: list[str] = []
+
+            def report(err: OSError) -> None:
+                log.warning("skipping %s: %s", err.filename, err.strerror)
+
+            for dirpath, dirnames, filenames in os.walk(root, onerror=report):
+                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+                for name in filenames:
+                    full = Path(dirpath, name)
+                    if not name.startswith(".") and full.is_file():
+                        found.append(full.relative_to(root).as_posix())
+            self._files = sorted(found)
+        return self._files
+
+    def _iter_directory(self, parser: RecordParser) -> Iterator[Record | InvalidRecord]:
+        """One record per file; sha256 covers "path NUL sha256(content) LF" for each file in order."""
+        assert self._path is not None
+        digest = hashlib.sha256()
+        for index, rel in enumerate(self._directory_files(), start=1):
+            inner = hashlib.sha256()
+            data = bytearray()
+            error: str | None = None
+            try:
+                with open(self._path / rel, "rb") as fh:
+                    while block := fh.read(_CHUNK):
+                        inner.update(block)
+                        if error is None and len(data) + len(block) > MAX_LINE_BYTES:
+                            error = f"file is larger than {MAX_LINE_BYTES} bytes: split it into smaller files"
+                            data.clear()  # go on reading only to hash it
+                        elif error is None:
+                            data += block
+            except OSError as err:
+                error = f"cannot read this file: {err.strerror}"
+            digest.update(f"{rel}\0{inner.hexdigest()}\n".encode())
+            if error is not None:
+                yield InvalidRecord(line=index, id=rel, message=error)
+            else:
+                yield parser.from_document(index, rel, bytes(data))
+        self.sha256 = digest.hexdigest()
+
+
+class _HashingReader(io.RawIOBase):
+    """A raw stream that feeds every byte it reads to a hash."""
+
+    def __init__(self, raw: BinaryIO, digest: Any) -> None:
+        self._raw = raw
+        # read1 returns what a pipe has now instead of waiting for a full buffer, so records from a
+        # slow producer on stdin flow as their lines arrive
+        self._read = getattr(raw, "read1", raw.read)
+        self._digest = digest
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        data = self._read(len(buffer))
+        n = len(data)
+        buffer[:n] = data
+        self._digest.update(data)
+        return n
+
+    def drain(self) -> None:
+        """Read (and hash) whatever the decoder left unread, such as bytes after a gzip member."""
+        while data := self._read(_CHUNK):
+            self._digest.update(data)
+
+
+def _chain(head: list[_Line], rest: Iterator[_Line]) -> Iterator[_Line]:
+    yield from head
+    yield from rest
+
+
+def _count_lines(path: Path) -> int:
+    """Lines in a file (a last line without a newline counts), read in large blocks."""
+    count = 0
+    last = b"\n"
+    with open(path, "rb") as fh:
+        while block := fh.read(_CHUNK):
+            count += block.count(b"\n")
+            last = block[-1:]
+    return count + (last != b"\n")

@@ -1,0 +1,275 @@
+"""One input line or document -> a Record or an InvalidRecord, for native and OpenAI Batch inputs.
+
+The parser never interprets values: a ``_target_`` key or a ``${...}`` string in a record is data,
+passed through as it came (records never go near OmegaConf or Hydra's instantiate).
+"""
+
+from __future__ import annotations
+
+import difflib
+import json
+import logging
+from collections.abc import Mapping
+from typing import Any, Literal
+
+from adam.io.records import InvalidRecord, Record, RecordFormat
+from adam.io.validation import check
+
+log = logging.getLogger(__name__)
+
+Kind = Literal["generate", "embed"]
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")
+_INT_PARAMS = frozenset({"max_tokens", "seed"})
+URLS: dict[str, tuple[str, ...]] = {
+    "generate": ("/v1/chat/completions", "/v1/completions"),
+    "embed": ("/v1/embeddings",),
+}
+_OPENAI_TOP = frozenset({"custom_id", "method", "url", "body"})
+_OPENAI_BODY = frozenset({"model", "messages", "prompt", "input", "max_completion_tokens", "n", *PARAMS})
+SNIPPET_CHARS = 200
+_JSON_TYPES = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number"}
+
+
+class RecordParser:
+    """Turns decoded input into records for one reader: tracks ids for duplicates and warns once per field."""
+
+    def __init__(self, kind: Kind, *, id_field: str = "id", text_field: str | None = None) -> None:
+        self.kind = kind
+        self.id_field = id_field
+        self._text_name = "prompt" if kind == "generate" else "text"  # the schema's name for the text
+        self.text_field = text_field or self._text_name
+        self.format: RecordFormat = "native"  # of the first object seen; lines that are not JSON report in it
+        self._format_known = False
+        self._first_line: dict[str, int] = {}  # str(id) -> line it was first seen on
+        self._warned: set[str] = set()
+        known = ["messages", *PARAMS] if kind == "generate" else []
+        self._fields = {name: name for name in (*known, "metadata")}
+        self._fields[self.id_field] = "id"
+        self._fields[self.text_field] = self._text_name
+        self._rename = {"id": self.id_field, self._text_name: self.text_field}
+
+    # ------------------------------------------------------------------ entry points
+    def from_json_line(self, line: int, raw: bytes) -> Record | InvalidRecord | None:
+        """A JSONL line (without its line ending); None for a blank line."""
+        text = self._decode(line, raw)
+        if isinstance(text, InvalidRecord):
+            return text
+        if not text.strip():
+            return None
+        try:
+            obj = json.loads(text, parse_constant=_refuse_constant)
+        except json.JSONDecodeError as err:
+            msg = f"not valid JSON: {err.msg} at column {err.colno} — each line must be one JSON object"
+            return self._invalid(line, None, msg, snippet=text)
+        except _NotJson as err:
+            return self._invalid(line, None, f"not valid JSON: {err} — each line must be one JSON object", snippet=text)
+        if not isinstance(obj, dict):
+            kind = "null" if obj is None else _JSON_TYPES.get(type(obj), type(obj).__name__)
+            return self._invalid(line, None, f"expected a JSON object, got {kind}", snippet=text)
+        if is_openai_request(obj):
+            return self._openai(line, obj, text)
+        return self._native(line, obj, text)
+
+    def from_text_line(self, line: int, raw: bytes) -> Record | InvalidRecord | None:
+        """A line of a plain-text input: the whole line is the prompt (or text); its id is its line number."""
+        text = self._decode(line, raw, id_=line)
+        if isinstance(text, InvalidRecord):
+            return text
+        if not text.strip():
+            return None
+        if self.kind == "generate":
+            return Record(line=line, id=line, prompt=text, chat=True)
+        return Record(line=line, id=line, text=text)
+
+    def from_document(self, index: int, relpath: str, data: bytes) -> Record | InvalidRecord:
+        """One file of a directory input: the file's text, with its relative path as id."""
+        text = self._decode(index, data, id_=relpath)
+        if isinstance(text, InvalidRecord):
+            return text
+        text = text.removeprefix("\ufeff")
+        if not text.strip():
+            return self._invalid(index, relpath, "file is empty")
+        return Record(line=index, id=relpath, text=text)
+
+    def too_long(self, line: int, head: bytes, limit: int) -> InvalidRecord:
+        """A line over the size limit, which the reader skipped without holding it."""
+        msg = f"line is longer than {limit} bytes: a record must fit on one line of at most that size"
+        return self._invalid(line, None, msg, snippet=head.decode("utf-8", "replace"))
+
+    # ------------------------------------------------------------------ native records
+    def _native(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
+        self._note_format("native")
+        view: dict[str, Any] = {}
+        extra: dict[str, Any] = {}
+        for key, value in obj.items():
+            canon = self._fields.get(key)
+            if canon is None:
+                extra[key] = value
+            else:
+                view[canon] = value
+        own_id = "id" in view
+        id_ = view.get("id", line)
+        if not _is_id(id_):
+            msg = f"'{self.id_field}' must be a non-empty string or an integer, got {json.dumps(id_)[:60]}"
+            return self._invalid(line, None, msg, snippet=raw)
+        snippet = None if own_id else raw
+        message = check(self.kind, view, rename=self._rename)
+        if message is not None:
+            self._remember(id_, line)
+            return self._invalid(line, id_, message + self._hint(view, obj), snippet=snippet)
+        if (dup := self._duplicate(id_, line)) is not None:
+            return self._invalid(line, id_, dup, snippet=snippet)
+        for key in extra:
+            self._warn_misspelt(key)
+        common: dict[str, Any] = {"line": line, "id": id_, "metadata": view.get("metadata"), "extra": extra}
+        if self.kind == "embed":
+            return Record(text=view["text"], **common)
+        params = normalise_params(view)
+        if "messages" in view:
+            return Record(messages=normalise_messages(view["messages"]), params=params, **common)
+        return Record(prompt=view["prompt"], chat=True, params=params, **common)
+
+    def _hint(self, view: Mapping[str, Any], obj: Mapping[str, Any]) -> str:
+        """Point at job.text_field when the text sits under the other usual name."""
+        if self._text_name in view or "messages" in view:
+            return ""
+        other = "text" if self.kind == "generate" else "prompt"
+        if other in obj and other != self.text_field:
+            return f"; this record has '{other}': set job.text_field={other}"
+        return ""
+
+    # ------------------------------------------------------------------ OpenAI batch requests
+    def _openai(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
+        self._note_format("openai")
+        cid = obj.get("custom_id")
+        id_ = cid if isinstance(cid, str) and cid else None
+        snippet = None if id_ is not None else raw
+        url = obj.get("url")
+        message = None
+        if isinstance(url, str) and url not in URLS[self.kind]:
+            message = f"url {url!r} is not supported by a {self.kind} job: use {' or '.join(URLS[self.kind])}"
+            other = next((k for k, urls in URLS.items() if url in urls), None)
+            if other is not None:
+                message += f" (or run job={other})"
+        message = message or check("openai_request", obj)
+        if message is not None:
+            if id_ is not None:
+                self._remember(id_, line)
+            return self._invalid(line, id_, message, snippet=snippet, fmt="openai")
+        assert id_ is not None  # the schema requires a non-empty custom_id
+        if (dup := self._duplicate(id_, line)) is not None:
+            return self._invalid(line, id_, dup, fmt="openai")
+        body: dict[str, Any] = obj["body"]
+        for key in obj.keys() - _OPENAI_TOP:
+            self._warn_once(f"top:{key}", "field %r of an OpenAI batch line is ignored", key)
+        for key in body.keys() - _OPENAI_BODY:
+            self._warn_once(f"body:{key}", "body key %r is not supported by adam and is ignored", key)
+        if "model" in body and self._once("model"):
+            log.info("request bodies name model %r; adam answers with its configured model", body["model"])
+        common: dict[str, Any] = {"line": line, "id": id_, "format": "openai", "url": url}
+        if url == "/v1/embeddings":
+            text = body["input"] if isinstance(body["input"], str) else body["input"][0]
+            return Record(text=text, **common)
+        params = normalise_params(body)
+        if body.get("max_completion_tokens") is not None:
+            params["max_tokens"] = int(body["max_completion_tokens"])
+        if url == "/v1/completions":
+            return Record(prompt=body["prompt"], chat=False, params=params, **common)
+        return Record(messages=normalise_messages(body["messages"]), params=params, **common)
+
+    # ------------------------------------------------------------------ shared helpers
+    def _decode(self, line: int, raw: bytes, id_: str | int | None = None) -> str | InvalidRecord:
+        try:
+            return raw.decode("utf-8")
+        except UnicodeDecodeError as err:
+            msg = f"not valid UTF-8 (byte 0x{raw[err.start]:02x} at offset {err.start}): save the input as UTF-8"
+            return self._invalid(line, id_, msg, snippet=raw.decode("utf-8", "replace"))
+
+    def _invalid(
+        self,
+        line: int,
+        id_: str | int | None,
+        message: str,
+        *,
+        snippet: str | None = None,
+        fmt: RecordFormat | None = None,
+    ) -> InvalidRecord:
+        clipped = snippet[:SNIPPET_CHARS] if snippet is not None else None
+        return InvalidRecord(line=line, id=id_, message=message, format=fmt or self.format, snippet=clipped)
+
+    def _note_format(self, fmt: RecordFormat) -> None:
+        if not self._format_known:
+            self.format, self._format_known = fmt, True
+
+    def _remember(self, id_: str | int, line: int) -> None:
+        self._first_line.setdefault(str(id_), line)
+
+    def _duplicate(self, id_: str | int, line: int) -> str | None:
+        """A message if ``id_`` was seen before; 1 and "1" count as the same id (Parquet stores ids as text)."""
+        first = self._first_line.setdefault(str(id_), line)
+        return None if first == line else f"duplicate id {id_!r} (first seen on line {first})"
+
+    def _warn_misspelt(self, name: str) -> None:
+        if not self._once(f"field:{name}"):  # each name is looked at once per reader
+            return
+        close = difflib.get_close_matches(name, list(self._fields), n=1, cutoff=0.8)
+        if close:
+            log.warning("unknown field %r (did you mean %r?) is passed through, not used", name, close[0])
+
+    def _warn_once(self, key: str, fmt: str, *args: Any) -> None:
+        if self._once(key):
+            log.warning(fmt, *args)
+
+    def _once(self, key: str) -> bool:
+        if key in self._warned:
+            return False
+        self._warned.add(key)
+        return True
+
+
+def is_openai_request(obj: Mapping[str, Any]) -> bool:
+    """Whether a JSON object is an OpenAI Batch request line (has custom_id, or a body with url/method)."""
+    return "custom_id" in obj or ("body" in obj and ("url" in obj or "method" in obj))
+
+
+def normalise_params(src: Mapping[str, Any]) -> dict[str, Any]:
+    """The known sampling params of a validated record; unset (null) ones left out, stop always a list."""
+    params: dict[str, Any] = {}
+    for name in PARAMS:
+        value = src.get(name)
+        if value is None:
+            continue
+        if name in _INT_PARAMS:
+            value = int(value)  # JSON Schema counts 3.0 as an integer
+        elif name == "stop":
+            value = [value] if isinstance(value, str) else list(value)
+        params[name] = value
+    return params
+
+
+def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
+    """Validated chat messages with text-part lists joined into one string and developer read as system."""
+    out = []
+    for msg in messages:
+        content = msg["content"]
+        if not isinstance(content, str):
+            content = "\n".join(part["text"] for part in content)
+        role = "system" if msg["role"] == "developer" else msg["role"]
+        item = {"role": role, "content": content}
+        item.update({k: msg[k] for k in ("name", "tool_call_id") if k in msg})
+        out.append(item)
+    return out
+
+
+class _NotJson(ValueError):
+    """A Python-only literal (NaN, Infinity) that json.loads would otherwise accept."""
+
+
+def _refuse_constant(name: str) -> Any:
+    raise _NotJson(f"{name} is not a JSON value (use a number or null)")
+
+
+def _is_id(value: Any) -> bool:
+    if isinstance(value, str):
+        return bool(value)
+    return isinstance(value, int) and not isinstance(value, bool)
