@@ -1,0 +1,603 @@
+"""The Ollama backend: generation, streaming and embeddings on an Ollama server via the official client.
+
+The server does the model work, so this backend only shapes requests and replies. It sends
+``num_ctx`` = the size's context length with every generation (Ollama's small default context
+silently cuts long prompts), keeps up to ``concurrency`` requests in flight, and translates every
+client error in one place (``_translate``): a missing model is a ModelNotFoundError with the pull
+hint, 429/5xx and timeouts are retried with backoff, a refused connection is BackendUnavailable.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import logging
+import math
+import os
+import re
+import sys
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+from urllib.parse import urlsplit
+
+from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, StreamChunk, finish_generation
+from adam.backends.retry import Backoff, TransientError
+from adam.backends.text import StreamAssembler
+from adam.config import PullPolicy
+from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
+
+if TYPE_CHECKING:
+    import ollama
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+DEFAULT_HOST = "http://127.0.0.1:11434"
+DEFAULT_PORT = 11434
+CHARS_PER_TOKEN = 4  # Ollama has no tokenize endpoint; count_tokens is this estimate
+DIGEST = re.compile(r"^sha256[:-][0-9a-f]{64}$")
+
+
+class OllamaBackend(ModelBackend):
+    """Runs the size's ``ollama_tag`` on an Ollama server; ``hardware`` is the server's business."""
+
+    name = "ollama"
+    supports_embeddings = True
+    supports_streaming = True
+
+    def __init__(
+        self,
+        size: Any,
+        hardware: Any = None,
+        host: str | None = None,
+        concurrency: int = 4,
+        timeout: float = 300.0,
+        keep_alive: str | float | None = None,
+        pull: PullPolicy | str = PullPolicy.missing,
+        retries: int = 3,
+        backoff: float = 0.5,
+        max_backoff: float = 30.0,
+        dimensions: int | None = None,
+        truncate: bool = True,
+        share_store: str | None = None,
+    ) -> None:
+        super().__init__(size, hardware)
+        if not self.size.ollama_tag:
+            raise ConfigError(
+                f"size={self.size.name} has no Ollama model; pick a size with an ollama_tag "
+                f"({', '.join(_sizes_with_ollama_tag()) or 'qwen3_small, ...'}) or set size.ollama_tag=<name:tag>"
+            )
+        if concurrency < 1:
+            raise ConfigError(f"backend.concurrency must be at least 1, not {concurrency}")
+        if timeout <= 0:
+            raise ConfigError(f"backend.timeout must be positive, not {timeout}")
+        if dimensions is not None and dimensions < 1:
+            raise ConfigError(f"backend.dimensions must be at least 1 or null, not {dimensions}")
+        try:
+            self.pull_policy = PullPolicy(pull)
+            self.backoff = Backoff(retries=retries, base=backoff, maximum=max_backoff)
+        except ValueError as err:
+            raise ConfigError(f"backend: {err} (pull: missing | never | always)") from err
+        self.model: str = self.size.ollama_tag
+        self.host = normalise_host(host or os.environ.get("OLLAMA_HOST"))
+        self.concurrency = concurrency
+        self.timeout = float(timeout)
+        self.keep_alive = _keep_alive(keep_alive)
+        self.dimensions = dimensions
+        self.truncate = truncate
+        self.share_store = share_store
+        self._lock = threading.Lock()
+        self._ollama: ollama.Client | None = None  # created on first use: construction stays offline
+        self._pool: ThreadPoolExecutor | None = None
+
+    # ----------------------------------------------------------------- generation
+    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
+        """Generate with up to ``concurrency`` requests in flight; a failed request fails alone, in place."""
+        # Each request is its own HTTP call, so the base class's retry-the-batch-one-by-one isolation
+        # would only resend the requests that already succeeded.
+        if not requests:
+            return []
+        pool = self._executor()
+        futures = [pool.submit(self._settle, request) for request in requests]
+        try:
+            return [future.result() for future in futures]
+        finally:  # BackendUnavailable or an interrupt: do not start what is still queued
+            for future in futures:
+                future.cancel()
+
+    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        results = self.generate(requests)
+        for result in results:
+            if isinstance(result, BackendError):
+                raise result
+        return results  # type: ignore[return-value]
+
+    def _settle(self, request: GenerationRequest) -> Generation | BackendError:
+        try:
+            return self._generate_one(request)
+        except BackendError as err:
+            return err
+
+    def _generate_one(self, request: GenerationRequest) -> Generation:
+        what, call = self._generation_call(request, stream=False)
+        reply = self._call(what, call)
+        text, thinking = _reply_text(reply)
+        gen = finish_generation(
+            text,
+            request,
+            finish_reason=_finish_reason(reply.done_reason),
+            prompt_tokens=reply.prompt_eval_count or 0,
+            completion_tokens=reply.eval_count or 0,
+        )
+        if thinking:  # Ollama parsed the thinking itself; it wins over any <think> tags left in the text
+            gen.thinking = thinking
+        return gen
+
+    def _generation_call(self, request: GenerationRequest, *, stream: bool) -> tuple[str, Callable[[], Any]]:
+        """(what, call): /api/chat for messages, raw /api/generate for a prompt."""
+        client = self._client()
+        kwargs: dict[str, Any] = {
+            "model": self.model,
+            "stream": stream,
+            "format": ollama_format(request.response_format),
+            "options": self._options(request),
+            "keep_alive": self.keep_alive,
+        }
+        if request.prompt is not None:  # no chat template, so no thinking switch either
+            return "generate", lambda: client.generate(prompt=request.prompt, raw=True, **kwargs)
+        messages = [_message(m) for m in request.messages]
+        return "chat", lambda: client.chat(messages=messages, think=request.thinking, **kwargs)
+
+    def _options(self, request: GenerationRequest) -> dict[str, Any]:
+        options: dict[str, Any] = {
+            "num_ctx": self.size.context_length,
+            "num_predict": request.max_tokens,
+            "temperature": request.temperature,
+            "top_p": request.top_p,
+        }
+        if request.seed is not None:
+            options["seed"] = request.seed
+        if request.stop:
+            options["stop"] = list(request.stop)
+        return options
+
+    # ----------------------------------------------------------------- streaming
+    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        what, call = self._generation_call(request, stream=True)
+        for part in self._open_stream(what, call):
+            text, thinking = _reply_text(part)
+            if part.done:
+                reason = _finish_reason(part.done_reason)
+                yield StreamChunk(text, thinking or "", reason, part.prompt_eval_count or 0, part.eval_count or 0)
+                return
+            yield StreamChunk(text, thinking or "")
+        raise BackendError(f"the Ollama {what} stream ended before the server said it was done")
+
+    def _stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        # The base class feeds only chunk.text to the StreamAssembler (which finds thinking in
+        # <think> tags), so the thinking Ollama sends in its own field would be lost. Forward those
+        # deltas as they come and let the assembler cut stop strings and stray tags from the answer,
+        # as finish_generation does. Like generate(), the server's thinking wins: once it sent some,
+        # thinking the assembler finds in tags is dropped.
+        assembler = StreamAssembler(request.stop)
+        server_thinking = False
+        with contextlib.closing(self._stream_raw(request)) as raws:  # a stop string hit closes the HTTP stream
+            for raw in raws:
+                chunk = assembler.feed(raw)
+                if raw.thinking:
+                    server_thinking = True
+                    chunk.thinking = raw.thinking
+                elif server_thinking:
+                    chunk.thinking = ""
+                if chunk.text or chunk.thinking:
+                    yield chunk
+                if assembler.stopped:
+                    break
+        last = assembler.close()
+        if server_thinking:
+            last.thinking = ""
+        yield last
+
+    # ----------------------------------------------------------------- embeddings
+    def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
+        import numpy as np
+
+        client = self._client()
+        reply = self._call(
+            "embed",
+            lambda: client.embed(
+                model=self.model,
+                input=list(texts),
+                truncate=self.truncate,
+                dimensions=self.dimensions,
+                keep_alive=self.keep_alive,
+            ),
+        )
+        vectors = np.asarray(reply.embeddings, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(texts):
+            raise BackendError(f"Ollama embed returned {len(reply.embeddings)} vectors for {len(texts)} texts")
+        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
+        if not np.allclose(norms, 1.0, atol=1e-3):  # Ollama normalises; older servers and some models do not
+            vectors = vectors / np.where(norms > 0, norms, 1.0)
+        tokens = split_tokens(reply.prompt_eval_count, texts, self.count_tokens)
+        return [Embedding(vector, count, truncated=False) for vector, count in zip(vectors, tokens, strict=True)]
+
+    # ----------------------------------------------------------------- the model on the server
+    def count_tokens(self, text: str) -> int:
+        """An estimate (about 4 characters a token): Ollama has no tokenize endpoint."""
+        return math.ceil(len(text) / CHARS_PER_TOKEN)
+
+    def info(self) -> dict[str, Any]:
+        """Backend, host, model tag and context; family, size, quantization and digest when the server has it."""
+        out: dict[str, Any] = {
+            "backend": self.name,
+            "host": self.host,
+            "model": self.model,
+            "kind": self.size.kind.value,
+            "context_length": self.size.context_length,
+        }
+        client = self._client()
+        try:
+            shown = self._call("show", lambda: client.show(self.model))
+            listed = self._call("list", client.list)
+        except AdamError as err:
+            log.debug("no model details from Ollama: %s", err)
+            return out
+        details = shown.details
+        if details is not None:
+            for key in ("family", "parameter_size", "quantization_level", "format"):
+                if getattr(details, key, None):
+                    out[key] = getattr(details, key)
+        digests = [m.digest for m in listed.models if m.model and _same_model(m.model, self.model)]
+        if digests and digests[0]:
+            out["digest"] = digests[0]
+        return out
+
+    def check_available(self) -> None:
+        """Reach the server, then make sure it has the model, pulling it as ``pull`` says."""
+        client = self._client()
+        self._call("list", client.list)  # a refused connection becomes BackendUnavailable here
+        if self.pull_policy is PullPolicy.always:
+            self.pull()
+        elif not self.has_model():
+            if self.pull_policy is PullPolicy.never:
+                raise ModelNotFoundError(self._missing_hint())
+            self.pull()
+
+    def has_model(self) -> bool:
+        """Whether the server has the model now."""
+        client = self._client()
+        try:
+            self._call("show", lambda: client.show(self.model))
+        except ModelNotFoundError:
+            return False
+        return True
+
+    def load(self) -> None:
+        """Load the model into the server's memory now (a generate call with no prompt)."""
+        client = self._client()
+        self._call("load", lambda: client.generate(model=self.model, keep_alive=self.keep_alive))
+
+    def pull(self) -> None:
+        """Put the model on the server: from the shared store when it is there, else from the Ollama registry."""
+        if self._create_from_shared_store(self.model):
+            log.info("created %s on %s from the shared store", self.model, self.host)
+            return
+        from tqdm import tqdm
+
+        log.info("pulling %s on the Ollama server at %s", self.model, self.host)
+        client = self._client()
+        layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total) bytes
+        status = ""
+        tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
+        with tqdm(desc=f"pull {self.model}", unit="B", unit_scale=True, file=sys.stderr, disable=not tty) as bar:
+            try:
+                for part in self._open_stream("pull", lambda: client.pull(self.model, stream=True)):
+                    status = part.status or status
+                    if part.digest and part.total:
+                        layers[part.digest] = (part.completed or 0, part.total)
+                        bar.total = sum(total for _, total in layers.values())
+                        bar.n = sum(done for done, _ in layers.values())
+                        bar.refresh()
+            except BackendError as err:
+                if "not exist" in str(err) or "not found" in str(err):
+                    raise ModelNotFoundError(
+                        f"the Ollama registry has no {self.model}: {err}; set size.ollama_tag=<name:tag>"
+                    ) from err
+                raise BackendUnavailable(f"pulling {self.model} on {self.host} failed: {err}") from err
+        if status != "success":
+            raise BackendUnavailable(f"pulling {self.model} on {self.host} ended with {status!r}, not 'success'")
+        log.info("pulled %s", self.model)
+
+    def _create_from_shared_store(self, tag: str) -> bool:
+        """SHARING HOOK: create ``tag`` from a GGUF in adam's shared store instead of pulling; False when none."""
+        # Wired by adam.sharing (not written yet); the contract assumed here is
+        # find_shared_gguf(tag, store) -> Path | None.
+        try:
+            from adam.sharing.store import find_shared_gguf  # type: ignore[import-not-found]
+        except ImportError:
+            return False
+        path = find_shared_gguf(tag, self.share_store)
+        if path is None:
+            return False
+        path = Path(path)
+        self.create_model(tag, {path.name: self.push_blob(path)}, template=None, parameters=None, system=None)
+        return True
+
+    # ----------------------------------------------------------------- model-sharing primitives
+    def has_blob(self, digest: str) -> bool:
+        """Whether the server holds the blob ``sha256:<hex>`` (HEAD /api/blobs/<digest>)."""
+        if not DIGEST.match(digest):
+            raise ValueError(f"not a blob digest: {digest!r} (want sha256:<64 hex digits>)")
+        client = self._client()
+
+        def head() -> bool:
+            # The official client can only POST blobs, so ask through its own HTTP session.
+            reply = client._client.head(f"/api/blobs/{digest}")
+            if reply.status_code not in (200, 404):
+                import ollama
+
+                raise ollama.ResponseError(reply.text or reply.reason_phrase, reply.status_code)
+            return reply.status_code == 200
+
+        return self._call("blob check", head)
+
+    def push_blob(self, path: Path, digest: str | None = None) -> str:
+        """Upload a file as a blob unless the server has it already; returns its digest ``sha256:<hex>``."""
+        path = Path(path)
+        digest = digest or file_digest(path)
+        if self.has_blob(digest):
+            log.info("the server already has %s (%s)", path.name, digest)
+            return digest
+        log.info("uploading %s to %s", path, self.host)
+        client = self._client()
+        return self._call("blob upload", lambda: client.create_blob(path))
+
+    def create_model(
+        self,
+        name: str,
+        files: dict[str, str],
+        *,
+        template: str | None = None,
+        parameters: dict[str, Any] | None = None,
+        system: str | None = None,
+    ) -> None:
+        """Create model ``name`` on the server from uploaded blobs ({file name: digest})."""
+        client = self._client()
+        status = ""
+
+        def create() -> Iterator[Any]:
+            return client.create(
+                model=name, files=files, template=template, parameters=parameters, system=system, stream=True
+            )
+
+        for part in self._open_stream("create", create):
+            status = part.status or status
+            log.debug("create %s: %s", name, status)
+        if status != "success":
+            raise BackendError(f"creating {name} on {self.host} ended with {status!r}, not 'success'")
+
+    # ----------------------------------------------------------------- client, errors, threads
+    def close(self) -> None:
+        """Stop the worker threads and close the HTTP client."""
+        with self._lock:
+            pool, self._pool = self._pool, None
+            client, self._ollama = self._ollama, None
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+        if client is not None:
+            client.close()
+
+    def _client(self) -> ollama.Client:
+        with self._lock:
+            if self._ollama is None:
+                import ollama
+
+                self._ollama = ollama.Client(host=self.host, timeout=self.timeout)
+            return self._ollama
+
+    def _executor(self) -> ThreadPoolExecutor:
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="adam-ollama")
+            return self._pool
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T:
+        """The one wrapper around client calls: errors translated, transient ones retried with backoff."""
+
+        def attempt() -> T:
+            try:
+                return fn()
+            except AdamError:
+                raise
+            except Exception as err:
+                translated = self._translate(err, what)
+                if translated is None:
+                    raise
+                raise translated from err
+
+        return self.backoff.call(attempt, f"Ollama {what}")
+
+    def _open_stream(self, what: str, fn: Callable[[], Iterator[T]]) -> Iterator[T]:
+        """A streamed call, retried until its first part arrives; an error after that is not retried."""
+
+        def first() -> tuple[T, Iterator[T]]:
+            parts = fn()
+            head = next(parts, None)  # ollama-python sends the request on the first next()
+            if head is None:
+                raise BackendError(f"Ollama {what} sent an empty stream")
+            return head, parts
+
+        head, parts = self._call(what, first)
+        yield head
+        try:
+            yield from parts
+        except AdamError:
+            raise
+        except Exception as err:  # an {"error": ...} line mid-stream is a ResponseError here
+            translated = self._translate(err, what)
+            if translated is None:
+                raise
+            raise translated from err
+
+    def _translate(self, err: Exception, what: str) -> AdamError | None:
+        """The AdamError a client error means, or None for errors that are not the server's."""
+        import httpx
+        import ollama
+
+        if isinstance(err, ollama.ResponseError):
+            status, reason = err.status_code, _one_line(str(err.error))
+            if status == 404 and "model" in reason.lower():
+                return ModelNotFoundError(self._missing_hint())
+            if status < 0:  # no HTTP status: an error line inside a 200 stream
+                return BackendError(f"Ollama {what} failed mid-stream: {reason}")
+            if status == 429 or status >= 500:
+                return TransientError(f"Ollama {what} failed: {reason} (HTTP {status})")
+            return BackendError(f"Ollama {what} failed: {reason} (HTTP {status})")
+        if isinstance(err, httpx.TimeoutException):
+            return TransientError(f"Ollama {what} timed out after {self.timeout:g}s ({type(err).__name__})")
+        if isinstance(err, ConnectionError | httpx.ConnectError):
+            return BackendUnavailable(
+                f"no Ollama server at {self.host}: start it with `ollama serve` or set backend.host"
+            )
+        if isinstance(err, httpx.TransportError):  # reset or closed mid-reply: the server may be restarting
+            return TransientError(f"Ollama {what} lost the connection: {_one_line(str(err)) or type(err).__name__}")
+        if isinstance(err, ValueError | ollama.RequestError):  # unparsable or unexpected reply
+            return BackendError(f"unexpected reply to Ollama {what}: {_one_line(str(err))}")
+        return None
+
+    def _missing_hint(self) -> str:
+        return (
+            f"model {self.model} is not on the Ollama server at {self.host}: "
+            f"run `ollama pull {self.model}`, or set backend.pull=missing"
+        )
+
+
+# --------------------------------------------------------------------- helpers
+def normalise_host(host: str | None) -> str:
+    """``scheme://host:port[/path]`` from a URL, ``host:port`` or bare host, read as ollama-python reads OLLAMA_HOST."""
+    raw = (host or "").strip()
+    if not raw:
+        return DEFAULT_HOST
+    scheme, sep, _ = raw.partition("://")
+    if not sep:
+        scheme, raw = "http", f"http://{raw}"
+    default_port = {"http": 80, "https": 443}.get(scheme, DEFAULT_PORT) if sep else DEFAULT_PORT
+    split = urlsplit(raw)
+    name = split.hostname or "127.0.0.1"
+    if ":" in name:  # IPv6 literal
+        name = f"[{name}]"
+    try:
+        port = split.port or default_port
+    except ValueError as err:
+        raise ConfigError(f"backend.host {host!r} has a bad port: {err}") from err
+    path = split.path.rstrip("/")
+    return f"{scheme}://{name}:{port}{path}"
+
+
+def ollama_format(response_format: Mapping[str, Any] | None) -> str | dict[str, Any] | None:
+    """Ollama's ``format`` for an OpenAI ``response_format`` or a bare JSON schema."""
+    if not response_format:
+        return None
+    kind = response_format.get("type")
+    if kind == "json_schema":
+        schema = (response_format.get("json_schema") or {}).get("schema")
+        if not isinstance(schema, Mapping):
+            raise BackendError("response_format type json_schema needs json_schema.schema, a JSON schema object")
+        return dict(schema)
+    if kind == "json_object":
+        return "json"
+    if kind == "text":
+        return None
+    return dict(response_format)  # a JSON schema itself
+
+
+def split_tokens(total: int | None, texts: Sequence[str], estimate: Callable[[str], int]) -> list[int]:
+    """Per-text token counts from a batch total, shared in proportion to text length (exact for one text).
+
+    Ollama reports one prompt_eval_count for the whole /api/embed request; without it, each text
+    gets the ``estimate``.
+    """
+    if total is None:
+        return [estimate(t) for t in texts]
+    if len(texts) == 1:
+        return [total]
+    weights = [max(len(t), 1) for t in texts]
+    shares = [total * w / sum(weights) for w in weights]
+    counts = [math.floor(s) for s in shares]
+    by_remainder = sorted(range(len(texts)), key=lambda i: shares[i] - counts[i], reverse=True)
+    for i in by_remainder[: total - sum(counts)]:
+        counts[i] += 1
+    return counts
+
+
+def file_digest(path: Path) -> str:
+    """``sha256:<hex>`` of a file, read in 1 MiB pieces."""
+    sha = hashlib.sha256()
+    with open(path, "rb") as f:
+        for piece in iter(lambda: f.read(1 << 20), b""):
+            sha.update(piece)
+    return f"sha256:{sha.hexdigest()}"
+
+
+def _reply_text(reply: Any) -> tuple[str, str | None]:
+    """(text, server thinking) of a chat or generate reply or stream part."""
+    message = getattr(reply, "message", None)
+    if message is not None:
+        return message.content or "", message.thinking or None
+    return reply.response or "", reply.thinking or None
+
+
+def _finish_reason(done_reason: str | None) -> str:
+    return "length" if done_reason == "length" else "stop"
+
+
+def _message(message: Mapping[str, Any]) -> dict[str, Any]:
+    """An Ollama chat message: role and text (OpenAI content parts joined)."""
+    content = message.get("content")
+    if isinstance(content, list):
+        content = "".join(p.get("text", "") for p in content if isinstance(p, Mapping) and p.get("type") == "text")
+    return {"role": message["role"], "content": content or ""}
+
+
+def _same_model(listed: str, wanted: str) -> bool:
+    def full(name: str) -> str:
+        return name if ":" in name.rsplit("/", 1)[-1] else f"{name}:latest"
+
+    return full(listed) == full(wanted)
+
+
+def _keep_alive(value: str | float | None) -> str | float | None:
+    """Seconds as a number (a unitless string is not a Go duration to Ollama); "5m" and the like as they are."""
+    if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value.strip()):
+        return float(value)
+    return value
+
+
+def _one_line(text: str) -> str:
+    return " ".join(text.split())
+
+
+def _sizes_with_ollama_tag() -> list[str]:
+    """Sizes in conf/size whose YAML sets an ollama_tag (for the error hint)."""
+    from importlib import resources
+
+    import yaml
+
+    from adam import registry
+    from adam.config import CONFIG_MODULE
+
+    folder = resources.files(CONFIG_MODULE).joinpath("size")
+    names = []
+    for name in registry.sizes():
+        try:
+            data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError):
+            continue
+        if data.get("ollama_tag"):
+            names.append(name)
+    return names
