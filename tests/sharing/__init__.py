@@ -1,0 +1,1 @@
+"""Tests of adam.sharing: GGUF export, the shared store and Ollama models on disk."""
