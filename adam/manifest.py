@@ -30,10 +30,11 @@ def _versions() -> dict[str, str]:
 
 def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The run config with interpolations resolved and Hydra's own node left out."""
-    container = OmegaConf.to_container(cfg, resolve=True, throw_on_missing=False)
-    assert isinstance(container, dict)
-    container.pop("hydra", None)
-    return container
+    out: dict[str, Any] = {}
+    for key in cfg:
+        if key != "hydra":
+            out[str(key)] = OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=False)
+    return out
 
 
 class Manifest:

@@ -7,6 +7,8 @@ the run with exit status 4 and a manifest that says so.
 
 from __future__ import annotations
 
+import dataclasses
+import difflib
 import logging
 import os
 from collections.abc import Callable
@@ -61,12 +63,34 @@ def run_dir_of(cfg: DictConfig) -> Path:
     raise ConfigError("no run directory: run through `python -m adam` or compose with return_hydra_config=True")
 
 
+def _unknown_keys(cfg: DictConfig) -> list[str]:
+    """Keys added with Hydra's `+key=value` that the group's schema does not know."""
+    found = []
+    for group in cfg:
+        node = cfg[group]
+        schema = OmegaConf.get_type(node) if isinstance(node, DictConfig) else None
+        if group == "hydra" or schema is None or not dataclasses.is_dataclass(schema):
+            continue
+        known = {f.name for f in dataclasses.fields(schema)}
+        for key in set(node.keys()) - known:
+            hint = difflib.get_close_matches(str(key), known, n=1)
+            found.append(f"{group}.{key}" + (f" (did you mean {group}.{hint[0]}?)" if hint else ""))
+    return sorted(found)
+
+
 def preflight(cfg: DictConfig, run_dir: Path) -> None:
     """Fail on config mistakes before anything loads: missing values, wrong job/model pairing, bad paths."""
-    missing = [k for k in OmegaConf.missing_keys(cfg) if not k.startswith("hydra.")]
+    unknown = _unknown_keys(cfg)
+    if unknown:
+        raise ConfigError(f"unknown config key {', '.join(unknown)}")
+    missing = [f"{group}.{key}" for group in cfg if group != "hydra" for key in OmegaConf.missing_keys(cfg[group])]
     if missing:
         examples = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"missing value for {', '.join(missing)}: set it on the command line, e.g. {examples}")
+    if not (cfg.size.path or cfg.size.package or cfg.size.hf_id):
+        raise ConfigError(
+            f"size={cfg.size.name} names no model: set size.path=/path/to/model (an HF directory or a .gguf file)"
+        )
     name = cfg.job.name
     if name not in JOBS:
         raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
