@@ -130,6 +130,46 @@ class InfoJob:
 
 
 @dataclass
+class ShareJob:
+    """Share the size's HuggingFace weights with Ollama; the settings live in the top-level ``share`` node."""
+
+    name: str = "share"
+
+
+class GgufType(str, Enum):
+    """Tensor type of an exported GGUF."""
+
+    f32 = "f32"
+    f16 = "f16"
+    bf16 = "bf16"
+    q8_0 = "q8_0"
+
+
+@dataclass
+class ShareSpec:
+    """How a model is shared between backends (job=share, share_with_ollama=true, ModelManager)."""
+
+    dtype: GgufType = GgufType.f16  # GGUF tensor type written for an HF model
+    ollama_model: str | None = None  # name:tag in Ollama; null: the size's ollama_tag
+    store: str | None = None  # shared store; null: $ADAM_SHARE_DIR, then ~/.cache/adam/shared
+    register: bool = True  # upload to the Ollama server and create the model there
+    ollama: Any = None  # the Ollama backend to register with (a constructor call)
+
+
+@dataclass
+class AdamConfig:
+    """The root: one node per config group, plus sharing."""
+
+    backend: Any = MISSING
+    size: SizeSpec = MISSING
+    domain: DomainSpec = MISSING
+    hardware: HardwareSpec = MISSING
+    job: Any = MISSING
+    share: ShareSpec = field(default_factory=ShareSpec)
+    share_with_ollama: bool = False  # after a huggingface run, also share its weights with Ollama
+
+
+@dataclass
 class HuggingFaceBackendConf:
     """Arguments of adam.backends.huggingface.HuggingFaceBackend."""
 
@@ -179,18 +219,20 @@ class OllamaBackendConf:
     max_backoff: float = 30.0
     dimensions: int | None = None  # embedding dimensions to request; null: the model's
     truncate: bool = True  # let the server truncate embedding inputs to the context window
-    share_store: str | None = None  # shared-model store; null: $ADAM_SHARE_DIR, then the user cache dir
+    share_store: str | None = None  # shared-model store; null: $ADAM_SHARE_DIR, then ~/.cache/adam/shared
 
 
 def register_configs() -> None:
     """Store the schemas in Hydra's ConfigStore so the YAML files can extend them."""
     cs = ConfigStore.instance()
+    cs.store(name="adam_schema", node=AdamConfig)
     cs.store(group="size", name="base_size", node=SizeSpec)
     cs.store(group="domain", name="base_domain", node=DomainSpec)
     cs.store(group="hardware", name="base_hardware", node=HardwareSpec)
     cs.store(group="job", name="base_generate", node=GenerateJob)
     cs.store(group="job", name="base_embed", node=EmbedJob)
     cs.store(group="job", name="base_info", node=InfoJob)
+    cs.store(group="job", name="base_share", node=ShareJob)
     cs.store(group="backend", name="base_huggingface", node=HuggingFaceBackendConf)
     cs.store(group="backend", name="base_echo", node=EchoBackendConf)
     cs.store(group="backend", name="base_ollama", node=OllamaBackendConf)
@@ -214,7 +256,7 @@ def to_spec(cls: type, value: Any) -> Any:
     return cls(**kwargs)
 
 
-_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType, PullPolicy)}
+_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType)}
 
 
 def _coerce_enum(annotation: Any, raw: Any) -> Any:

@@ -48,7 +48,9 @@ class ModelManager:
         *,
         hardware: str | None = None,
         overrides: Sequence[str] = (),
+        share_with_ollama: bool = False,
     ) -> None:
+        from adam.jobs.share import share_model
         from adam.runner import build_backend
 
         choices = [f"backend={model_type}", f"size={model_size}", f"domain={domain}"]
@@ -56,6 +58,10 @@ class ModelManager:
             choices.append(f"hardware={hardware}")
         self.config = compose_config([*choices, *overrides])
         self.backend: ModelBackend = build_backend(self.config)
+        # Where the weights were shared to (store GGUF, Ollama name), when share_with_ollama is set.
+        self.shared: dict[str, Any] | None = None
+        if share_with_ollama:
+            self.shared = share_model(self.config.share, self.backend)
 
     # ----------------------------------------------------------------- generation
     def generate(

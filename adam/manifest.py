@@ -32,8 +32,10 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     """The run config with interpolations resolved and Hydra's own node left out."""
     out: dict[str, Any] = {}
     for key in cfg:
-        if key != "hydra":
-            out[str(key)] = OmegaConf.to_container(cfg[key], resolve=True, throw_on_missing=False)
+        if key == "hydra":
+            continue
+        node = cfg[key]
+        out[str(key)] = OmegaConf.to_container(node, resolve=True) if OmegaConf.is_config(node) else node
     return out
 
 

@@ -28,6 +28,7 @@ from adam.jobs.context import JobContext
 from adam.jobs.embed import run_embed
 from adam.jobs.generate import run_generate
 from adam.jobs.info import run_info
+from adam.jobs.share import run_share, share_model
 from adam.manifest import Manifest
 
 log = logging.getLogger(__name__)
@@ -36,6 +37,7 @@ JOBS: dict[str, Callable[[JobContext], JobStats]] = {
     "generate": run_generate,
     "embed": run_embed,
     "info": run_info,
+    "share": run_share,
 }
 BATCH_JOBS = {"generate": ModelKind.generate, "embed": ModelKind.embed}  # jobs that read job.input
 
@@ -83,7 +85,8 @@ def preflight(cfg: DictConfig, run_dir: Path) -> None:
     unknown = _unknown_keys(cfg)
     if unknown:
         raise ConfigError(f"unknown config key {', '.join(unknown)}")
-    missing = [f"{group}.{key}" for group in cfg if group != "hydra" for key in OmegaConf.missing_keys(cfg[group])]
+    nodes = [g for g in cfg if g != "hydra" and isinstance(cfg[g], DictConfig)]
+    missing = [f"{group}.{key}" for group in nodes for key in OmegaConf.missing_keys(cfg[group])]
     if missing:
         examples = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"missing value for {', '.join(missing)}: set it on the command line, e.g. {examples}")
@@ -135,12 +138,16 @@ def run(cfg: DictConfig) -> RunSummary:
     backend = build_backend(cfg)
     manifest = Manifest(run_dir, cfg)
     writer = RunWriter(run_dir)
-    ctx = JobContext(job=cfg.job, domain=cfg.domain, backend=backend, run_dir=run_dir, writer=writer)
+    ctx = JobContext(
+        job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer
+    )
     try:
         backend.check_available()
         ctx.info = backend.info()
         manifest.update(backend=ctx.info)
         stats = JOBS[cfg.job.name](ctx)
+        if cfg.share_with_ollama and cfg.job.name != "share":
+            stats.shared = share_model(cfg.share, backend, run_dir)
     except ConfigError as err:
         manifest.finish("failed", ExitCode.CONFIG, error=str(err))
         raise
@@ -155,7 +162,7 @@ def run(cfg: DictConfig) -> RunSummary:
         writer.close()
         backend.close()
     status, code = ("partial", ExitCode.PARTIAL) if stats.failed else ("completed", ExitCode.OK)
-    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx))
+    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared)
     log.info(
         "%s %s: %d ok, %d failed -> %s", cfg.job.name, status, stats.ok, stats.failed, os.path.relpath(run_dir)
     )

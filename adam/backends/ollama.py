@@ -314,18 +314,14 @@ class OllamaBackend(ModelBackend):
         log.info("pulled %s", self.model)
 
     def _create_from_shared_store(self, tag: str) -> bool:
-        """SHARING HOOK: create ``tag`` from a GGUF in adam's shared store instead of pulling; False when none."""
-        # Wired by adam.sharing (not written yet); the contract assumed here is
-        # find_shared_gguf(tag, store) -> Path | None.
-        try:
-            from adam.sharing.store import find_shared_gguf  # type: ignore[import-not-found]
-        except ImportError:
+        """Create ``tag`` from a GGUF that adam shared from another backend, instead of pulling it."""
+        from adam.sharing.publish import publish
+        from adam.sharing.store import SharedStore
+
+        entry = SharedStore(self.share_store).find_by_ollama_model(tag)
+        if entry is None:
             return False
-        path = find_shared_gguf(tag, self.share_store)
-        if path is None:
-            return False
-        path = Path(path)
-        self.create_model(tag, {path.name: self.push_blob(path)}, template=None, parameters=None, system=None)
+        publish(entry, self, tag)
         return True
 
     # ----------------------------------------------------------------- model-sharing primitives

@@ -36,7 +36,8 @@ class JobStats:
     backend_errors: int = 0  # records the backend failed
     tokens: int = 0  # generated tokens (generate) or input tokens (embed)
     seconds: float = 0.0
-    extra: dict[str, Any] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)  # job-specific counts (truncated, parquet_rows)
+    shared: dict[str, Any] | None = None  # where the model was shared to, when it was
 
     @property
     def failed(self) -> int:

@@ -18,6 +18,7 @@ class JobContext:
 
     job: Any  # the job config node
     domain: Any  # the domain config node
+    share: Any  # the share config node (model sharing settings)
     backend: ModelBackend
     run_dir: Path
     writer: RunWriter

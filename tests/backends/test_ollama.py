@@ -9,7 +9,6 @@ import hashlib
 import io
 import os
 import sys
-import types
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -479,22 +478,6 @@ def test_pull_progress_counts_bytes_on_a_terminal(
     fake_ollama.models.clear()
     make_backend().pull()
     assert "3.50k/3.50k" in terminal.getvalue()  # two layers of 3000 and 500 bytes, all done
-
-
-def test_pull_tries_the_shared_store_first(
-    make_backend: MakeBackend, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
-) -> None:
-    gguf = tmp_path / "qwen3-0.6b.gguf"
-    gguf.write_bytes(b"GGUF" + bytes(range(200)))
-    store = types.ModuleType("adam.sharing.store")
-    store.find_shared_gguf = lambda tag, share_store: gguf if tag == TAG else None  # type: ignore[attr-defined]
-    monkeypatch.setitem(sys.modules, "adam.sharing.store", store)
-    fake_ollama.models.clear()
-
-    make_backend().check_available()
-    digest = "sha256:" + hashlib.sha256(gguf.read_bytes()).hexdigest()
-    assert not fake_ollama.calls("/api/pull")
-    assert fake_ollama.bodies("/api/create")[0]["files"] == {gguf.name: digest}
 
 
 def test_info_reports_model_details_without_pulling(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:

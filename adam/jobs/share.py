@@ -1,0 +1,57 @@
+"""job=share (and share_with_ollama=true): a backend's weights into the shared store and into Ollama."""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import shutil
+from pathlib import Path
+from typing import Any
+
+from hydra.utils import instantiate
+
+from adam.backends.base import ModelBackend
+from adam.errors import ConfigError
+from adam.jobs.batching import JobStats
+from adam.jobs.context import JobContext
+
+log = logging.getLogger(__name__)
+
+SHARED_METADATA_NAME = "shared_model.json"
+
+
+def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) -> dict[str, Any]:
+    """Export ``backend``'s weights to the store (once per source) and register them with Ollama.
+
+    The store's metadata document is copied into ``run_dir`` when there is one.
+    """
+    from adam.sharing.publish import publish
+    from adam.sharing.store import SharedStore
+
+    name = share.ollama_model or backend.size.ollama_tag
+    if share.register and not name:
+        raise ConfigError(f"size={backend.size.name} has no Ollama name: set share.ollama_model=<name:tag>")
+    weights = backend.export_weights()
+    entry = SharedStore(share.store).export(weights, dtype=_value(share.dtype), ollama_model=name)
+    doc: dict[str, Any] = {"gguf": str(entry.gguf_path), "sha256": entry.sha256, "metadata": str(entry.metadata_path)}
+    if run_dir is not None:
+        shutil.copyfile(entry.metadata_path, run_dir / SHARED_METADATA_NAME)
+        doc["metadata"] = SHARED_METADATA_NAME
+    if share.register:
+        # The Ollama backend serves one size; hand it this one under the name it is shared as.
+        target = instantiate(share.ollama, size=dataclasses.replace(backend.size, ollama_tag=name), _convert_="object")
+        try:
+            doc.update(publish(entry, target, name))
+        finally:
+            target.close()
+    log.info("shared %s as %s", backend.size.name, entry.gguf_path)
+    return doc
+
+
+def _value(option: Any) -> str:
+    return str(getattr(option, "value", option))
+
+
+def run_share(ctx: JobContext) -> JobStats:
+    """Share the configured size with Ollama; the outcome goes to the manifest."""
+    return JobStats(ok=1, shared=share_model(ctx.share, ctx.backend, ctx.run_dir))
