@@ -7,7 +7,7 @@ size, domain, hardware profile and job exposes the same keys and Hydra rejects u
 from __future__ import annotations
 
 from dataclasses import dataclass, field, fields
-from enum import Enum
+from enum import StrEnum
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
@@ -16,14 +16,14 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 CONFIG_MODULE = "adam.conf"  # where Hydra finds conf/ after any install (see pyproject.toml)
 
 
-class ModelKind(str, Enum):
+class ModelKind(StrEnum):
     """What a model is for."""
 
     generate = "generate"
     embed = "embed"
 
 
-class Pooling(str, Enum):
+class Pooling(StrEnum):
     """How token states become one embedding vector."""
 
     mean = "mean"  # sentence-transformers encoders such as all-MiniLM-L6-v2
@@ -31,7 +31,7 @@ class Pooling(str, Enum):
     last = "last"  # decoder embedders such as Qwen3-Embedding
 
 
-class Device(str, Enum):
+class Device(StrEnum):
     """Where the model runs; auto picks cuda, then mps, then cpu."""
 
     auto = "auto"
@@ -40,13 +40,20 @@ class Device(str, Enum):
     mps = "mps"
 
 
-class DType(str, Enum):
+class DType(StrEnum):
     """Weight dtype; auto picks bfloat16 on GPUs that support it, float16 on other GPUs, float32 on CPU."""
 
     auto = "auto"
     float32 = "float32"
     float16 = "float16"
     bfloat16 = "bfloat16"
+
+
+class WeightsSource(StrEnum):
+    """Where the HuggingFace backend finds a size's weights."""
+
+    auto = "auto"  # size.path, then size.package, then the Hugging Face cache or hub
+    ollama = "ollama"  # the GGUF Ollama already pulled for size.ollama_tag, without a download
 
 
 @dataclass
@@ -59,6 +66,7 @@ class SizeSpec:
     ollama_tag: str | None = None  # null where Ollama has no such model
     path: str | None = None  # local HF model directory or .gguf file; wins over hf_id
     package: str | None = None  # "module:relative/path" for weights shipped inside a Python package
+    source: WeightsSource = WeightsSource.auto  # ollama: load Ollama's pulled GGUF for ollama_tag
     kind: ModelKind = ModelKind.generate
     context_length: int = 32768
     parameters: int | None = None  # total parameter count
@@ -136,7 +144,7 @@ class ShareJob:
     name: str = "share"
 
 
-class GgufType(str, Enum):
+class GgufType(StrEnum):
     """Tensor type of an exported GGUF."""
 
     f32 = "f32"
@@ -194,7 +202,7 @@ class EchoBackendConf:
     unavailable: bool = False  # pretend the backend is down
 
 
-class PullPolicy(str, Enum):
+class PullPolicy(StrEnum):
     """When the Ollama backend pulls a model."""
 
     missing = "missing"  # pull only when the server does not have it
@@ -256,7 +264,7 @@ def to_spec(cls: type, value: Any) -> Any:
     return cls(**kwargs)
 
 
-_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType)}
+_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType, WeightsSource)}
 
 
 def _coerce_enum(annotation: Any, raw: Any) -> Any:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import sys
 import time
 from datetime import UTC, datetime
@@ -21,10 +22,8 @@ def _versions() -> dict[str, str]:
     """Versions of the libraries that shape results, read without importing them."""
     out = {"python": sys.version.split()[0]}
     for dist in ("torch", "transformers", "ollama", "hydra-core"):
-        try:
+        with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
-        except metadata.PackageNotFoundError:
-            pass
     return out
 
 

@@ -138,9 +138,7 @@ def run(cfg: DictConfig) -> RunSummary:
     backend = build_backend(cfg)
     manifest = Manifest(run_dir, cfg)
     writer = RunWriter(run_dir)
-    ctx = JobContext(
-        job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer
-    )
+    ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
     try:
         backend.check_available()
         ctx.info = backend.info()
@@ -163,9 +161,7 @@ def run(cfg: DictConfig) -> RunSummary:
         backend.close()
     status, code = ("partial", ExitCode.PARTIAL) if stats.failed else ("completed", ExitCode.OK)
     manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared)
-    log.info(
-        "%s %s: %d ok, %d failed -> %s", cfg.job.name, status, stats.ok, stats.failed, os.path.relpath(run_dir)
-    )
+    log.info("%s %s: %d ok, %d failed -> %s", cfg.job.name, status, stats.ok, stats.failed, os.path.relpath(run_dir))
     return RunSummary(cfg.job.name, status, code, run_dir, stats)
 
 

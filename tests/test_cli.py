@@ -16,7 +16,13 @@ def adam(*args: str, stdin: str | None = None, cwd: Path = REPO) -> subprocess.C
     """Run `python -m adam ARGS` and capture everything."""
     env = {**os.environ, "HF_HUB_OFFLINE": "1"}
     return subprocess.run(
-        [sys.executable, "-m", "adam", *args], input=stdin, capture_output=True, text=True, cwd=cwd, env=env, timeout=600
+        [sys.executable, "-m", "adam", *args],
+        input=stdin,
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        env=env,
+        timeout=600,
     )
 
 
@@ -55,7 +61,9 @@ def test_echo_generate_end_to_end(tmp_path: Path) -> None:
 
 
 def test_standard_input(tmp_path: Path) -> None:
-    done = adam("backend=echo", "job.input=-", f"hydra.run.dir={tmp_path}", stdin='{"id": "s", "prompt": "from stdin"}\n')
+    done = adam(
+        "backend=echo", "job.input=-", f"hydra.run.dir={tmp_path}", stdin='{"id": "s", "prompt": "from stdin"}\n'
+    )
     assert done.returncode == 0, done.stderr
     assert read_jsonl(tmp_path / "results.jsonl")[0]["text"] == "from stdin"
 
@@ -85,7 +93,10 @@ def test_partial_failure_exits_3(tmp_path: Path) -> None:
 
 def test_multirun_gives_one_dir_per_job(tmp_path: Path) -> None:
     done = adam(
-        "-m", "backend=echo", "size=qwen3_small,qwen3_medium", f"job.input={EXAMPLES / 'prompts.txt'}",
+        "-m",
+        "backend=echo",
+        "size=qwen3_small,qwen3_medium",
+        f"job.input={EXAMPLES / 'prompts.txt'}",
         f"hydra.sweep.dir={tmp_path}",
     )
     assert done.returncode == 0, done.stderr
@@ -105,7 +116,9 @@ def test_default_paths_stay_under_outputs(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 def test_default_job_runs_the_real_demo_model(tmp_path: Path) -> None:
-    src = write_jsonl(tmp_path / "in.jsonl", [{"id": "capital", "prompt": "What is the capital of France?", "temperature": 0}])
+    src = write_jsonl(
+        tmp_path / "in.jsonl", [{"id": "capital", "prompt": "What is the capital of France?", "temperature": 0}]
+    )
     done = adam(f"job.input={src}", f"hydra.run.dir={tmp_path / 'run'}", "job.max_tokens=24")
     assert done.returncode == 0, done.stderr
     (result,) = read_jsonl(tmp_path / "run" / "results.jsonl")

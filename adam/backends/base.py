@@ -82,6 +82,10 @@ class ModelBackend(ABC):
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text``."""
 
+    def opens_thinking(self, request: GenerationRequest) -> bool:
+        """Whether the prompt fed to the model already opens a <think> block (the answer starts inside it)."""
+        return False
+
     def format_prompt(self, request: GenerationRequest) -> str:
         """The exact text the model is fed for a request (chat template applied where there is one)."""
         if request.prompt is not None:
@@ -122,7 +126,7 @@ class ModelBackend(ABC):
 
     def _stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
         """Stream via _stream_raw, cutting stop strings and thinking exactly as generate() does."""
-        assembler = StreamAssembler(request.stop)
+        assembler = StreamAssembler(request.stop, self.opens_thinking(request))
         for raw in self._stream_raw(request):
             chunk = assembler.feed(raw)
             if chunk.text or chunk.thinking:
@@ -152,10 +156,16 @@ class ModelBackend(ABC):
 
 
 def finish_generation(
-    raw: str, request: GenerationRequest, *, finish_reason: str, prompt_tokens: int, completion_tokens: int
+    raw: str,
+    request: GenerationRequest,
+    *,
+    finish_reason: str,
+    prompt_tokens: int,
+    completion_tokens: int,
+    thinking_open: bool = False,
 ) -> Generation:
     """Apply stop strings and split thinking from the answer, the same way for every backend."""
-    text, thinking, hit_stop = finish_text(raw, request.stop)
+    text, thinking, hit_stop = finish_text(raw, request.stop, thinking_open)
     reason = "stop" if hit_stop else finish_reason
     return Generation(text, thinking, prompt_tokens, completion_tokens, reason)
 

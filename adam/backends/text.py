@@ -22,24 +22,30 @@ def cut_at_stop(raw: str, stops: Sequence[str]) -> tuple[str, bool]:
     return raw[: min(hits)], True
 
 
-def split_thinking(raw: str) -> tuple[str | None, str]:
-    """(thinking, answer): a <think>...</think> block goes to thinking, never into the answer."""
+def split_thinking(raw: str, opened: bool = False) -> tuple[str | None, str]:
+    """(thinking, answer): a <think>...</think> block goes to thinking, never into the answer.
+
+    ``opened`` says the prompt itself ended with <think> (QwQ, Qwen3 *-Thinking-2507, DeepSeek-R1),
+    so the model's text starts inside the block.
+    """
+    if opened:
+        raw = THINK_OPEN + raw
     start = raw.find(THINK_OPEN)
     end = raw.find(THINK_CLOSE)
     if start < 0 and end < 0:
         return None, raw
     if end < 0:  # still thinking when generation stopped
-        return raw[start + len(THINK_OPEN) :].strip() or None, ""
+        return raw[start + len(THINK_OPEN) :].strip() or None, raw[:start]
     begin = start + len(THINK_OPEN) if 0 <= start < end else 0
     thinking = raw[begin:end].strip()
     answer = (raw[:start] if 0 <= start < end else "") + raw[end + len(THINK_CLOSE) :].lstrip()
     return thinking or None, answer
 
 
-def finish_text(raw: str, stops: Sequence[str]) -> tuple[str, str | None, bool]:
-    """(answer, thinking, hit_stop) for a finished generation."""
+def finish_text(raw: str, stops: Sequence[str], opened: bool = False) -> tuple[str, str | None, bool]:
+    """(answer, thinking, hit_stop) for a finished generation; ``opened`` as for split_thinking."""
     cut, hit = cut_at_stop(raw, stops)
-    thinking, answer = split_thinking(cut)
+    thinking, answer = split_thinking(cut, opened)
     return answer, thinking, hit
 
 
@@ -57,8 +63,9 @@ def _held_back(raw: str, markers: Sequence[str]) -> int:
 class StreamAssembler:
     """Turns raw streamed text into answer/thinking deltas consistent with finish_text()."""
 
-    def __init__(self, stops: Sequence[str]) -> None:
+    def __init__(self, stops: Sequence[str], opened: bool = False) -> None:
         self._stops = [s for s in stops if s]
+        self._opened = opened
         self._markers = [*self._stops, THINK_OPEN, THINK_CLOSE]
         self._raw = ""
         self._sent_text = ""
@@ -73,12 +80,12 @@ class StreamAssembler:
         safe, self.stopped = cut_at_stop(self._raw, self._stops)
         if not self.stopped:
             safe = safe[: len(safe) - _held_back(safe, self._markers)]
-        thinking, answer = split_thinking(safe)
+        thinking, answer = split_thinking(safe, self._opened)
         return self._delta(answer, thinking or "")
 
     def close(self) -> StreamChunk:
         """The rest of the text, with the finish reason and token counts of the last raw chunk."""
-        answer, thinking, hit = finish_text(self._raw, self._stops)
+        answer, thinking, hit = finish_text(self._raw, self._stops, self._opened)
         delta = self._delta(answer, thinking or "")
         last = self._last
         if last is not None:

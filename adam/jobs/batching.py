@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adam.backends.base import ModelBackend, plan_batches
+from adam.io.openai_batch import error_result
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
-from adam.io.openai_batch import error_result
 
 log = logging.getLogger(__name__)
 

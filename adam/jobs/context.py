@@ -32,9 +32,7 @@ class JobContext:
 
     def records(self, kind: Literal["generate", "embed"]) -> RecordReader:
         """The reader over job.input; kept so the manifest can record the input's hash."""
-        self.reader = RecordReader(
-            self.job.input, kind, id_field=self.job.id_field, text_field=self.job.text_field
-        )
+        self.reader = RecordReader(self.job.input, kind, id_field=self.job.id_field, text_field=self.job.text_field)
         return self.reader
 
     def progress(self, desc: str) -> Progress:

