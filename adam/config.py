@@ -246,6 +246,13 @@ def register_configs() -> None:
     cs.store(group="backend", name="base_ollama", node=OllamaBackendConf)
 
 
+def _group_listing() -> str:
+    """``group: option, ...`` lines for --help, from the YAML files (the schemas stay out of the list)."""
+    from adam import registry
+
+    return "\n".join(f"{group}: {', '.join(registry.options(group))}" for group in registry.GROUPS)
+
+
 def to_spec(cls: type, value: Any) -> Any:
     """Turn a DictConfig, dict or instance into the dataclass ``cls`` (backends accept all three)."""
     if isinstance(value, cls):
@@ -278,3 +285,5 @@ def _coerce_enum(annotation: Any, raw: Any) -> Any:
 
 
 register_configs()
+if not OmegaConf.has_resolver("adam_groups"):
+    OmegaConf.register_new_resolver("adam_groups", _group_listing)

@@ -161,7 +161,8 @@ def run(cfg: DictConfig) -> RunSummary:
         backend.close()
     status, code = ("partial", ExitCode.PARTIAL) if stats.failed else ("completed", ExitCode.OK)
     manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared)
-    log.info("%s %s: %d ok, %d failed -> %s", cfg.job.name, status, stats.ok, stats.failed, os.path.relpath(run_dir))
+    where = os.path.relpath(run_dir)
+    log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats)
 
 
