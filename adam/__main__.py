@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import sys
+from pathlib import Path
 
 import hydra
 from omegaconf import DictConfig
@@ -26,10 +27,25 @@ def _task(cfg: DictConfig) -> int:
         code, message = summary.exit_code, summary.message
     except AdamError as err:
         code, message = err.exit_code, str(err)
+        _record_failure(cfg, message, code)
     if message:
         log.error("%s", message)
     _worst = max(_worst, code)
     return int(code)
+
+
+def _record_failure(cfg: DictConfig, message: str, code: int) -> None:
+    """Leave a failed manifest in the job's dir, so a sweep report lists the job with its error."""
+    from hydra.core.hydra_config import HydraConfig
+
+    from adam.manifest import record_failure
+
+    try:
+        run_dir = Path(HydraConfig.get().runtime.output_dir)
+        run_dir.mkdir(parents=True, exist_ok=True)
+        record_failure(run_dir, cfg, message, code)
+    except Exception as err:  # the job's outcome is already known; never fail over its record
+        log.debug("could not record the failure in a manifest: %s", err)
 
 
 def main() -> None:

@@ -74,6 +74,15 @@ class SizeSpec:
     pooling: Pooling | None = None  # embedding pooling; null means the model's own default
     max_seq_length: int | None = None  # embedding truncation length; null means context_length
     description: str = ""
+    # Long context, embeddings and memory estimates (adam/sizing.py); null where a size does not have them.
+    long_context: bool = False  # true: extend the context with YaRN rope scaling to long_context_length
+    long_context_length: int | None = None  # context with YaRN; null: this size has no long-context mode
+    query_instruction: str | None = None  # embedders: prefix for queries, with {task}; documents get none
+    dimensions: int | None = None  # embedders: keep the first N dimensions (Matryoshka), re-normalised
+    num_layers: int | None = None  # architecture, for the KV-cache estimate (from the model's config.json)
+    num_kv_heads: int | None = None
+    head_dim: int | None = None
+    selected_by: str | None = None  # size=auto: why this size was picked (filled in, recorded in the manifest)
 
 
 @dataclass
@@ -85,6 +94,32 @@ class DomainSpec:
     temperature: float = 0.7
     top_p: float = 0.8
     max_tokens: int = 256
+    preferred_size: str | None = None  # size=auto takes this size when it fits the hardware
+    context: int = 2048  # tokens per sequence that size=auto reserves KV cache for
+
+
+class Quantization(StrEnum):
+    """bitsandbytes weight quantization at load time (HuggingFace backend)."""
+
+    auto = "auto"  # none where the model fits, else 8bit, else 4bit (CUDA only; none on CPU and MPS)
+    none = "none"
+    q8bit = "8bit"
+    q4bit = "4bit"
+
+
+class QuantType(StrEnum):
+    """4-bit data type."""
+
+    nf4 = "nf4"
+    fp4 = "fp4"
+
+
+class Attention(StrEnum):
+    """transformers attention implementation."""
+
+    sdpa = "sdpa"
+    eager = "eager"
+    flash_attention_2 = "flash_attention_2"  # needs flash-attn and a CUDA GPU; else sdpa with a warning
 
 
 @dataclass
@@ -95,6 +130,20 @@ class HardwareSpec:
     device: Device = Device.auto
     dtype: DType = DType.auto
     threads: int | None = None  # torch intra-op threads; null leaves torch's default
+    quantization: str = "none"  # auto | none | 8bit | 4bit (a str: OmegaConf enums cannot be named 8bit)
+    quant_type: QuantType = QuantType.nf4  # 4bit only
+    compute_dtype: DType = DType.auto  # 4bit matmul dtype; auto: the model's dtype
+    double_quant: bool = True  # 4bit: quantize the quantization constants too
+    attention: Attention = Attention.sdpa
+    memory_gb: float | None = None  # memory size=auto plans for; null: detected (GPU free memory, else RAM)
+    memory_margin: float = 0.2  # fraction of that memory size=auto leaves free
+
+
+class Overflow(StrEnum):
+    """What happens to an input longer than the model's context window."""
+
+    error = "error"  # an error line (code context_overflow)
+    truncate = "truncate"  # generation: drop the start of the prompt; embedding: cut the end, as sentence-transformers
 
 
 @dataclass
@@ -108,6 +157,11 @@ class JobSpec:
     batch_size: int = 8  # records per backend call
     window: int = 512  # records read ahead and sorted by length to cut padding
     progress: bool = True  # tqdm bar on stderr (shown only when stderr is a terminal)
+    # Resume and failures (adam/resume.py)
+    resume: str | None = None  # a run dir to finish, or true: the newest run of this job with the same input and model
+    retry_errors: bool = False  # with resume: run again the records that failed at the backend
+    dry_run: bool = False  # validate the config and the whole input, load no model, report what would run
+    max_errors: float | None = None  # stop (exit 4) past this many failed records; below 1: a fraction of those seen
 
 
 @dataclass
@@ -120,6 +174,7 @@ class GenerateJob(JobSpec):
     stop: list[str] = field(default_factory=list)
     seed: int | None = 0  # fixed by default so a rerun gives the same answers
     thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
+    overflow: Overflow = Overflow.error  # prompts over the context window
 
 
 @dataclass
@@ -127,6 +182,24 @@ class EmbedJob(JobSpec):
     """Batch embedding into results.jsonl and a Parquet file."""
 
     parquet: bool = True  # also write embeddings.parquet
+    query_task: str | None = None  # every record is a query for this task (size.query_instruction); null: documents
+    overflow: Overflow = Overflow.truncate  # texts over the model's max length
+    store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
+    prune: bool = False  # with store: remove ids that are no longer in the input
+    chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#<n>; null: whole
+    chunk_overlap: int = 0  # tokens each chunk repeats from the end of the one before
+
+
+@dataclass
+class SearchJob:
+    """The records of an embedding store most similar to a query (job.query) or to each line of job.queries."""
+
+    name: str = "search"
+    store: str | None = None  # the SQLite store a job=embed run filled (job.store there); required
+    query: str | None = None  # one query text
+    queries: str | None = None  # or a file of queries: .txt (one a line) or .jsonl with "text" (and "id")
+    top_k: int = 5
+    query_task: str | None = None  # embed queries with the size's query instruction for this task
 
 
 @dataclass
@@ -240,6 +313,7 @@ def register_configs() -> None:
     cs.store(group="job", name="base_generate", node=GenerateJob)
     cs.store(group="job", name="base_embed", node=EmbedJob)
     cs.store(group="job", name="base_info", node=InfoJob)
+    cs.store(group="job", name="base_search", node=SearchJob)
     cs.store(group="job", name="base_share", node=ShareJob)
     cs.store(group="backend", name="base_huggingface", node=HuggingFaceBackendConf)
     cs.store(group="backend", name="base_echo", node=EchoBackendConf)
@@ -271,7 +345,10 @@ def to_spec(cls: type, value: Any) -> Any:
     return cls(**kwargs)
 
 
-_ENUMS = {e.__name__: e for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType, WeightsSource)}
+_ENUMS = {
+    e.__name__: e
+    for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType, WeightsSource, QuantType, Attention)
+}
 
 
 def _coerce_enum(annotation: Any, raw: Any) -> Any:

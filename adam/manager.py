@@ -52,11 +52,13 @@ class ModelManager:
     ) -> None:
         from adam.jobs.share import share_model
         from adam.runner import build_backend
+        from adam.sizing import resolve_auto
 
         choices = [f"backend={model_type}", f"size={model_size}", f"domain={domain}"]
         if hardware:
             choices.append(f"hardware={hardware}")
         self.config = compose_config([*choices, *overrides])
+        resolve_auto(self.config)  # size=auto and quantization=auto, as runner.run does
         self.backend: ModelBackend = build_backend(self.config)
         # Where the weights were shared to (store GGUF, Ollama name), when share_with_ollama is set.
         self.shared: dict[str, Any] | None = None
@@ -112,14 +114,20 @@ class ModelManager:
         )
 
     # ----------------------------------------------------------------- embeddings
-    def embed(self, text: str) -> list[float]:
-        """One L2-normalised embedding vector."""
-        return self.batch_embed([text])[0]
+    def embed(self, text: str, *, query_task: str | None = None) -> list[float]:
+        """One L2-normalised embedding vector (``query_task``: embed it as a query for that task)."""
+        return self.batch_embed([text], query_task=query_task)[0]
 
-    def batch_embed(self, texts: Sequence[str]) -> list[list[float]]:
-        """Embeddings for many texts, in order; raises the BackendError of the first text that failed."""
+    def batch_embed(self, texts: Sequence[str], *, query_task: str | None = None) -> list[list[float]]:
+        """Embeddings for many texts, in order; ``query_task`` marks them as queries (Qwen3-Embedding).
+
+        Raises the BackendError of the first text that failed.
+        """
+        from adam.jobs.embed import query_prefix
+
+        prefix = query_prefix(self.backend.size.query_instruction, query_task)
         out = []
-        for result in self.backend.embed(list(texts)):
+        for result in self.backend.embed([prefix + t for t in texts]):
             if isinstance(result, BackendError):
                 raise result
             out.append(result.vector.tolist())

@@ -38,6 +38,36 @@ def resolved_config(cfg: DictConfig) -> dict[str, Any]:
     return out
 
 
+def peak_memory_mb() -> dict[str, float]:
+    """Peak resident memory of this process (``rss``; in a sweep, of every job so far) and of CUDA, in MiB."""
+    out: dict[str, float] = {}
+    try:
+        import resource
+
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        out["rss"] = round(peak / (1024 * 1024) if sys.platform == "darwin" else peak / 1024, 1)  # bytes vs KiB
+    except (ImportError, OSError):
+        pass
+    torch = sys.modules.get("torch")  # only when the job already loaded it
+    if torch is not None and torch.cuda.is_available() and torch.cuda.is_initialized():
+        out["cuda"] = round(torch.cuda.max_memory_allocated() / (1024 * 1024), 1)
+    return out
+
+
+def record_failure(run_dir: Path, cfg: DictConfig, message: str, exit_code: int) -> None:
+    """Write a failed manifest for a run that stopped before it had one (a config error); keep one that exists."""
+    path = run_dir / MANIFEST_NAME
+    if path.exists():
+        return
+    try:
+        manifest = Manifest(run_dir, cfg)
+    except Exception:  # a config too broken to describe: keep what can be said
+        manifest = Manifest.__new__(Manifest)
+        manifest.path, manifest._started = path, time.perf_counter()
+        manifest.doc = {"adam_version": __version__, "status": "running", "run_dir": str(run_dir)}
+    manifest.finish("failed", exit_code, error=message)
+
+
 class Manifest:
     """Builds and rewrites manifest.json in a run dir."""
 
@@ -67,6 +97,7 @@ class Manifest:
             exit_code=exit_code,
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
             wall_time_s=round(time.perf_counter() - self._started, 3),
+            peak_memory_mb=peak_memory_mb(),
             **fields,
         )
 

@@ -7,6 +7,7 @@ the run with exit status 4 and a manifest that says so.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import difflib
 import logging
@@ -23,13 +24,18 @@ from adam.backends.base import ModelBackend
 from adam.config import ModelKind
 from adam.errors import AdamError, BackendUnavailable, ConfigError, ExitCode
 from adam.io.writers import RunWriter
-from adam.jobs.batching import JobStats
+from adam.jobs.batching import JobStats, JobStopped
 from adam.jobs.context import JobContext
 from adam.jobs.embed import run_embed
 from adam.jobs.generate import run_generate
 from adam.jobs.info import run_info
+from adam.jobs.search import run_search
 from adam.jobs.share import run_share, share_model
 from adam.manifest import Manifest
+from adam.resume import choose_run_dir, input_sha256, load_done, resume_command, wants_resume
+from adam.run_control import between_batches, check_same_model, dry_run, previous_manifest, resume_doc, totals
+from adam.signals import stop_on_signals
+from adam.sizing import resolve_auto
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +44,7 @@ JOBS: dict[str, Callable[[JobContext], JobStats]] = {
     "embed": run_embed,
     "info": run_info,
     "share": run_share,
+    "search": run_search,
 }
 BATCH_JOBS = {"generate": ModelKind.generate, "embed": ModelKind.embed}  # jobs that read job.input
 
@@ -80,7 +87,7 @@ def _unknown_keys(cfg: DictConfig) -> list[str]:
     return sorted(found)
 
 
-def preflight(cfg: DictConfig, run_dir: Path) -> None:
+def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None:
     """Fail on config mistakes before anything loads: missing values, wrong job/model pairing, bad paths."""
     unknown = _unknown_keys(cfg)
     if unknown:
@@ -104,6 +111,13 @@ def preflight(cfg: DictConfig, run_dir: Path) -> None:
         source = str(cfg.job.input)
         if source != "-" and not Path(source).exists():
             raise ConfigError(f"input {source} does not exist: set job.input=<file>, or job.input=- for standard input")
+    if name == "search":
+        if cfg.job.store is None:
+            raise ConfigError("job=search needs job.store=<file.db>, a store filled by job=embed job.store=...")
+        if not Path(cfg.job.store).is_file():
+            raise ConfigError(f"store {cfg.job.store} does not exist: fill it with job=embed job.store=...")
+        if cfg.job.query is None and (cfg.job.queries is None or not Path(cfg.job.queries).is_file()):
+            raise ConfigError('job=search needs job.query="..." or job.queries=<file of queries>')
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".adam-write-test"
@@ -111,8 +125,14 @@ def preflight(cfg: DictConfig, run_dir: Path) -> None:
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"cannot write to the output dir {run_dir}: {err.strerror}; set hydra.run.dir=") from err
-    if (run_dir / "results.jsonl").exists():
-        raise ConfigError(f"{run_dir} already holds results: pick another hydra.run.dir")
+    if not resuming and (run_dir / "results.jsonl").exists():
+        raise ConfigError(
+            f"{run_dir} already holds results: pick another hydra.run.dir, or finish it with job.resume={run_dir}"
+        )
+    if name in BATCH_JOBS and cfg.job.get("retry_errors") and not resuming:
+        raise ConfigError("job.retry_errors=true needs job.resume=<run dir> (or job.resume=true): it retries that run")
+    if name in BATCH_JOBS and cfg.job.get("store") and str(cfg.job.input) == "-" and cfg.job.get("prune"):
+        raise ConfigError("job.prune=true needs job.input to be a file or directory: stdin cannot be read twice")
 
 
 def build_backend(cfg: DictConfig) -> ModelBackend:
@@ -126,7 +146,7 @@ def build_backend(cfg: DictConfig) -> ModelBackend:
         raise ConfigError(f"cannot build backend {cfg.backend._target_}: {cause or err}") from err
     if not isinstance(backend, ModelBackend):
         raise ConfigError(f"backend._target_ {cfg.backend._target_} is not a ModelBackend")
-    if cfg.job.name == "embed" and not backend.supports_embeddings:
+    if cfg.job.name in ("embed", "search") and not backend.supports_embeddings:
         raise ConfigError(f"the {backend.name} backend cannot embed; pick another backend=")
     return backend
 
@@ -134,33 +154,58 @@ def build_backend(cfg: DictConfig) -> ModelBackend:
 def run(cfg: DictConfig) -> RunSummary:
     """Run the configured job and return its outcome; raises AdamError for config mistakes."""
     run_dir = run_dir_of(cfg)
-    preflight(cfg, run_dir)
+    resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
+    batch = cfg.job.name in BATCH_JOBS
+    resuming = batch and wants_resume(cfg.job)
+    if resuming:
+        run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
+        log.info("resuming %s", run_dir)
+    preflight(cfg, run_dir, resuming=resuming)
     backend = build_backend(cfg)
+    if batch and cfg.job.get("dry_run"):
+        return dry_run(cfg, backend, run_dir, resuming=resuming)
+    previous = previous_manifest(run_dir) if resuming else None
+    done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
     manifest = Manifest(run_dir, cfg)
     writer = RunWriter(run_dir)
     ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
-    try:
-        backend.check_available()
-        ctx.info = backend.info()
-        manifest.update(backend=ctx.info)
-        stats = JOBS[cfg.job.name](ctx)
-        if cfg.share_with_ollama and cfg.job.name != "share":
-            stats.shared = share_model(cfg.share, backend, run_dir)
-    except ConfigError as err:
-        manifest.finish("failed", ExitCode.CONFIG, error=str(err))
-        raise
-    except BackendUnavailable as err:
-        manifest.finish("stopped", ExitCode.STOPPED, error=str(err))
-        return RunSummary(cfg.job.name, "stopped", ExitCode.STOPPED, run_dir, JobStats(), str(err))
-    except KeyboardInterrupt:
-        msg = f"interrupted; what finished is in {run_dir}"
-        manifest.finish("interrupted", ExitCode.STOPPED, error=msg)
-        return RunSummary(cfg.job.name, "interrupted", ExitCode.STOPPED, run_dir, JobStats(), msg)
-    finally:
-        writer.close()
-        backend.close()
-    status, code = ("partial", ExitCode.PARTIAL) if stats.failed else ("completed", ExitCode.OK)
-    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared)
+    ctx.done = done
+    if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
+        manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": input_sha256(str(cfg.job.input))}
+    if previous is not None:
+        manifest.doc.update(resume_doc(previous, done))
+    with stop_on_signals() if batch else contextlib.nullcontext() as stop:
+        try:
+            backend.check_available()
+            ctx.info = backend.info()
+            if previous is not None:
+                check_same_model(previous, ctx.info, run_dir)
+            manifest.update(backend=ctx.info)
+            if batch:
+                ctx.after_batch = between_batches(cfg, stop, manifest, done)
+            stats = JOBS[cfg.job.name](ctx)
+            if cfg.share_with_ollama and cfg.job.name != "share":
+                stats.shared = share_model(cfg.share, backend, run_dir)
+        except ConfigError as err:
+            if previous is None:  # a refused resume leaves the run it refused untouched
+                manifest.finish("failed", ExitCode.CONFIG, error=str(err))
+            raise
+        except BackendUnavailable as err:
+            msg = f"{err}; resume with: {resume_command(run_dir)}" if batch else str(err)
+            manifest.finish("stopped", ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
+            return RunSummary(cfg.job.name, "stopped", ExitCode.STOPPED, run_dir, ctx.stats, msg)
+        except (JobStopped, KeyboardInterrupt) as err:
+            status = err.status if isinstance(err, JobStopped) else "interrupted"
+            msg = f"{str(err) or 'interrupted'}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}"
+            manifest.finish(status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
+            return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
+        finally:
+            writer.close()
+            backend.close()
+    failed = stats.failed + (done.errors if done is not None else 0)
+    status, code = ("partial", ExitCode.PARTIAL) if failed else ("completed", ExitCode.OK)
+    extra = {"totals": totals(done, stats)} if done is not None else {}
+    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats)

@@ -40,7 +40,8 @@ def test_help_and_cfg_do_not_import_torch() -> None:
         assert "HEAVY=" in done.stderr
         assert done.stderr.rsplit("HEAVY=", 1)[1] == "", done.stderr
     help_text = adam("--help").stdout
-    assert "size: demo, local, minilm, qwen3_large" in help_text and "job: embed, generate, info, share" in help_text
+    assert "size: auto, demo, local, minilm, qwen3_embedding_0_6b" in help_text
+    assert "job: embed, generate, info, search, share" in help_text
     assert "base_" not in help_text  # the schemas are not options
 
 

@@ -13,6 +13,7 @@ from adam.backends.base import ModelBackend
 from adam.config import ModelKind, SizeSpec, to_spec
 from adam.errors import ConfigError
 from adam.runner import build_backend
+from adam.sizing import resolve_auto
 
 QWEN3 = {
     "qwen3_small": ("Qwen/Qwen3-0.6B", "qwen3:0.6b"),
@@ -59,8 +60,12 @@ def test_every_backend_instantiates_without_loading(backend: str) -> None:
 @pytest.mark.parametrize("size", registry.sizes())
 def test_every_size_fills_the_size_spec(size: str) -> None:
     overrides = [f"size={size}"] + (["size.path=/models/x"] if size == "local" else [])
-    spec = to_spec(SizeSpec, compose_cfg(*overrides).size)
-    assert spec.name == size
+    if size == "auto":  # resolved to a catalog size before any backend exists (adam/sizing.py)
+        overrides += ["backend=echo", "hardware.memory_gb=64"]
+    cfg = compose_cfg(*overrides)
+    resolve_auto(cfg)
+    spec = to_spec(SizeSpec, cfg.size)
+    assert spec.name == size or (size == "auto" and spec.selected_by)
     assert spec.context_length > 0
     assert spec.kind in (ModelKind.generate, ModelKind.embed)
     assert spec.hf_id or spec.path or spec.package

@@ -11,11 +11,8 @@ from helpers import REPO
 
 
 def test_wheel_ships_the_config_tree_and_schemas(tmp_path: Path) -> None:
-    subprocess.run(
-        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path), str(REPO)],
-        check=True,
-        capture_output=True,
-    )
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
+    subprocess.run([*build, str(REPO)], check=True, capture_output=True)
     (wheel,) = tmp_path.glob("adam-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     conf = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml"))

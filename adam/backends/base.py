@@ -64,7 +64,10 @@ class ModelBackend(ABC):
         """Embed a batch of texts; each item is an Embedding or the BackendError of that text alone."""
         if not self.supports_embeddings:
             raise UnsupportedError(f"the {self.name} backend cannot embed text with size={self.size.name}")
-        return self._isolate(list(texts), self._embed_batch)
+        results = self._isolate(list(texts), self._embed_batch)
+        if self.size.dimensions:
+            results = [truncate_dimensions(r, self.size.dimensions) for r in results]
+        return results
 
     def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
         """Stream one generation; the joined text equals what generate() returns for the request."""
@@ -153,6 +156,17 @@ class ModelBackend(ABC):
             except BackendError as err:
                 results.append(err)
         return results
+
+
+def truncate_dimensions(result: Any, dimensions: int) -> Any:
+    """Keep the first ``dimensions`` of an embedding and re-normalise (Matryoshka models such as Qwen3-Embedding)."""
+    if not isinstance(result, Embedding) or len(result.vector) <= dimensions:
+        return result
+    import numpy as np
+
+    head = np.asarray(result.vector[:dimensions], dtype=np.float32)
+    norm = float(np.linalg.norm(head))
+    return Embedding(head / norm if norm > 0 else head, result.tokens, result.truncated)
 
 
 def finish_generation(

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading
+from adam.backends import hf_loading, hf_options
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -40,6 +40,7 @@ log = logging.getLogger(__name__)
 # What torch and transformers raise for a request they cannot run (bad sampling values, shapes, OOM).
 MODEL_FAILURES: tuple[type[Exception], ...] = (RuntimeError, ValueError, IndexError)
 _END = object()  # end of a streamed generation
+_MAX_REMEMBERED = 1 << 16  # token counts kept between sort_key and _embed_batch
 
 
 @dataclass
@@ -91,6 +92,7 @@ class HuggingFaceBackend(ModelBackend):
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
         self._warned_no_template = False
+        self._token_counts: dict[str, int] = {}  # text -> tokens, from sort_key, so embedding tokenizes once less
 
     # ----------------------------------------------------------------- resolving and loading
     def source(self, *, download: bool = True) -> hf_loading.ModelSource:
@@ -143,7 +145,9 @@ class HuggingFaceBackend(ModelBackend):
         if self._loaded is None:
             device = hf_loading.choose_device(self.hardware)
             dtype = hf_loading.choose_dtype(self.hardware, device)
-            key = self._cache_key(device, str(dtype), self.size.kind.value)
+            key = self._cache_key(
+                device, str(dtype), self.size.kind.value, *hf_options.cache_parts(self.size, self.hardware)
+            )
             tokenizer = self.tokenizer()  # outside get_or_load: the registry's lock is not re-entrant
             self._loaded = loaded_models.get_or_load(key, lambda: self._load_model(tokenizer, device, dtype))
         return self._loaded
@@ -158,8 +162,9 @@ class HuggingFaceBackend(ModelBackend):
         auto = AutoModelForCausalLM if self.size.kind == ModelKind.generate else AutoModel
         log.info("loading %s (%s) on %s as %s", self.source().model, folder, device, str(dtype).removeprefix("torch."))
         try:
+            extra = hf_options.load_kwargs(folder, self.size, self.hardware, device, dtype, self.trust_remote_code)
             model = auto.from_pretrained(
-                str(folder), dtype=dtype, device_map=device, trust_remote_code=self.trust_remote_code
+                str(folder), dtype=dtype, device_map=device, trust_remote_code=self.trust_remote_code, **extra
             )
         except torch.OutOfMemoryError as err:
             raise BackendUnavailable(f"out of memory loading {self.source().model} on {device}") from err
@@ -184,7 +189,12 @@ class HuggingFaceBackend(ModelBackend):
 
     def sort_key(self, text: str) -> int:
         """Token count, so a batch groups inputs that pad to similar lengths."""
-        return self.count_tokens(text)
+        count = self.count_tokens(text)
+        if self.size.kind == ModelKind.embed:
+            if len(self._token_counts) >= _MAX_REMEMBERED:  # sort_key without a later embed must not grow it
+                self._token_counts.clear()
+            self._token_counts[text] = count
+        return count
 
     def format_prompt(self, request: GenerationRequest) -> str:
         """The exact text fed to the model: the chat template applied to messages, or the raw prompt."""
@@ -356,7 +366,12 @@ class HuggingFaceBackend(ModelBackend):
         lm = self._model()
         pooling, max_length = self._embedding_settings(lm)
         tok = lm.tokenizer
-        full = [len(ids) for ids in tok(list(texts), add_special_tokens=True)["input_ids"]]
+        full = [self._token_counts.pop(text, 0) for text in texts]  # counted by sort_key when sorting
+        uncounted = [i for i, n in enumerate(full) if not n]
+        if uncounted:
+            ids = tok([texts[i] for i in uncounted], add_special_tokens=True)["input_ids"]
+            for i, row in zip(uncounted, ids, strict=True):
+                full[i] = len(row)
         if 0 in full:
             raise BackendError("an empty text has no tokens to embed")
         enc = tok(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")

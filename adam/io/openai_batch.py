@@ -17,10 +17,11 @@ import numpy as np
 from adam.backends.types import Embedding, Generation
 from adam.io.records import InvalidRecord, Record
 
-ErrorCode = Literal["invalid_input", "backend_error"]
+ErrorCode = Literal["invalid_input", "backend_error", "context_overflow"]
 _HTTP: dict[str, tuple[int, str]] = {
     "invalid_input": (400, "invalid_request_error"),
     "backend_error": (500, "server_error"),
+    "context_overflow": (400, "invalid_request_error"),
 }
 
 
@@ -83,7 +84,7 @@ def vector_to_list(vector: Any) -> list[float]:
     arr = np.asarray(vector).ravel()
     if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
         # numpy prints each float32 with the fewest digits that read back to the same float32
-        return [float(x) for x in arr.astype(str)]
+        return list(map(float, arr.astype(str).tolist()))
     return [float(x) for x in arr.tolist()]
 
 

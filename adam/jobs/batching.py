@@ -25,6 +25,7 @@ class BatchOutput:
     results: list[dict[str, Any]] = field(default_factory=list)
     errors: list[dict[str, Any]] = field(default_factory=list)
     tokens: int = 0
+    rejected: int = 0  # how many of ``errors`` are input problems found before the backend (context overflow)
 
 
 @dataclass
@@ -57,6 +58,14 @@ class JobStats:
             "tokens_per_s": round(self.tokens / secs, 3),
             **self.extra,
         }
+
+
+class JobStopped(Exception):
+    """Raised between batches to end a job early (an interrupt, too many errors); the run can be resumed."""
+
+    def __init__(self, message: str, status: str = "stopped") -> None:
+        super().__init__(message)
+        self.status = status
 
 
 class Progress:
@@ -99,9 +108,14 @@ def run_batches(
     window: int,
     batch_size: int,
     process: Callable[[Sequence[Record]], BatchOutput],
+    after_batch: Callable[[JobStats], None] | None = None,
+    stats: JobStats | None = None,
 ) -> JobStats:
-    """Run ``process`` over length-sorted batches of valid records; invalid ones become error lines."""
-    stats = JobStats()
+    """Run ``process`` over length-sorted batches of valid records; invalid ones become error lines.
+
+    ``after_batch`` sees the counts after every durable write and may raise JobStopped.
+    """
+    stats = stats if stats is not None else JobStats()
     started = time.perf_counter()
     try:
         for chunk in windows(records, window):
@@ -111,14 +125,19 @@ def run_batches(
                 writer.write([], [error_result(r, r.message, code="invalid_input") for r in invalid])
                 stats.invalid += len(invalid)
                 progress.update(len(invalid), 0)
+                if after_batch is not None:
+                    after_batch(stats)
             lengths = [backend.sort_key(r.content) for r in valid]
             for batch in plan_batches(lengths, batch_size, backend.token_budget):
                 out = process([valid[i] for i in batch])
                 writer.write(out.results, out.errors)
                 stats.ok += len(out.results)
-                stats.backend_errors += len(out.errors)
+                stats.invalid += out.rejected
+                stats.backend_errors += len(out.errors) - out.rejected
                 stats.tokens += out.tokens
                 progress.update(len(batch), out.tokens)
+                if after_batch is not None:
+                    after_batch(stats)
     finally:
         stats.seconds = time.perf_counter() - started
         progress.close()

@@ -2,14 +2,19 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from adam.backends.base import ModelBackend
 from adam.io.readers import RecordReader
+from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
-from adam.jobs.batching import Progress
+from adam.jobs.batching import JobStats, Progress
+
+if TYPE_CHECKING:
+    from adam.resume import Done
 
 
 @dataclass
@@ -24,16 +29,25 @@ class JobContext:
     writer: RunWriter
     reader: RecordReader | None = None
     info: dict[str, Any] = field(default_factory=dict)  # backend.info(), taken once
+    done: Done | None = None  # a resumed run: what the run dir already holds, skipped
+    after_batch: Callable[[JobStats], None] | None = None  # the runner's check between batches (signals, max_errors)
+    stats: JobStats = field(default_factory=JobStats)  # filled in as batches finish, kept if the job stops early
 
     @property
     def model_name(self) -> str:
         """The model name written into results."""
         return str(self.info.get("model") or self.backend.size.name)
 
-    def records(self, kind: Literal["generate", "embed"]) -> RecordReader:
-        """The reader over job.input; kept so the manifest can record the input's hash."""
+    def records(self, kind: Literal["generate", "embed"]) -> Iterable[Record | InvalidRecord]:
+        """The records of job.input still to run (all of them unless resuming); the reader is kept for its hash."""
         self.reader = RecordReader(self.job.input, kind, id_field=self.job.id_field, text_field=self.job.text_field)
-        return self.reader
+        records: Iterable[Record | InvalidRecord] = self.reader
+        if kind == "embed" and self.job.get("chunk_tokens"):
+            from adam.jobs.chunking import chunk_records
+
+            tokens, overlap = int(self.job.chunk_tokens), int(self.job.get("chunk_overlap") or 0)
+            records = chunk_records(records, self.backend.count_tokens, tokens, overlap)
+        return records if self.done is None else self.done.filter(records)
 
     def progress(self, desc: str) -> Progress:
         """A progress bar sized to the input where that is cheap to know."""

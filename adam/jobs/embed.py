@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from adam.errors import BackendError
 from adam.io.openai_batch import embedding_result, error_result
@@ -11,21 +11,59 @@ from adam.io.records import Record
 from adam.io.writers import results_to_parquet
 from adam.jobs.batching import BatchOutput, JobStats, run_batches
 from adam.jobs.context import JobContext
+from adam.jobs.overflow import text_overflow
 
 log = logging.getLogger(__name__)
 
 PARQUET_NAME = "embeddings.parquet"
 
 
+def query_prefix(instruction: str | None, task: str | None) -> str:
+    """The text put before each query (``Instruct: {task}\nQuery:`` for Qwen3-Embedding); documents get none."""
+    if not task:
+        return ""
+    if not instruction:
+        log.warning("job.query_task is set but this model has no query instruction (size.query_instruction)")
+        return ""
+    return instruction.replace("{task}", task)
+
+
+def overflow_screen(ctx: JobContext, prefix: str) -> Callable[[Sequence[Record], BatchOutput], list[Record]]:
+    """With job.overflow=error, texts longer than the model reads become error lines; else all pass."""
+    check = str(ctx.job.get("overflow", "truncate")) == "error"
+
+    def screen(batch: Sequence[Record], out: BatchOutput) -> list[Record]:
+        if not check:
+            return list(batch)
+        kept = []
+        for record in batch:
+            problem = text_overflow(ctx.backend, prefix + (record.text or ""))
+            if problem is None:
+                kept.append(record)
+            else:
+                out.errors.append(error_result(record, problem, code="context_overflow"))
+                out.rejected += 1
+        return kept
+
+    return screen
+
+
 def run_embed(ctx: JobContext) -> JobStats:
     """Embed every record of job.input, then build the Parquet file from the results."""
     backend, model = ctx.backend, ctx.model_name
+    prefix = query_prefix(backend.size.query_instruction, ctx.job.get("query_task"))
+    if ctx.job.get("store"):
+        from adam.jobs.embed_incremental import run_embed_store
+
+        return run_embed_store(ctx, prefix)
     truncated = 0
+    screen = overflow_screen(ctx, prefix)
 
     def process(batch: Sequence[Record]) -> BatchOutput:
         nonlocal truncated
         out = BatchOutput()
-        results = backend.embed([r.text or "" for r in batch])
+        batch = screen(batch, out)
+        results = backend.embed([prefix + (r.text or "") for r in batch])
         for record, result in zip(batch, results, strict=True):
             if isinstance(result, BackendError):
                 out.errors.append(error_result(record, str(result), code="backend_error"))
@@ -43,6 +81,8 @@ def run_embed(ctx: JobContext) -> JobStats:
         window=ctx.job.window,
         batch_size=ctx.job.batch_size,
         process=process,
+        after_batch=ctx.after_batch,
+        stats=ctx.stats,
     )
     stats.extra["truncated"] = truncated
     if ctx.job.parquet:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
 from adam.backends.base import GenerationRequest
@@ -11,6 +11,7 @@ from adam.io.openai_batch import error_result, generation_result
 from adam.io.records import Record
 from adam.jobs.batching import BatchOutput, JobStats, run_batches
 from adam.jobs.context import JobContext
+from adam.jobs.overflow import fit_prompt
 
 
 def make_request(
@@ -68,26 +69,48 @@ def generation_defaults(job: Any, domain: Any) -> dict[str, Any]:
     }
 
 
-def request_for(record: Record, ctx: JobContext) -> GenerationRequest:
-    """The backend request for one input record."""
-    return make_request(
-        messages=record.messages,
-        prompt=record.prompt,
-        chat=record.chat,
-        params=record.params,
-        defaults=generation_defaults(ctx.job, ctx.domain),
-        system_prompt=ctx.domain.system_prompt,
-        thinking=bool(ctx.job.thinking),
-    )
+def request_builder(ctx: JobContext) -> Callable[[Record], GenerationRequest]:
+    """record -> backend request, with the job's settings read once (a config lookup costs microseconds)."""
+    defaults = generation_defaults(ctx.job, ctx.domain)
+    system_prompt = ctx.domain.system_prompt
+    thinking = bool(ctx.job.thinking)
+
+    def request_for(record: Record) -> GenerationRequest:
+        return make_request(
+            messages=record.messages,
+            prompt=record.prompt,
+            chat=record.chat,
+            params=record.params,
+            defaults=defaults,
+            system_prompt=system_prompt,
+            thinking=thinking,
+        )
+
+    return request_for
 
 
 def run_generate(ctx: JobContext) -> JobStats:
     """Generate for every record of job.input."""
     backend, model = ctx.backend, ctx.model_name
+    request_for = request_builder(ctx)
+
+    truncate = str(ctx.job.get("overflow", "error")) == "truncate"
+    truncated = 0
 
     def process(batch: Sequence[Record]) -> BatchOutput:
+        nonlocal truncated
         out = BatchOutput()
-        results = backend.generate([request_for(r, ctx) for r in batch])
+        requests = []
+        for record in batch:
+            request, problem = fit_prompt(backend, request_for(record), truncate=truncate)
+            if problem and problem != "truncated":
+                out.errors.append(error_result(record, problem, code="context_overflow"))
+                out.rejected += 1
+            else:
+                truncated += problem == "truncated"
+                requests.append((record, request))
+        batch = [record for record, _ in requests]
+        results = backend.generate([request for _, request in requests]) if requests else []
         for record, result in zip(batch, results, strict=True):
             if isinstance(result, BackendError):
                 out.errors.append(error_result(record, str(result), code="backend_error"))
@@ -96,7 +119,7 @@ def run_generate(ctx: JobContext) -> JobStats:
                 out.tokens += result.completion_tokens
         return out
 
-    return run_batches(
+    stats = run_batches(
         ctx.records("generate"),
         backend=backend,
         writer=ctx.writer,
@@ -104,4 +127,8 @@ def run_generate(ctx: JobContext) -> JobStats:
         window=ctx.job.window,
         batch_size=ctx.job.batch_size,
         process=process,
+        after_batch=ctx.after_batch,
+        stats=ctx.stats,
     )
+    stats.extra["truncated"] = truncated
+    return stats

@@ -7,20 +7,40 @@ import platform
 import sys
 from typing import Any
 
-from adam import registry
+from adam import hardware, registry, sizing
 from adam.io.writers import write_json_atomic
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
+
+INFO_BATCH = sizing.DEFAULT_BATCH  # sequences the memory estimates reserve KV cache for
 
 
 def describe(ctx: JobContext) -> dict[str, Any]:
     """Backend and model info, the machine, and what else is configured."""
     if ctx.job.load:
         ctx.backend.load()
+    size, hw = ctx.backend.size, ctx.backend.hardware
+    detected = hardware.detect_current()
+    context = int(ctx.domain.get("context", 2048) or 2048)
     return {
         "backend": ctx.backend.info(),
-        "size": ctx.backend.size.name,
-        "hardware": {"device": ctx.backend.hardware.device.value, "dtype": ctx.backend.hardware.dtype.value},
+        "size": size.name,
+        "selected_by": size.selected_by,
+        "hardware": {
+            "profile": hw.name,
+            "device": hw.device.value,
+            "dtype": hw.dtype.value,
+            "quantization": str(hw.quantization),
+            "attention": hw.attention.value,
+        },
+        "memory_estimate_gb": {
+            "context": context,
+            "batch": INFO_BATCH,
+            "modes": sizing.memory_table(size, context=context, batch=INFO_BATCH),
+        },
+        "detected": {k: v for k, v in detected.as_dict().items() if k != "environment"},
+        "environment": detected.environment.__dict__,
+        "recommended": sizing.recommendations(detected, hw.memory_margin, context, INFO_BATCH),
         "machine": {"python": platform.python_version(), "platform": platform.platform()},
         "available": {"backends": registry.backends(), "sizes": registry.sizes()},
     }

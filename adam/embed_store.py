@@ -1,0 +1,217 @@
+"""An incremental embedding store in SQLite: embed only new or changed texts, batch by batch.
+
+Vectors are keyed by model + sha256 of the text the model read, so a text seen before under any
+id is never embedded again; records map (model, id) to a content hash plus metadata and
+timestamps. Every batch is one transaction: a crash loses at most the batch in flight.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS vectors (
+    model TEXT NOT NULL, sha256 TEXT NOT NULL, dim INTEGER NOT NULL, vector BLOB NOT NULL, created TEXT NOT NULL,
+    PRIMARY KEY (model, sha256)
+);
+CREATE TABLE IF NOT EXISTS records (
+    model TEXT NOT NULL, id TEXT NOT NULL, sha256 TEXT NOT NULL, metadata TEXT,
+    created TEXT NOT NULL, updated TEXT NOT NULL,
+    PRIMARY KEY (model, id)
+);
+CREATE INDEX IF NOT EXISTS records_by_sha ON records (model, sha256);
+"""
+
+
+@dataclass
+class StoredRecord:
+    """One record as the store holds it."""
+
+    id: str
+    sha256: str
+    metadata: str | None  # JSON text
+
+
+def metadata_text(metadata: Any) -> str | None:
+    """Metadata as canonical JSON text (sorted keys), so equal metadata compares equal."""
+    if metadata is None:
+        return None
+    return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+
+
+def now() -> str:
+    """A UTC timestamp for created/updated."""
+    return datetime.now(UTC).isoformat(timespec="seconds")
+
+
+class EmbeddingStore:
+    """The SQLite store for one model; open it, use it, close it."""
+
+    def __init__(self, path: str | Path, model: str) -> None:
+        self.path = Path(path)
+        self.model = model
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+
+    def close(self) -> None:
+        """Close the database."""
+        self._db.close()
+
+    def __enter__(self) -> EmbeddingStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # ------------------------------------------------------------------ reads
+    def records(self, ids: Sequence[str]) -> dict[str, StoredRecord]:
+        """The stored records among ``ids``."""
+        out: dict[str, StoredRecord] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, sha256, metadata FROM records WHERE model = ? AND id IN ({marks})", (self.model, *chunk)
+            )
+            out.update({row[0]: StoredRecord(*row) for row in rows})
+        return out
+
+    def vectors(self, shas: Iterable[str]) -> dict[str, np.ndarray]:
+        """Stored vectors by content hash, for the hashes that have one."""
+        out: dict[str, np.ndarray] = {}
+        for chunk in _chunks(sorted(set(shas)), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT sha256, vector FROM vectors WHERE model = ? AND sha256 IN ({marks})", (self.model, *chunk)
+            )
+            out.update({sha: np.frombuffer(blob, dtype=np.float32) for sha, blob in rows})
+        return out
+
+    def count(self) -> int:
+        """Records stored for this model."""
+        return int(self._db.execute("SELECT COUNT(*) FROM records WHERE model = ?", (self.model,)).fetchone()[0])
+
+    def all_vectors(self) -> tuple[list[str], list[str | None], np.ndarray]:
+        """(ids, metadata texts, vectors as one float32 matrix) of every record of this model, by id."""
+        rows = self._db.execute(
+            "SELECT r.id, r.metadata, v.vector FROM records r JOIN vectors v"
+            " ON v.model = r.model AND v.sha256 = r.sha256 WHERE r.model = ? ORDER BY r.id",
+            (self.model,),
+        ).fetchall()
+        if not rows:
+            return [], [], np.zeros((0, 0), dtype=np.float32)
+        matrix = np.stack([np.frombuffer(blob, dtype=np.float32) for _, _, blob in rows])
+        return [r[0] for r in rows], [r[1] for r in rows], matrix
+
+    # ------------------------------------------------------------------ writes
+    def commit_batch(self, new_vectors: dict[str, np.ndarray], records: Sequence[tuple[str, str, str | None]]) -> None:
+        """In one transaction: add vectors by hash, then upsert (id, sha256, metadata) records."""
+        stamp = now()
+        with self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO vectors VALUES (?, ?, ?, ?, ?)",
+                [
+                    (self.model, sha, int(v.shape[0]), np.asarray(v, dtype=np.float32).tobytes(), stamp)
+                    for sha, v in new_vectors.items()
+                ],
+            )
+            self._db.executemany(
+                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model, id) DO UPDATE SET "
+                "sha256 = excluded.sha256, metadata = excluded.metadata, updated = excluded.updated "
+                "WHERE records.sha256 IS NOT excluded.sha256 OR records.metadata IS NOT excluded.metadata",
+                [(self.model, id_, sha, meta, stamp, stamp) for id_, sha, meta in records],
+            )
+
+    def prune(self, keep: Iterable[str]) -> int:
+        """Remove this model's records whose id is not in ``keep`` and the vectors no record uses; returns the count."""
+        with self._transaction():
+            self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep_ids (id TEXT PRIMARY KEY)")
+            self._db.execute("DELETE FROM keep_ids")
+            self._db.executemany("INSERT OR IGNORE INTO keep_ids VALUES (?)", ((i,) for i in keep))
+            removed = self._db.execute(
+                "DELETE FROM records WHERE model = ? AND id NOT IN (SELECT id FROM keep_ids)", (self.model,)
+            ).rowcount
+            self._db.execute(
+                "DELETE FROM vectors WHERE model = ? AND sha256 NOT IN (SELECT sha256 FROM records WHERE model = ?)",
+                (self.model, self.model),
+            )
+            self._db.execute("DELETE FROM keep_ids")
+        return int(removed)
+
+    def _transaction(self) -> Any:
+        db = self._db
+
+        class _Tx:
+            def __enter__(self) -> None:
+                db.execute("BEGIN IMMEDIATE")
+
+            def __exit__(self, exc_type: object, *rest: object) -> None:
+                db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+
+        return _Tx()
+
+    # ------------------------------------------------------------------ export and search
+    def export_parquet(self, path: str | Path) -> int:
+        """Write this model's records to Parquet (id, vector, metadata, sha256, updated); returns the row count."""
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        rows = self._db.execute(
+            "SELECT r.id, v.vector, r.metadata, r.sha256, r.updated FROM records r JOIN vectors v"
+            " ON v.model = r.model AND v.sha256 = r.sha256 WHERE r.model = ? ORDER BY r.id",
+            (self.model,),
+        ).fetchall()
+        schema = pa.schema(
+            [
+                pa.field("id", pa.string(), nullable=False),
+                pa.field("vector", pa.list_(pa.float32())),
+                pa.field("metadata", pa.string()),
+                pa.field("sha256", pa.string()),
+                pa.field("updated", pa.string()),
+            ]
+        )
+        columns = [
+            pa.array([r[0] for r in rows], pa.string()),
+            pa.array([np.frombuffer(r[1], dtype=np.float32) for r in rows], pa.list_(pa.float32())),
+            pa.array([r[2] for r in rows], pa.string()),
+            pa.array([r[3] for r in rows], pa.string()),
+            pa.array([r[4] for r in rows], pa.string()),
+        ]
+        path = Path(path)
+        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+        try:
+            pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp)
+            os.replace(tmp, path)
+        except BaseException:
+            tmp.unlink(missing_ok=True)
+            raise
+        return len(rows)
+
+    def search(self, query: np.ndarray, top_k: int) -> list[tuple[str, float, str | None]]:
+        """(id, cosine similarity, metadata text) of the ``top_k`` stored records most similar to ``query``."""
+        ids, metas, matrix = self.all_vectors()
+        if not ids:
+            return []
+        q = np.asarray(query, dtype=np.float32)
+        norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
+        scores = (matrix @ q) / np.maximum(norms, 1e-12)
+        order = np.argsort(-scores, kind="stable")[:top_k]
+        return [(ids[i], float(scores[i]), metas[i]) for i in order]
+
+
+def _chunks(items: list[str], size: int) -> Iterable[list[str]]:
+    for start in range(0, len(items), size):
+        yield items[start : start + size]

@@ -1,0 +1,135 @@
+"""What the runner does around a batch job: checks between batches, resume bookkeeping, dry runs."""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from omegaconf import DictConfig
+
+from adam.backends.base import ModelBackend
+from adam.errors import ConfigError, ExitCode
+from adam.io.readers import RecordReader
+from adam.io.records import Record
+from adam.jobs.batching import JobStats, JobStopped
+from adam.manifest import MANIFEST_NAME, Manifest
+from adam.resume import Done, load_done
+from adam.signals import StopRequest
+
+if TYPE_CHECKING:
+    from adam.runner import RunSummary
+
+log = logging.getLogger(__name__)
+
+PROGRESS_EVERY_S = 10.0  # how often the manifest's progress is rewritten during a run
+FRACTION_MIN_SEEN = 100  # a fractional job.max_errors is judged only after this many records
+_MODEL_INFO_KEYS = ("model", "revision", "sha256")
+
+
+def between_batches(
+    cfg: DictConfig, stop: StopRequest | None, manifest: Manifest, done: Done | None
+) -> Callable[[JobStats], None]:
+    """The check run after each durable batch: stop on a signal or past job.max_errors; record progress."""
+    limit = cfg.job.get("max_errors")
+    prior_failed = done.errors if done is not None else 0
+    prior_seen = prior_failed + (done.results if done is not None else 0)
+    last = time.monotonic()
+
+    def check(stats: JobStats) -> None:
+        nonlocal last
+        if stop:
+            raise JobStopped(f"stopped by {stop.signal_name} after the batch in flight", status="interrupted")
+        failed = stats.failed + prior_failed
+        seen = stats.ok + stats.failed + prior_seen
+        if limit is not None and _too_many(failed, seen, float(limit)):
+            what = f"{int(limit)}" if limit >= 1 else f"{limit:g} of the records seen"
+            raise JobStopped(
+                f"{failed} of {seen} records failed, more than job.max_errors={what}: is job.input the right "
+                "file for this job? see errors.jsonl"
+            )
+        if time.monotonic() - last >= PROGRESS_EVERY_S:
+            last = time.monotonic()
+            manifest.update(progress={**stats.as_dict(), "results": stats.ok, "errors": stats.failed})
+
+    return check
+
+
+def _too_many(failed: int, seen: int, limit: float) -> bool:
+    if limit >= 1:
+        return failed > limit
+    return seen >= FRACTION_MIN_SEEN and failed / seen > limit
+
+
+def previous_manifest(run_dir: Path) -> dict[str, Any]:
+    """The manifest of the run being resumed."""
+    try:
+        return dict(json.loads((run_dir / MANIFEST_NAME).read_text(encoding="utf-8")))
+    except (OSError, ValueError) as err:
+        raise ConfigError(f"cannot resume {run_dir}: its manifest.json cannot be read ({err})") from err
+
+
+def check_same_model(previous: dict[str, Any], info: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume when the backend now reports another model, revision or weights file."""
+    before = previous.get("backend") or {}
+    changed = [k for k in _MODEL_INFO_KEYS if k in before and before.get(k) != info.get(k)]
+    if changed:
+        detail = ", ".join(f"{k}: {before.get(k)} -> {info.get(k)}" for k in changed)
+        raise ConfigError(f"cannot resume {run_dir}: the model changed since ({detail}); start a new run")
+
+
+def resume_doc(previous: dict[str, Any], done: Done | None) -> dict[str, Any]:
+    """Manifest fields that carry the history of a resumed run."""
+    return {
+        "first_started": previous.get("first_started") or previous.get("started"),
+        "resumes": int(previous.get("resumes") or 0) + 1,
+        "resumed_from_status": previous.get("status"),
+        "resume": None
+        if done is None
+        else {"results_before": done.results, "errors_before": done.errors, "retried": done.retried},
+    }
+
+
+def totals(done: Done, stats: JobStats) -> dict[str, int]:
+    """Records in results.jsonl and errors.jsonl over every session of a resumed run."""
+    return {
+        "results": done.results + stats.ok,
+        "errors": done.errors + stats.failed,
+        "skipped_as_done": done.skipped,
+    }
+
+
+def dry_run(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, resuming: bool) -> RunSummary:
+    """Validate the whole input and say what would run; load no model and write no results."""
+    from adam.runner import RunSummary
+
+    kind = "generate" if cfg.job.name == "generate" else "embed"
+    reader = RecordReader(cfg.job.input, kind, id_field=cfg.job.id_field, text_field=cfg.job.text_field)
+    done = load_done(run_dir, retry_errors=False) if resuming else None
+    stats = JobStats()
+    examples: list[str] = []
+    for record in done.filter(reader) if done is not None else reader:
+        if isinstance(record, Record):
+            stats.ok += 1
+        else:
+            stats.invalid += 1
+            if len(examples) < 5:
+                examples.append(f"line {record.line}: {record.message}")
+    model = cfg.size.path or cfg.size.hf_id or cfg.size.package or cfg.size.name
+    skipped = f", {done.skipped} already done in {run_dir}" if done is not None else ""
+    message = (
+        f"dry run: {stats.ok} records would run on {model} ({backend.name} backend), {stats.invalid} invalid"
+        f"{skipped}; no model was loaded"
+    )
+    log.info("%s", message)
+    for line in examples:
+        log.warning("invalid: %s", line)
+    status, code = ("dry_run_invalid", ExitCode.PARTIAL) if stats.invalid else ("dry_run", ExitCode.OK)
+    if not resuming:  # a resumed run's own manifest stays as it is
+        manifest = Manifest(run_dir, cfg)
+        counts = {"valid": stats.ok, "invalid": stats.invalid, "invalid_examples": examples}
+        manifest.finish(status, code, counts=counts, input={"path": str(cfg.job.input), "sha256": reader.sha256})
+    return RunSummary(cfg.job.name, status, code, run_dir, stats, message if stats.invalid else "")
