@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
@@ -11,7 +11,7 @@ from adam.backends.base import ModelBackend
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
-from adam.jobs.batching import JobStats, Progress
+from adam.jobs.batching import BatchOutput, JobStats, Progress, run_batches
 
 if TYPE_CHECKING:
     from adam.resume import Done
@@ -53,3 +53,20 @@ class JobContext:
         """A progress bar sized to the input where that is cheap to know."""
         total = self.reader.count_hint() if self.reader is not None else None
         return Progress(total, enabled=bool(self.job.progress), desc=desc)
+
+    def run_batches(
+        self, kind: Literal["generate", "embed"], process: Callable[[Sequence[Record]], BatchOutput]
+    ) -> JobStats:
+        """Run ``process`` over the job's records in length-sorted batches, with the runner's checks between them."""
+        records = self.records(kind)  # first: the progress bar sizes itself from the reader
+        return run_batches(
+            records,
+            backend=self.backend,
+            writer=self.writer,
+            progress=self.progress(kind),
+            window=self.job.window,
+            batch_size=self.job.batch_size,
+            process=process,
+            after_batch=self.after_batch,
+            stats=self.stats,
+        )

@@ -9,7 +9,7 @@ from adam.errors import BackendError
 from adam.io.openai_batch import embedding_result, error_result
 from adam.io.records import Record
 from adam.io.writers import results_to_parquet
-from adam.jobs.batching import BatchOutput, JobStats, run_batches
+from adam.jobs.batching import BatchOutput, JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.overflow import text_overflow
 
@@ -73,17 +73,7 @@ def run_embed(ctx: JobContext) -> JobStats:
                 truncated += int(result.truncated)
         return out
 
-    stats = run_batches(
-        ctx.records("embed"),
-        backend=backend,
-        writer=ctx.writer,
-        progress=ctx.progress("embed"),
-        window=ctx.job.window,
-        batch_size=ctx.job.batch_size,
-        process=process,
-        after_batch=ctx.after_batch,
-        stats=ctx.stats,
-    )
+    stats = ctx.run_batches("embed", process)
     stats.extra["truncated"] = truncated
     if ctx.job.parquet:
         ctx.writer.close()

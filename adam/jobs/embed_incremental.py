@@ -19,7 +19,7 @@ from adam.errors import BackendError
 from adam.io.openai_batch import error_result
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
-from adam.jobs.batching import BatchOutput, JobStats, run_batches
+from adam.jobs.batching import BatchOutput, JobStats
 from adam.jobs.chunking import chunk_records
 from adam.jobs.context import JobContext
 
@@ -99,17 +99,7 @@ def run_embed_store(ctx: JobContext, prefix: str) -> JobStats:
         return out
 
     try:
-        stats = run_batches(
-            ctx.records("embed"),
-            backend=backend,
-            writer=ctx.writer,
-            progress=ctx.progress("embed"),
-            window=ctx.job.window,
-            batch_size=ctx.job.batch_size,
-            process=process,
-            after_batch=ctx.after_batch,
-            stats=ctx.stats,
-        )
+        stats = ctx.run_batches("embed", process)
         if ctx.job.get("prune"):
             counts["pruned"] = store.prune(_valid_ids(ctx))
             log.info("pruned %d records no longer in the input from %s", counts["pruned"], ctx.job.store)

@@ -9,7 +9,7 @@ from adam.backends.base import GenerationRequest
 from adam.errors import BackendError
 from adam.io.openai_batch import error_result, generation_result
 from adam.io.records import Record
-from adam.jobs.batching import BatchOutput, JobStats, run_batches
+from adam.jobs.batching import BatchOutput, JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.overflow import fit_prompt
 
@@ -119,16 +119,6 @@ def run_generate(ctx: JobContext) -> JobStats:
                 out.tokens += result.completion_tokens
         return out
 
-    stats = run_batches(
-        ctx.records("generate"),
-        backend=backend,
-        writer=ctx.writer,
-        progress=ctx.progress("generate"),
-        window=ctx.job.window,
-        batch_size=ctx.job.batch_size,
-        process=process,
-        after_batch=ctx.after_batch,
-        stats=ctx.stats,
-    )
+    stats = ctx.run_batches("generate", process)
     stats.extra["truncated"] = truncated
     return stats
