@@ -28,6 +28,7 @@ from adam.backends.retry import Backoff, TransientError
 from adam.backends.text import StreamAssembler
 from adam.config import PullPolicy
 from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
+from adam.sizing import effective_context
 
 if TYPE_CHECKING:
     import ollama
@@ -154,7 +155,7 @@ class OllamaBackend(ModelBackend):
 
     def _options(self, request: GenerationRequest) -> dict[str, Any]:
         options: dict[str, Any] = {
-            "num_ctx": self.size.context_length,
+            "num_ctx": effective_context(self.size),  # the YaRN length when size.long_context is on
             "num_predict": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
@@ -238,7 +239,7 @@ class OllamaBackend(ModelBackend):
             "host": self.host,
             "model": self.model,
             "kind": self.size.kind.value,
-            "context_length": self.size.context_length,
+            "context_length": effective_context(self.size),
         }
         client = self._client()
         try:

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from fake_ollama import FakeOllama
+from fake_ollama import FakeOllama, Model
 from helpers import compose_cfg
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -91,6 +91,13 @@ def test_chat_request_carries_model_messages_and_options(make_backend: MakeBacke
     assert gen.text == "You said: hello there"
     assert gen.thinking is None
     assert (gen.prompt_tokens, gen.completion_tokens, gen.finish_reason) == (4, 4, "stop")
+
+
+def test_long_context_sends_the_yarn_window(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:
+    fake_ollama.models["qwen3:4b"] = Model("qwen3:4b")
+    backend = make_backend("size=qwen3_large", "size.long_context=true")
+    backend.generate_one(chat())
+    assert fake_ollama.bodies("/api/chat")[0]["options"]["num_ctx"] == 131072
 
 
 def test_num_ctx_follows_the_size(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:
