@@ -10,7 +10,6 @@ loading safetensors. Heavy libraries (torch, transformers) are imported inside t
 from __future__ import annotations
 
 import copy
-import hashlib
 import importlib.util
 import json
 import logging
@@ -25,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from adam.config import Device, DType, HardwareSpec, SizeSpec, WeightsSource
 from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError
+from adam.hashing import cached_file_sha256
 
 if TYPE_CHECKING:
     import torch
@@ -218,28 +218,7 @@ def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
 
 def file_sha256(path: Path, cache_dir: Path) -> str:
     """The sha256 of a file, remembered by (path, size, mtime) so a large GGUF is hashed once."""
-    index_path = cache_dir / "gguf" / "hashes.json"
-    stat = path.stat()
-    key = str(path.resolve())
-    try:
-        index = json.loads(index_path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        index = {}
-    entry = index.get(key) if isinstance(index, dict) else None
-    if isinstance(entry, dict) and entry.get("size") == stat.st_size and entry.get("mtime_ns") == stat.st_mtime_ns:
-        return str(entry["sha256"])
-    digest = hashlib.sha256()
-    with path.open("rb") as fh:
-        while block := fh.read(1 << 22):
-            digest.update(block)
-    sha = digest.hexdigest()
-    index = index if isinstance(index, dict) else {}
-    index[key] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
-    try:
-        _write_atomic(index_path, json.dumps(index, indent=1))
-    except OSError as err:  # a read-only cache only costs a re-hash next time
-        log.debug("cannot remember the hash of %s: %s", path, err)
-    return sha
+    return cached_file_sha256(path, cache_dir / "gguf" / "hashes.json")
 
 
 def _write_atomic(path: Path, text: str) -> None:

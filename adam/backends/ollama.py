@@ -10,7 +10,6 @@ hint, 429/5xx and timeouts are retried with backoff, a refused connection is Bac
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import logging
 import math
 import os
@@ -28,6 +27,7 @@ from adam.backends.retry import Backoff, TransientError
 from adam.backends.text import StreamAssembler
 from adam.config import PullPolicy
 from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
+from adam.hashing import file_sha256
 from adam.sizing import effective_context
 
 if TYPE_CHECKING:
@@ -346,7 +346,7 @@ class OllamaBackend(ModelBackend):
     def push_blob(self, path: Path, digest: str | None = None) -> str:
         """Upload a file as a blob unless the server has it already; returns its digest ``sha256:<hex>``."""
         path = Path(path)
-        digest = digest or file_digest(path)
+        digest = digest or f"sha256:{file_sha256(path)}"
         if self.has_blob(digest):
             log.info("the server already has %s (%s)", path.name, digest)
             return digest
@@ -530,15 +530,6 @@ def split_tokens(total: int | None, texts: Sequence[str], estimate: Callable[[st
     for i in by_remainder[: total - sum(counts)]:
         counts[i] += 1
     return counts
-
-
-def file_digest(path: Path) -> str:
-    """``sha256:<hex>`` of a file, read in 1 MiB pieces."""
-    sha = hashlib.sha256()
-    with open(path, "rb") as f:
-        for piece in iter(lambda: f.read(1 << 20), b""):
-            sha.update(piece)
-    return f"sha256:{sha.hexdigest()}"
 
 
 def _reply_text(reply: Any) -> tuple[str, str | None]:

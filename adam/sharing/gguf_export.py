@@ -7,7 +7,6 @@ of memory rather than the model's size.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import math
@@ -17,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
+from adam import hashing
 from adam.errors import UnsupportedError
 from adam.sharing import SharedStoreError
 
@@ -133,7 +133,7 @@ def export_gguf(hf_dir: Path, out_path: Path, *, dtype: ExportDType = "f16", nam
 
     result = GgufExport(
         path=out_path,
-        sha256=file_sha256(out_path),
+        sha256=hashing.file_sha256(out_path),
         size=out_path.stat().st_size,
         architecture=str(architecture),
         dtype=dtype,
@@ -141,15 +141,6 @@ def export_gguf(hf_dir: Path, out_path: Path, *, dtype: ExportDType = "f16", nam
     )
     logger.info("exported %s to %s (%s, %d tensors, %d bytes)", hf_dir, out_path, dtype, len(plan), result.size)
     return result
-
-
-def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
-    """The hex sha256 of a file, read in chunks."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def _read_json(path: Path, *, what: str) -> dict[str, Any]:

@@ -8,7 +8,6 @@ already there does nothing; an entry whose metadata is corrupt or foreign is rep
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -17,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from adam.backends.types import WeightsLocation
+from adam.hashing import cached_file_sha256
 from adam.sharing import SharedStoreError
 from adam.sharing.metadata import build_metadata, read_metadata, write_metadata
 
@@ -263,35 +263,7 @@ class SharedStore:
             return resolved.name
         if match := _OLLAMA_BLOB.match(resolved.name):  # Ollama blobs too, verified when pulled
             return match.group(1)
-        stat = resolved.stat()
-        cache = self._read_hash_cache()
-        stamp = [stat.st_size, stat.st_mtime_ns]
-        cached = cache.get(str(resolved))
-        if cached and cached[:2] == stamp:
-            return str(cached[2])
-        from adam.sharing.gguf_export import file_sha256
-
-        digest = file_sha256(resolved)
-        cache[str(resolved)] = [*stamp, digest]
-        self._write_hash_cache(cache)
-        return digest
-
-    def _read_hash_cache(self) -> dict[str, list[Any]]:
-        try:
-            data = json.loads((self.root / HASH_CACHE_NAME).read_text(encoding="utf-8"))
-        except (OSError, ValueError):
-            return {}
-        return data if isinstance(data, dict) else {}
-
-    def _write_hash_cache(self, cache: dict[str, list[Any]]) -> None:
-        path = self.root / HASH_CACHE_NAME
-        try:
-            path.parent.mkdir(parents=True, exist_ok=True)
-            tmp = path.with_name(f"{path.name}.{os.getpid()}.tmp")
-            tmp.write_text(json.dumps(cache), encoding="utf-8")
-            os.replace(tmp, path)
-        except OSError as e:  # a cache only saves time; a read-only store still works
-            logger.debug("cannot write the hash cache %s: %s", path, e)
+        return cached_file_sha256(resolved, self.root / HASH_CACHE_NAME)
 
 
 def find_shared_gguf(tag: str, root: Path | str | None = None) -> Path | None:

@@ -12,6 +12,7 @@ from typing import Any
 
 import pytest
 
+from adam import hashing
 from adam.backends.types import WeightsLocation
 from adam.errors import AdamError
 from adam.sharing import SharedStoreError, gguf_export
@@ -90,7 +91,7 @@ def test_export_converts_once(tmp_path: Path, hf_copy: Path, monkeypatch: pytest
     assert (doc["model_id"], doc["revision"], doc["architecture"]) == ("tiny/qwen3", "abc123", "qwen3")
     assert doc["ollama_model"] == "tiny-qwen3:latest"
     assert doc["quantization"] == "f16"
-    assert entry.sha256 == gguf_export.file_sha256(entry.gguf_path)
+    assert entry.sha256 == hashing.file_sha256(entry.gguf_path)
     roles = {Path(f["path"]).name: f["role"] for f in doc["files"]}
     assert roles["model.gguf"] == "gguf" and roles["model.safetensors"] == "hf" and roles["config.json"] == "hf"
     assert "<|im_start|>" in doc["chat_template"]
@@ -100,7 +101,7 @@ def test_export_converts_once(tmp_path: Path, hf_copy: Path, monkeypatch: pytest
         raise AssertionError("should not run again")
 
     monkeypatch.setattr(gguf_export, "export_gguf", refuse)
-    monkeypatch.setattr(gguf_export, "file_sha256", refuse)
+    monkeypatch.setattr(hashing, "file_sha256", refuse)
     again = SharedStore(tmp_path / "store").export(weights, dtype="f16")
     assert again.gguf_path == entry.gguf_path and again.metadata == entry.metadata
 
@@ -197,7 +198,7 @@ def test_hub_blob_names_are_their_hashes(tmp_path: Path, monkeypatch: pytest.Mon
     snapshot.mkdir()
     (snapshot / "model.safetensors").symlink_to(blob)
     (snapshot / "config.json").write_text("{}")
-    monkeypatch.setattr(gguf_export, "file_sha256", lambda path: "c" * 64)
+    monkeypatch.setattr(hashing, "file_sha256", lambda path: "c" * 64)
     digest = SharedStore(tmp_path / "store").source_hash(WeightsLocation(path=str(snapshot), format="hf"))
     expected = hashlib.sha256(f"config.json\0{'c' * 64}\nmodel.safetensors\0{'ab' * 32}\n".encode()).hexdigest()
     assert digest == expected
@@ -225,7 +226,7 @@ def test_an_hf_dir_converted_from_a_gguf_shares_that_gguf(
         raise AssertionError("the original GGUF is shared as it is")
 
     monkeypatch.setattr(gguf_export, "export_gguf", refuse)
-    monkeypatch.setattr(gguf_export, "file_sha256", refuse)
+    monkeypatch.setattr(hashing, "file_sha256", refuse)
     extra = {"source": "gguf", "gguf": str(original.path), "sha256": original.sha256}
     weights = WeightsLocation(path=str(hf_copy), format="hf", model_id="demo", extra=extra)
     entry = SharedStore(tmp_path / "store").export(weights, dtype="f16", ollama_model="demo")
