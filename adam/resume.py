@@ -8,7 +8,6 @@ input record ends up exactly once in one of the two files.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import logging
 import os
@@ -28,7 +27,6 @@ from adam.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
-_CHUNK = 1 << 20
 _MODEL_KEYS = ("hf_id", "revision", "path", "package", "source", "dimensions", "name")  # size keys that pick weights
 
 
@@ -65,25 +63,8 @@ def wants_resume(job: Any) -> bool:
 
 
 def input_sha256(source: str) -> str:
-    """sha256 of an input exactly as RecordReader computes it (file bytes; path + content hash per file of a dir)."""
-    path = Path(source)
-    digest = hashlib.sha256()
-    if path.is_dir():
-        reader = RecordReader(path, "embed")
-        for rel in reader._directory_files():  # the reader's own file list and order
-            inner = hashlib.sha256()
-            try:
-                with open(path / rel, "rb") as fh:
-                    while block := fh.read(_CHUNK):
-                        inner.update(block)
-            except OSError:
-                pass
-            digest.update(f"{rel}\0{inner.hexdigest()}\n".encode())
-        return digest.hexdigest()
-    with open(path, "rb") as fh:
-        while block := fh.read(_CHUNK):
-            digest.update(block)
-    return digest.hexdigest()
+    """sha256 of an input exactly as RecordReader computes it while reading."""
+    return RecordReader(source, "embed").source_sha256()
 
 
 def model_identity(config: dict[str, Any]) -> dict[str, Any]:

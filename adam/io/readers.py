@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from adam.errors import InputError
+from adam.hashing import file_sha256
 from adam.io.record_parser import RecordParser
 from adam.io.records import InvalidRecord, Record
 
@@ -184,6 +185,20 @@ class RecordReader:
                 "line): convert it with jq -c '.[]' (an array) or jq -c . (objects)"
             )
 
+    def source_sha256(self) -> str:
+        """The ``sha256`` that iterating would set, computed without parsing (so it can be recorded up front)."""
+        if not self._is_dir:
+            assert self._path is not None, "standard input can only be hashed while it is read"
+            return file_sha256(self._path)
+        digest = hashlib.sha256()
+        for rel in self._directory_files():
+            try:
+                content = file_sha256(self._path / rel)
+            except OSError:  # unreadable: hashed as empty, as iteration does
+                content = hashlib.sha256().hexdigest()
+            digest.update(_directory_entry(rel, content))
+        return digest.hexdigest()
+
     # ------------------------------------------------------------------ directory inputs
     def _directory_files(self) -> list[str]:
         """Relative POSIX paths of the regular files under the directory, hidden ones skipped, sorted."""
@@ -223,12 +238,17 @@ class RecordReader:
                             data += block
             except OSError as err:
                 error = f"cannot read this file: {err.strerror}"
-            digest.update(f"{rel}\0{inner.hexdigest()}\n".encode())
+            digest.update(_directory_entry(rel, inner.hexdigest()))
             if error is not None:
                 yield InvalidRecord(line=index, id=rel, message=error)
             else:
                 yield parser.from_document(index, rel, bytes(data))
         self.sha256 = digest.hexdigest()
+
+
+def _directory_entry(rel: str, content_sha256: str) -> bytes:
+    """One file's share of a directory input's sha256."""
+    return f"{rel}\0{content_sha256}\n".encode()
 
 
 class _HashingReader(io.RawIOBase):

@@ -485,3 +485,24 @@ def test_schema_files_are_valid_draft_2020_12(name: str) -> None:
     schema = load_schema(name)
     Draft202012Validator.check_schema(schema)
     assert schema["$schema"] == "https://json-schema.org/draft/2020-12/schema"
+
+
+def test_source_sha256_up_front_equals_the_hash_iteration_sets(tmp_path: Path) -> None:
+    docs = tmp_path / "docs"
+    (docs / "sub").mkdir(parents=True)
+    (docs / "a.txt").write_text("first document")
+    (docs / "sub" / "b.md").write_text("second one\nwith two lines")
+    (docs / ".hidden").write_text("skipped")
+    lines = tmp_path / "in.jsonl"
+    lines.write_text('{"id": 1, "text": "x"}\n{"id": 2, "text": "y"}\n')
+    for source in (docs, lines):
+        up_front = RecordReader(source, "embed").source_sha256()
+        reader = RecordReader(source, "embed")
+        list(reader)
+        assert up_front == reader.sha256
+    before = RecordReader(docs, "embed").source_sha256()
+    (docs / "a.txt").write_text("changed")
+    assert RecordReader(docs, "embed").source_sha256() != before  # the dir's hash follows content
+    changed = RecordReader(docs, "embed")
+    list(changed)
+    assert changed.source_sha256() == changed.sha256
