@@ -8,7 +8,6 @@ timestamps. Every batch is one transaction: a crash loses at most the batch in f
 from __future__ import annotations
 
 import json
-import os
 import sqlite3
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -165,40 +164,21 @@ class EmbeddingStore:
 
     # ------------------------------------------------------------------ export and search
     def export_parquet(self, path: str | Path) -> int:
-        """Write this model's records to Parquet (id, vector, metadata, sha256, updated); returns the row count."""
-        import pyarrow as pa
-        import pyarrow.parquet as pq
+        """Write this model's records to Parquet (id, vector, metadata, sha256, updated); returns the row count.
 
-        rows = self._db.execute(
+        Rows stream from the database into row groups, so memory stays flat however big the store is.
+        """
+        from adam.io.writers import VectorParquetWriter
+
+        cursor = self._db.execute(
             "SELECT r.id, v.vector, r.metadata, r.sha256, r.updated FROM records r JOIN vectors v"
             " ON v.model = r.model AND v.sha256 = r.sha256 WHERE r.model = ? ORDER BY r.id",
             (self.model,),
-        ).fetchall()
-        schema = pa.schema(
-            [
-                pa.field("id", pa.string(), nullable=False),
-                pa.field("vector", pa.list_(pa.float32())),
-                pa.field("metadata", pa.string()),
-                pa.field("sha256", pa.string()),
-                pa.field("updated", pa.string()),
-            ]
         )
-        columns = [
-            pa.array([r[0] for r in rows], pa.string()),
-            pa.array([np.frombuffer(r[1], dtype=np.float32) for r in rows], pa.list_(pa.float32())),
-            pa.array([r[2] for r in rows], pa.string()),
-            pa.array([r[3] for r in rows], pa.string()),
-            pa.array([r[4] for r in rows], pa.string()),
-        ]
-        path = Path(path)
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-        try:
-            pq.write_table(pa.Table.from_arrays(columns, schema=schema), tmp)
-            os.replace(tmp, path)
-        except BaseException:
-            tmp.unlink(missing_ok=True)
-            raise
-        return len(rows)
+        with VectorParquetWriter(Path(path), extra=("sha256", "updated")) as out:
+            for id_, blob, metadata, sha256, updated in cursor:
+                out.add(id_, np.frombuffer(blob, dtype=np.float32), metadata, sha256, updated)
+        return out.rows
 
     def search(self, query: np.ndarray, top_k: int) -> list[tuple[str, float, str | None]]:
         """(id, cosine similarity, metadata text) of the ``top_k`` stored records most similar to ``query``."""

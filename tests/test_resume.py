@@ -12,6 +12,8 @@ import sys
 import time
 from pathlib import Path
 
+import numpy as np
+import pyarrow.parquet as pq
 import pytest
 from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
@@ -283,3 +285,22 @@ def test_a_run_stopped_by_an_unavailable_backend_is_resumable(tmp_path: Path) ->
     assert sorted(r["id"] for r in read_jsonl(stopped.run_dir / "results.jsonl")) == [0, 1, 2, 3]
     manifest = json.loads((stopped.run_dir / "manifest.json").read_text())
     assert manifest["resumes"] == 1 and manifest["resumed_from_status"] == "stopped"
+
+
+def test_a_stopped_embed_run_writes_no_parquet_and_its_resume_writes_every_vector_once(tmp_path: Path) -> None:
+    rows: list[dict | str] = [{"id": f"d{i}", "text": f"document number {i}"} for i in range(120)]
+    for i in range(3, 120, 7):
+        rows[i] = {"id": f"d{i}", "text": ""}  # invalid: nothing to embed
+    src = write_jsonl(tmp_path / "in.jsonl", rows)
+    stopped = _run(tmp_path, "job=embed", f"job.input={src}", "job.window=30", "job.batch_size=8", "job.max_errors=6")
+    assert stopped.exit_code == ExitCode.STOPPED
+    assert 0 < len(read_jsonl(stopped.run_dir / "results.jsonl")) < 120 - 17
+    assert sorted(p.name for p in stopped.run_dir.iterdir() if "parquet" in p.name) == []  # no half file, no temp
+
+    done = _run(tmp_path, "job=embed", f"job.input={src}", f"job.resume={stopped.run_dir}", name="again")
+    assert done.run_dir == stopped.run_dir and done.exit_code == ExitCode.PARTIAL
+    results = {r["id"]: r["embedding"] for r in read_jsonl(done.run_dir / "results.jsonl")}
+    table = pq.read_table(done.run_dir / "embeddings.parquet").to_pylist()
+    assert len(table) == len(results) == 120 - 17  # every valid record once, rebuilt from results.jsonl
+    for row in table:
+        assert np.array_equal(np.float32(row["vector"]), np.float32(results[row["id"]]))

@@ -81,6 +81,10 @@ class ModelBackend(ABC):
         """A length used to group similar inputs into one batch; tokens where cheap, else characters."""
         return len(text)
 
+    def sort_keys(self, texts: Sequence[str]) -> list[int]:
+        """sort_key of each text; backends that tokenize override it to do a window in one call."""
+        return [self.sort_key(text) for text in texts]
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text``."""

@@ -7,6 +7,7 @@ two backends for the same weights, device and dtype hold one copy.
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import logging
 import queue
@@ -40,7 +41,11 @@ log = logging.getLogger(__name__)
 # What torch and transformers raise for a request they cannot run (bad sampling values, shapes, OOM).
 MODEL_FAILURES: tuple[type[Exception], ...] = (RuntimeError, ValueError, IndexError)
 _END = object()  # end of a streamed generation
-_MAX_REMEMBERED = 1 << 16  # token counts kept between sort_key and _embed_batch
+_MAX_REMEMBERED = 1 << 16  # encodings kept between sorting a window and embedding it
+# Padded tokens per forward pass when embedding on a CPU and backend.token_budget is unset: measured
+# on all-MiniLM-L6-v2 (bench/RESULTS.md), the cost per token is flat from 256 to 8192 tokens a pass,
+# so a budget only cuts padding (long texts go in small batches) and caps activation memory.
+CPU_EMBED_TOKEN_BUDGET = 2048
 
 
 @dataclass
@@ -85,14 +90,15 @@ class HuggingFaceBackend(ModelBackend):
             raise ConfigError(f"backend.token_budget must be at least 1 (or null), not {token_budget}")
         self.trust_remote_code = trust_remote_code
         self.cache_dir = hf_loading.cache_root(cache_dir)
-        self.token_budget = token_budget
+        self._token_budget = token_budget
         self._lock = threading.RLock()
         self._source: hf_loading.ModelSource | None = None
         self._folder: Path | None = None
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
         self._warned_no_template = False
-        self._token_counts: dict[str, int] = {}  # text -> tokens, from sort_key, so embedding tokenizes once less
+        # text -> (ids as the model reads them, tokens before truncation): tokenized once, when sorting
+        self._encoded: dict[str, tuple[list[int], int]] = {}
 
     # ----------------------------------------------------------------- resolving and loading
     def source(self, *, download: bool = True) -> hf_loading.ModelSource:
@@ -175,10 +181,15 @@ class HuggingFaceBackend(ModelBackend):
         return LoadedModel(model, tokenizer, folder, device, dtype, decoder)
 
     @contextmanager
-    def _model_errors(self, what: str) -> Iterator[None]:
-        """The one place torch/transformers failures become BackendError (the base retries per record)."""
+    def _running(self, lm: LoadedModel, what: str) -> Iterator[None]:
+        """Around every forward pass: inference mode, the CPU kernels below, and the one place
+        torch/transformers failures become BackendError (the base then retries per record)."""
+        import torch
+
+        plain_cpu = lm.device == "cpu" and lm.dtype == torch.float32
         try:
-            yield
+            with torch.inference_mode(), _without_onednn() if plain_cpu else contextlib.nullcontext():
+                yield
         except MODEL_FAILURES as err:
             raise BackendError(f"{what} failed: {_first_line(err)}") from err
 
@@ -187,14 +198,48 @@ class HuggingFaceBackend(ModelBackend):
         """Tokens the model sees for ``text`` (special tokens the tokenizer adds included)."""
         return len(self.tokenizer()(text, add_special_tokens=True)["input_ids"])
 
+    def sort_keys(self, texts: Sequence[str]) -> list[int]:
+        """Token counts in one tokenizer call; an embedding model's encodings are kept for _embed_batch."""
+        if self.size.kind == ModelKind.embed:
+            return [len(ids) for ids, _ in self._encode(texts)]
+        return [len(ids) for ids in self.tokenizer()(list(texts), add_special_tokens=True)["input_ids"]]
+
     def sort_key(self, text: str) -> int:
         """Token count, so a batch groups inputs that pad to similar lengths."""
-        count = self.count_tokens(text)
-        if self.size.kind == ModelKind.embed:
-            if len(self._token_counts) >= _MAX_REMEMBERED:  # sort_key without a later embed must not grow it
-                self._token_counts.clear()
-            self._token_counts[text] = count
-        return count
+        return self.sort_keys([text])[0]
+
+    @property
+    def token_budget(self) -> int | None:  # type: ignore[override]
+        """backend.token_budget; unset, CPU_EMBED_TOKEN_BUDGET for embeddings on a CPU, else no limit."""
+        if self._token_budget is None and self.size.kind == ModelKind.embed:
+            device = self._loaded.device if self._loaded is not None else hf_loading.choose_device(self.hardware)
+            self._token_budget = CPU_EMBED_TOKEN_BUDGET if device == "cpu" else 0  # 0: decided, no limit
+        return self._token_budget or None
+
+    def _max_length(self) -> int:
+        """Tokens an embedding model reads: the size's max_seq_length, the sentence-transformers file's, the context."""
+        return (
+            self.size.max_seq_length
+            or hf_loading.sentence_transformers_max_length(self.model_dir())
+            or self.size.context_length
+        )
+
+    def _encode(self, texts: Sequence[str]) -> list[tuple[list[int], int]]:
+        """(ids truncated to _max_length, tokens before truncation) per text, remembered until embedded."""
+        new = [t for t in dict.fromkeys(texts) if t not in self._encoded]
+        if new:
+            tok, limit = self.tokenizer(), self._max_length()
+            rows = tok(new, add_special_tokens=True, truncation=True, max_length=limit)["input_ids"]
+            full = [len(row) for row in rows]
+            cut = [i for i, n in enumerate(full) if n >= limit]  # only these can have been truncated
+            if cut:
+                whole = tok([new[i] for i in cut], add_special_tokens=True)["input_ids"]
+                for i, row in zip(cut, whole, strict=True):
+                    full[i] = len(row)
+            if len(self._encoded) + len(new) > _MAX_REMEMBERED:  # sorted but never embedded must not pile up
+                self._encoded.clear()
+            self._encoded.update(zip(new, zip(rows, full, strict=True), strict=True))
+        return [self._encoded[t] for t in texts]
 
     def format_prompt(self, request: GenerationRequest) -> str:
         """The exact text fed to the model: the chat template applied to messages, or the raw prompt."""
@@ -255,7 +300,7 @@ class HuggingFaceBackend(ModelBackend):
         input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
         attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
         kwargs = self._generate_kwargs(lm, requests[0], max(r.max_tokens for r in requests))
-        with self._model_errors("generation"), torch.inference_mode():
+        with self._running(lm, "generation"):
             if requests[0].seed is not None:
                 torch.manual_seed(requests[0].seed)
             output = lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
@@ -323,7 +368,7 @@ class HuggingFaceBackend(ModelBackend):
 
         def work() -> None:
             try:
-                with self._model_errors("generation"), torch.inference_mode():
+                with self._running(lm, "generation"):
                     if request.seed is not None:
                         torch.manual_seed(request.seed)
                     ids = torch.tensor([prompt], device=lm.device)
@@ -364,38 +409,27 @@ class HuggingFaceBackend(ModelBackend):
         import torch
 
         lm = self._model()
-        pooling, max_length = self._embedding_settings(lm)
-        tok = lm.tokenizer
-        full = [self._token_counts.pop(text, 0) for text in texts]  # counted by sort_key when sorting
-        uncounted = [i for i, n in enumerate(full) if not n]
-        if uncounted:
-            ids = tok([texts[i] for i in uncounted], add_special_tokens=True)["input_ids"]
-            for i, row in zip(uncounted, ids, strict=True):
-                full[i] = len(row)
-        if 0 in full:
+        pooling = self._pooling(lm)
+        encoded = self._encode(texts)
+        for text in texts:
+            self._encoded.pop(text, None)
+        if any(not ids for ids, _ in encoded):
             raise BackendError("an empty text has no tokens to embed")
-        enc = tok(list(texts), padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-        enc = {k: v.to(lm.device) for k, v in enc.items()}
-        with self._model_errors("embedding"), torch.inference_mode():
-            hidden = lm.model.base_model(**enc).last_hidden_state
-            vectors = pool(hidden, enc["attention_mask"], pooling).float()
+        tok = lm.tokenizer
+        input_ids, mask = pad_rows([ids for ids, _ in encoded], tok.pad_token_id or 0, tok.padding_side)
+        with self._running(lm, "embedding"):
+            hidden = lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device))
+            vectors = pool(hidden.last_hidden_state, mask.to(lm.device), pooling).float()
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).cpu().numpy()
-        used = enc["attention_mask"].sum(dim=1).tolist()
         return [
-            Embedding(vector, tokens=int(n), truncated=total > n)
-            for vector, n, total in zip(vectors, used, full, strict=True)
+            Embedding(vector, tokens=len(ids), truncated=total > len(ids))
+            for vector, (ids, total) in zip(vectors, encoded, strict=True)
         ]
 
-    def _embedding_settings(self, lm: LoadedModel) -> tuple[str, int]:
-        """(pooling, truncation length): the size's, else the sentence-transformers files', else defaults."""
+    def _pooling(self, lm: LoadedModel) -> str:
+        """The size's pooling, else the sentence-transformers files', else last token (decoders) or mean."""
         pooling = self.size.pooling.value if self.size.pooling else None
-        pooling = pooling or hf_loading.sentence_transformers_pooling(lm.folder) or ("last" if lm.decoder else "mean")
-        max_length = (
-            self.size.max_seq_length
-            or hf_loading.sentence_transformers_max_length(lm.folder)
-            or self.size.context_length
-        )
-        return pooling, max_length
+        return pooling or hf_loading.sentence_transformers_pooling(lm.folder) or ("last" if lm.decoder else "mean")
 
     # ----------------------------------------------------------------- description
     def info(self) -> dict[str, Any]:
@@ -446,6 +480,48 @@ class HuggingFaceBackend(ModelBackend):
         """Drop this backend's references; the shared model stays loaded for other backends."""
         self._loaded = None
         self._tokenizer = None
+
+
+_onednn_lock = threading.Lock()
+_onednn_users = 0
+_onednn_was_enabled = True
+
+
+@contextmanager
+def _without_onednn() -> Iterator[None]:
+    """oneDNN off for float32 on the CPU, where torch would run only elementwise ops (GELU, SiLU)
+    through it: each new tensor shape JIT-compiles and caches a kernel (up to 1024 of them), so
+    a long run of variously padded batches grows memory with its input. torch's own kernels are
+    as fast here (bench/RESULTS.md). Counted, so overlapping callers restore the flag once."""
+    import torch
+
+    global _onednn_users, _onednn_was_enabled
+    with _onednn_lock:
+        if _onednn_users == 0:
+            _onednn_was_enabled = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _onednn_users += 1
+    try:
+        yield
+    finally:
+        with _onednn_lock:
+            _onednn_users -= 1
+            if _onednn_users == 0:
+                torch.backends.mkldnn.enabled = _onednn_was_enabled
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows padded to the longest on ``side``: (input_ids, attention_mask), both int64."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
 
 
 def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:

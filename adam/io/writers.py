@@ -7,6 +7,7 @@ dir cuts it off before appending.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
@@ -86,61 +87,101 @@ def write_json_atomic(path: Path, obj: Any) -> None:
     _fsync_dir(path.parent)
 
 
+class VectorParquetWriter:
+    """Vectors written to Parquet as they come, in row groups, through a temp file renamed when complete.
+
+    Columns: id, vector (list<float32>), metadata (JSON text), then any ``extra`` string columns.
+    Until close() the file at ``path`` is untouched; abort() (or leaving a ``with`` block on an
+    exception) removes the temp file, so a reader never sees a half-written Parquet file.
+    """
+
+    def __init__(self, path: Path, *, extra: Sequence[str] = (), batch_rows: int = 1024) -> None:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+
+        fields = [pa.field("id", pa.string(), nullable=False), pa.field("vector", pa.list_(pa.float32()))]
+        fields += [pa.field(name, pa.string()) for name in ("metadata", *extra)]
+        self.schema = pa.schema(fields)
+        self.path = Path(path)
+        self.rows = 0
+        self._batch_rows = batch_rows
+        self._columns: list[list[Any]] = [[] for _ in fields]
+        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._writer = pq.ParquetWriter(self._tmp, self.schema)
+
+    def add(self, id_: str, vector: Any, metadata: str | None = None, *extra: str | None) -> None:
+        """Queue one row (``vector``: a float sequence or a 1-D array); full row groups are written."""
+        for column, value in zip(self._columns, (id_, vector, metadata, *extra), strict=True):
+            column.append(value)
+        if len(self._columns[0]) >= self._batch_rows:
+            self._flush()
+
+    def _flush(self) -> None:
+        import numpy as np
+        import pyarrow as pa
+
+        if not self._columns[0]:
+            return
+        vectors = self._columns[1]
+        if all(isinstance(v, np.ndarray) for v in vectors):  # one flat float32 buffer, no Python floats
+            flat = np.concatenate([np.asarray(v, dtype=np.float32).ravel() for v in vectors])
+            offsets = np.cumsum([0, *(v.size for v in vectors)], dtype=np.int32)
+            vector_array = pa.ListArray.from_arrays(pa.array(offsets), pa.array(flat))
+        else:
+            vector_array = pa.array(vectors, pa.list_(pa.float32()))
+        arrays = [pa.array(self._columns[0], pa.string()), vector_array]
+        arrays += [pa.array(column, pa.string()) for column in self._columns[2:]]
+        self._writer.write_batch(pa.record_batch(arrays, schema=self.schema), row_group_size=self._batch_rows)
+        self.rows += len(self._columns[0])
+        for column in self._columns:
+            column.clear()
+
+    def close(self) -> int:
+        """Write what is queued, make the file durable and put it at ``path``; returns the row count."""
+        try:
+            self._flush()
+            self._writer.close()
+            fd = os.open(self._tmp, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+            os.replace(self._tmp, self.path)
+        except BaseException:
+            self.abort()
+            raise
+        _fsync_dir(self.path.parent)
+        return self.rows
+
+    def abort(self) -> None:
+        """Drop the temp file; ``path`` keeps whatever it held before."""
+        with contextlib.suppress(Exception):  # already failing; the temp file goes either way
+            self._writer.close()
+        self._tmp.unlink(missing_ok=True)
+
+    def __enter__(self) -> VectorParquetWriter:
+        return self
+
+    def __exit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        if exc_type is None:
+            self.close()
+        else:
+            self.abort()
+
+
 def results_to_parquet(results_path: Path, parquet_path: Path, *, batch_rows: int = 1024) -> int:
     """Stream the embeddings in results.jsonl into Parquet (id, vector, metadata); returns the row count.
 
-    Rows are written in row groups of ``batch_rows`` to a temp file that replaces ``parquet_path``
-    only when complete. Native lines and OpenAI-format lines both count; lines that are not
-    complete JSON (a torn last line) or hold no embedding are skipped with a warning.
+    Used where results.jsonl is the whole record (a resumed run, a run written by another
+    process). Native lines and OpenAI-format lines both count; lines that are not complete JSON
+    (a torn last line) or hold no embedding are skipped with a warning.
     """
-    import pyarrow as pa
-    import pyarrow.parquet as pq
-
-    schema = pa.schema(
-        [
-            pa.field("id", pa.string(), nullable=False),
-            pa.field("vector", pa.list_(pa.float32())),
-            pa.field("metadata", pa.string()),
-        ]
-    )
-    parquet_path = Path(parquet_path)
-    tmp = parquet_path.with_name(f".{parquet_path.name}.{os.getpid()}.tmp")
-    rows = 0
-    ids: list[str] = []
-    vectors: list[list[float]] = []
-    metas: list[str | None] = []
-
-    def flush(writer: Any) -> None:
-        nonlocal rows
-        if ids:
-            columns = [pa.array(ids), pa.array(vectors, pa.list_(pa.float32())), pa.array(metas)]
-            batch = pa.record_batch(columns, schema=schema)
-            writer.write_batch(batch, row_group_size=batch_rows)
-            rows += len(ids)
-            ids.clear()
-            vectors.clear()
-            metas.clear()
-
-    try:
-        with pq.ParquetWriter(tmp, schema) as writer:
-            for id_, vector, meta in _embedding_rows(Path(results_path)):
-                ids.append(id_)
-                vectors.append(vector)
-                metas.append(meta)
-                if len(ids) >= batch_rows:
-                    flush(writer)
-            flush(writer)
-        fd = os.open(tmp, os.O_RDONLY)
-        try:
-            os.fsync(fd)
-        finally:
-            os.close(fd)
-        os.replace(tmp, parquet_path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(parquet_path.parent)
-    return rows
+    with VectorParquetWriter(Path(parquet_path), batch_rows=batch_rows) as out:
+        for row in _embedding_rows(Path(results_path)):
+            out.add(*row)
+    return out.rows
 
 
 def _embedding_rows(path: Path) -> Iterator[tuple[str, list[float], str | None]]:
@@ -156,7 +197,7 @@ def _embedding_rows(path: Path) -> Iterator[tuple[str, list[float], str | None]]
                 where = "the last line" if not raw.endswith(b"\n") else f"line {number}"
                 log.warning("%s: %s is not complete JSON (an interrupted write?); skipped it", path, where)
                 continue
-            row = _embedding_of(obj)
+            row = embedding_row(obj)
             if row is None:
                 skipped += 1
             else:
@@ -165,7 +206,8 @@ def _embedding_rows(path: Path) -> Iterator[tuple[str, list[float], str | None]]
         log.warning("%s: %d lines hold no embedding; left them out of the Parquet file", path, skipped)
 
 
-def _embedding_of(obj: Any) -> tuple[str, list[float], str | None] | None:
+def embedding_row(obj: Any) -> tuple[str, list[float], str | None] | None:
+    """(id as text, vector, metadata as JSON text) of one results line, or None if it holds no embedding."""
     if not isinstance(obj, dict):
         return None
     if "custom_id" in obj:  # an OpenAI batch output line

@@ -127,7 +127,7 @@ def run_batches(
                 progress.update(len(invalid), 0)
                 if after_batch is not None:
                     after_batch(stats)
-            lengths = [backend.sort_key(r.content) for r in valid]
+            lengths = backend.sort_keys([r.content for r in valid])
             for batch in plan_batches(lengths, batch_size, backend.token_budget):
                 out = process([valid[i] for i in batch])
                 writer.write(out.results, out.errors)

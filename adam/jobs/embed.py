@@ -8,7 +8,7 @@ from collections.abc import Callable, Sequence
 from adam.errors import BackendError
 from adam.io.openai_batch import embedding_result, error_result
 from adam.io.records import Record
-from adam.io.writers import results_to_parquet
+from adam.io.writers import VectorParquetWriter, embedding_row, results_to_parquet
 from adam.jobs.batching import BatchOutput, JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.overflow import text_overflow
@@ -49,7 +49,11 @@ def overflow_screen(ctx: JobContext, prefix: str) -> Callable[[Sequence[Record],
 
 
 def run_embed(ctx: JobContext) -> JobStats:
-    """Embed every record of job.input, then build the Parquet file from the results."""
+    """Embed every record of job.input into results.jsonl and, as batches finish, embeddings.parquet.
+
+    A resumed run's Parquet file is rebuilt from results.jsonl at the end instead, since the vectors
+    of the earlier attempt are only there.
+    """
     backend, model = ctx.backend, ctx.model_name
     prefix = query_prefix(backend.size.query_instruction, ctx.job.get("query_task"))
     if ctx.job.get("store"):
@@ -58,6 +62,8 @@ def run_embed(ctx: JobContext) -> JobStats:
         return run_embed_store(ctx, prefix)
     truncated = 0
     screen = overflow_screen(ctx, prefix)
+    parquet_path = ctx.run_dir / PARQUET_NAME
+    streamed = VectorParquetWriter(parquet_path) if ctx.job.parquet and ctx.done is None else None
 
     def process(batch: Sequence[Record]) -> BatchOutput:
         nonlocal truncated
@@ -67,17 +73,25 @@ def run_embed(ctx: JobContext) -> JobStats:
         for record, result in zip(batch, results, strict=True):
             if isinstance(result, BackendError):
                 out.errors.append(error_result(record, str(result), code="backend_error"))
-            else:
-                out.results.append(embedding_result(record, result, model=model))
-                out.tokens += result.tokens
-                truncated += int(result.truncated)
+                continue
+            line = embedding_result(record, result, model=model)
+            out.results.append(line)
+            out.tokens += result.tokens
+            truncated += int(result.truncated)
+            if streamed is not None and (row := embedding_row(line)) is not None:
+                streamed.add(row[0], result.vector, row[2])  # the array itself, not its JSON floats
         return out
 
-    stats = ctx.run_batches("embed", process)
+    try:
+        stats = ctx.run_batches("embed", process)
+    except BaseException:
+        if streamed is not None:
+            streamed.abort()  # a stopped run's vectors are in results.jsonl; resuming rebuilds the file
+        raise
     stats.extra["truncated"] = truncated
     if ctx.job.parquet:
         ctx.writer.close()
-        rows = results_to_parquet(ctx.writer.results_path, ctx.run_dir / PARQUET_NAME)
+        rows = streamed.close() if streamed is not None else results_to_parquet(ctx.writer.results_path, parquet_path)
         stats.extra["parquet_rows"] = rows
-        log.info("wrote %d vectors to %s", rows, ctx.run_dir / PARQUET_NAME)
+        log.info("wrote %d vectors to %s", rows, parquet_path)
     return stats

@@ -22,7 +22,7 @@ from helpers import compose_cfg
 from hydra.utils import instantiate
 
 from adam.backends import hf_loading
-from adam.backends.huggingface import HuggingFaceBackend, pool
+from adam.backends.huggingface import CPU_EMBED_TOKEN_BUDGET, HuggingFaceBackend, pad_rows, pool
 from adam.backends.text import finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest
 from adam.errors import BackendError, ModelNotFoundError
@@ -421,6 +421,85 @@ def test_minilm_settings_fall_back_to_its_sentence_transformers_files(minilm: Hu
         assert (a.tokens, a.truncated) == (b.tokens, b.truncated)  # sentence_bert_config says 256
     (cls,) = make_backend("size=minilm", "hardware=cpu", "size.pooling=cls").embed(texts[1:])
     assert isinstance(cls, Embedding) and float(cls.vector @ configured[1].vector) < 0.99  # type: ignore[union-attr]
+
+
+def test_pad_rows_pads_on_the_tokenizers_side() -> None:
+    ids, mask = pad_rows([[5, 6, 7], [8]], pad_id=0, side="right")
+    assert ids.tolist() == [[5, 6, 7], [8, 0, 0]] and mask.tolist() == [[1, 1, 1], [1, 0, 0]]
+    ids, mask = pad_rows([[5, 6, 7], [8]], pad_id=9, side="left")
+    assert ids.tolist() == [[5, 6, 7], [9, 9, 8]] and mask.tolist() == [[1, 1, 1], [0, 0, 1]]
+
+
+def test_embedding_on_a_cpu_is_batched_by_a_token_budget(tiny_qwen3_dir: Path) -> None:
+    assert make_backend("size=minilm", "hardware=cpu").token_budget == CPU_EMBED_TOKEN_BUDGET
+    assert make_backend("size=minilm", "hardware=cpu", "backend.token_budget=512").token_budget == 512
+    assert make_backend("size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu").token_budget is None
+
+
+class _CountingTokenizer:
+    """Delegates to a tokenizer and records the texts of each call."""
+
+    def __init__(self, real: object) -> None:
+        self.real, self.calls = real, []
+
+    def __call__(self, texts: list[str], **kwargs: object) -> object:
+        self.calls.append(list(texts))
+        return self.real(texts, **kwargs)  # type: ignore[operator]
+
+    def __getattr__(self, name: str) -> object:
+        return getattr(self.real, name)
+
+
+@pytest.mark.slow
+def test_minilm_sorts_by_the_tokens_it_reads_and_tokenizes_each_text_once(
+    minilm: HuggingFaceBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    texts = [" ".join(["word"] * 400), "a short text", TRIPLES[0][0]]
+    counts = [minilm.count_tokens(t) for t in texts]
+    assert counts[0] > 256
+    keys = minilm.sort_keys(texts)
+    assert keys == [256, counts[1], counts[2]]  # the long text pads to what the model reads, not its length
+    counting = _CountingTokenizer(minilm.tokenizer())
+    monkeypatch.setattr(minilm, "_tokenizer", counting)
+    embedded = minilm.embed(texts)
+    assert counting.calls == []  # sorting already tokenized them
+    assert [(e.tokens, e.truncated) for e in embedded] == [(256, True), (counts[1], False), (counts[2], False)]  # type: ignore[union-attr]
+    assert minilm._encoded == {}  # nothing kept once embedded
+    (again,) = minilm.embed([texts[1]])  # not sorted first: tokenized now, the same vector
+    assert counting.calls == [[texts[1]]]
+    np.testing.assert_allclose(again.vector, embedded[1].vector, atol=1e-6)  # type: ignore[union-attr]
+
+
+@pytest.mark.slow
+def test_minilm_job_keeps_each_forward_pass_in_the_budget_and_off_onednn(
+    minilm: HuggingFaceBackend, tmp_path: Path
+) -> None:
+    import torch
+
+    from adam.runner import run
+
+    seen: list[tuple[tuple[int, ...], bool]] = []
+
+    def record(module: object, args: object, kwargs: dict) -> None:
+        seen.append((tuple(kwargs["input_ids"].shape), torch.backends.mkldnn.enabled))
+
+    texts = [" ".join(["token"] * (5 + 37 * (i % 9))) for i in range(60)]  # 7 to 300 tokens
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps({"id": i, "text": t}) + "\n" for i, t in enumerate(texts)))
+    enabled = torch.backends.mkldnn.enabled
+    handle = minilm._model().model.base_model.register_forward_pre_hook(record, with_kwargs=True)  # shared weights
+    try:
+        summary = run(
+            compose_cfg("job=embed", "size=minilm", "hardware=cpu", f"job.input={src}", run_dir=tmp_path / "r")
+        )
+    finally:
+        handle.remove()
+    assert summary.stats.ok == 60 and sum(shape[0] for shape, _ in seen) == 60
+    assert all(rows * width <= CPU_EMBED_TOKEN_BUDGET for (rows, width), _ in seen)
+    narrowest, widest = min(seen, key=lambda s: s[0][1])[0], max(seen, key=lambda s: s[0][1])[0]
+    assert widest[1] == 256 and widest[0] < narrowest[0]  # long texts go in smaller batches than short ones
+    assert not any(flag for _, flag in seen)  # float32 on the CPU runs torch's own kernels
+    assert torch.backends.mkldnn.enabled == enabled  # and the flag is back afterwards
 
 
 # ----------------------------------------------------------------- the bundled GGUF

@@ -1,4 +1,4 @@
-"""RunWriter, write_json_atomic and results_to_parquet: durable, complete lines and files."""
+"""RunWriter, write_json_atomic, VectorParquetWriter and results_to_parquet: durable, complete lines and files."""
 
 from __future__ import annotations
 
@@ -10,7 +10,7 @@ import numpy as np
 import pyarrow.parquet as pq
 import pytest
 
-from adam.io.writers import RunWriter, results_to_parquet, write_json_atomic
+from adam.io.writers import RunWriter, VectorParquetWriter, results_to_parquet, write_json_atomic
 
 
 def _lines(path: Path) -> list[str]:
@@ -151,3 +151,35 @@ def test_a_failed_conversion_keeps_the_old_parquet_file(tmp_path: Path) -> None:
         results_to_parquet(bad, parquet)
     assert pq.read_table(parquet).to_pylist() == [{"id": "a", "vector": [1.0, 2.0], "metadata": None}]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["bad.jsonl", "good.jsonl", "out.parquet"]
+
+
+def test_vector_parquet_writer_takes_arrays_or_lists_and_writes_the_same_file(tmp_path: Path) -> None:
+    rng = np.random.default_rng(0)
+    vectors = [rng.standard_normal(n).astype(np.float32) for n in (4, 4, 3, 4, 5)]  # ragged is allowed
+    metas = ['{"k":1}', None, '{"k":3}', None, None]
+    tables = []
+    for name, as_given in (("arrays", lambda v: v), ("lists", lambda v: v.tolist())):
+        with VectorParquetWriter(tmp_path / f"{name}.parquet", extra=("sha256",), batch_rows=2) as out:
+            for i, (vector, meta) in enumerate(zip(vectors, metas, strict=True)):
+                out.add(f"id{i}", as_given(vector), meta, f"h{i}")
+        assert out.rows == 5
+        file = pq.ParquetFile(tmp_path / f"{name}.parquet")
+        assert file.metadata.num_row_groups == 3
+        assert file.schema_arrow.names == ["id", "vector", "metadata", "sha256"]
+        tables.append(file.read().to_pylist())
+    assert tables[0] == tables[1]
+    for i, row in enumerate(tables[0]):
+        assert np.array_equal(np.array(row["vector"], dtype=np.float32), vectors[i])  # float32 exact
+        assert (row["id"], row["metadata"], row["sha256"]) == (f"id{i}", metas[i], f"h{i}")
+
+
+def test_vector_parquet_writer_touches_the_target_only_when_closed(tmp_path: Path) -> None:
+    target = tmp_path / "out.parquet"
+    with VectorParquetWriter(target) as out:
+        out.add("old", np.ones(2, dtype=np.float32))
+    with pytest.raises(KeyboardInterrupt), VectorParquetWriter(target, batch_rows=1) as out:
+        out.add("new", np.zeros(2, dtype=np.float32))  # a full row group is already in the temp file
+        assert pq.read_table(target).column("id").to_pylist() == ["old"]
+        raise KeyboardInterrupt
+    assert pq.read_table(target).column("id").to_pylist() == ["old"]
+    assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temp file left
