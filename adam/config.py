@@ -259,7 +259,7 @@ class HuggingFaceBackendConf:
     hardware: Any = "${hardware}"
     trust_remote_code: bool = False
     cache_dir: str | None = None  # null: $ADAM_CACHE_DIR, then the user cache dir
-    token_budget: int | None = None  # max padded tokens in one forward batch; null: no limit
+    token_budget: int | None = None  # max padded tokens in one forward batch; null: the backend decides
 
 
 @dataclass
