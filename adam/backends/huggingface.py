@@ -295,16 +295,16 @@ class HuggingFaceBackend(ModelBackend):
         import torch
 
         prompts = [self._prompt_ids(r) for r in requests]
-        width = max(len(p) for p in prompts)
-        pad = lm.tokenizer.pad_token_id
-        input_ids = torch.tensor([[pad] * (width - len(p)) + p for p in prompts], device=lm.device)
-        attention_mask = torch.tensor([[0] * (width - len(p)) + [1] * len(p) for p in prompts], device=lm.device)
+        input_ids, attention_mask = pad_rows(
+            prompts, lm.tokenizer.pad_token_id, "left"
+        )  # decoders continue on the right
+        input_ids, attention_mask = input_ids.to(lm.device), attention_mask.to(lm.device)
         kwargs = self._generate_kwargs(lm, requests[0], max(r.max_tokens for r in requests))
         with self._running(lm, "generation"):
             if requests[0].seed is not None:
                 torch.manual_seed(requests[0].seed)
             output = lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        rows = output[:, width:].tolist()
+        rows = output[:, input_ids.shape[1] :].tolist()
         return [self._finish(lm, r, len(p), row) for r, p, row in zip(requests, prompts, rows, strict=True)]
 
     def _generate_kwargs(self, lm: LoadedModel, request: GenerationRequest, max_new_tokens: int) -> dict[str, Any]:
