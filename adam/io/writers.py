@@ -21,6 +21,7 @@ log = logging.getLogger(__name__)
 
 RESULTS_NAME = "results.jsonl"
 ERRORS_NAME = "errors.jsonl"
+PARQUET_NAME = "embeddings.parquet"  # job=embed's vectors
 _CHUNK = 1 << 20
 
 

@@ -8,14 +8,12 @@ from collections.abc import Callable, Sequence
 from adam.errors import BackendError
 from adam.io.openai_batch import embedding_result, error_result
 from adam.io.records import Record
-from adam.io.writers import VectorParquetWriter, embedding_row, results_to_parquet
+from adam.io.writers import PARQUET_NAME, VectorParquetWriter, embedding_row, results_to_parquet
 from adam.jobs.batching import BatchOutput, JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.overflow import text_overflow
 
 log = logging.getLogger(__name__)
-
-PARQUET_NAME = "embeddings.parquet"
 
 
 def query_prefix(instruction: str | None, task: str | None) -> str:

@@ -19,13 +19,13 @@ from adam.errors import BackendError
 from adam.io.openai_batch import error_result
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
+from adam.io.writers import PARQUET_NAME
 from adam.jobs.batching import BatchOutput, JobStats
 from adam.jobs.chunking import chunk_records
 from adam.jobs.context import JobContext
 
 log = logging.getLogger(__name__)
 
-PARQUET_NAME = "embeddings.parquet"
 STATUSES = ("embedded", "reused", "unchanged", "metadata_updated")
 
 
