@@ -77,13 +77,10 @@ class ModelBackend(ABC):
             return
         yield from self._stream(request)
 
-    def sort_key(self, text: str) -> int:
-        """A length used to group similar inputs into one batch; tokens where cheap, else characters."""
-        return len(text)
-
     def sort_keys(self, texts: Sequence[str]) -> list[int]:
-        """sort_key of each text; backends that tokenize override it to do a window in one call."""
-        return [self.sort_key(text) for text in texts]
+        """A length per text, to group similar inputs into one batch: characters here; backends with a
+        tokenizer override it with token counts for a whole window in one call."""
+        return [len(text) for text in texts]
 
     @abstractmethod
     def count_tokens(self, text: str) -> int:

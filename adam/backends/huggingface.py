@@ -204,10 +204,6 @@ class HuggingFaceBackend(ModelBackend):
             return [len(ids) for ids, _ in self._encode(texts)]
         return [len(ids) for ids in self.tokenizer()(list(texts), add_special_tokens=True)["input_ids"]]
 
-    def sort_key(self, text: str) -> int:
-        """Token count, so a batch groups inputs that pad to similar lengths."""
-        return self.sort_keys([text])[0]
-
     @property
     def token_budget(self) -> int | None:  # type: ignore[override]
         """backend.token_budget; unset, CPU_EMBED_TOKEN_BUDGET for embeddings on a CPU, else no limit."""
