@@ -9,44 +9,35 @@ hint, 429/5xx and timeouts are retried with backoff, a refused connection is Bac
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import os
 import re
-import sys
-import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from concurrent.futures import ThreadPoolExecutor
-from pathlib import Path
-from typing import TYPE_CHECKING, Any, TypeVar
+from typing import Any
 from urllib.parse import urlsplit
 
-from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, StreamChunk, finish_generation
-from adam.backends.retry import Backoff, TransientError
-from adam.backends.text import StreamAssembler
+from adam.backends.base import Embedding, Generation, GenerationRequest, StreamChunk, finish_generation
+from adam.backends.retry import TransientError
+from adam.backends.server import ServerBackend, one_line, split_tokens
 from adam.config import PullPolicy
 from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
-from adam.hashing import file_sha256
 from adam.sizing import effective_context
-
-if TYPE_CHECKING:
-    import ollama
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+__all__ = ["OllamaBackend", "normalise_host", "ollama_format", "split_tokens"]
 
 DEFAULT_HOST = "http://127.0.0.1:11434"
 DEFAULT_PORT = 11434
 CHARS_PER_TOKEN = 4  # Ollama has no tokenize endpoint; count_tokens is this estimate
-DIGEST = re.compile(r"^sha256[:-][0-9a-f]{64}$")
 
 
-class OllamaBackend(ModelBackend):
+class OllamaBackend(ServerBackend):
     """Runs the size's ``ollama_tag`` on an Ollama server; ``hardware`` is the server's business."""
 
     name = "ollama"
+    label = "Ollama"
     supports_embeddings = True
     supports_streaming = True
 
@@ -66,63 +57,34 @@ class OllamaBackend(ModelBackend):
         truncate: bool = True,
         share_store: str | None = None,
     ) -> None:
-        super().__init__(size, hardware)
+        super().__init__(
+            size,
+            hardware,
+            concurrency=concurrency,
+            timeout=timeout,
+            retries=retries,
+            backoff=backoff,
+            max_backoff=max_backoff,
+        )
         if not self.size.ollama_tag:
             raise ConfigError(
                 f"size={self.size.name} has no Ollama model; pick a size with an ollama_tag "
                 f"({', '.join(_sizes_with_ollama_tag()) or 'qwen3_small, ...'}) or set size.ollama_tag=<name:tag>"
             )
-        if concurrency < 1:
-            raise ConfigError(f"backend.concurrency must be at least 1, not {concurrency}")
-        if timeout <= 0:
-            raise ConfigError(f"backend.timeout must be positive, not {timeout}")
         if dimensions is not None and dimensions < 1:
             raise ConfigError(f"backend.dimensions must be at least 1 or null, not {dimensions}")
         try:
             self.pull_policy = PullPolicy(pull)
-            self.backoff = Backoff(retries=retries, base=backoff, maximum=max_backoff)
         except ValueError as err:
-            raise ConfigError(f"backend: {err} (pull: missing | never | always)") from err
+            raise ConfigError(f"backend.pull: {err} (missing | never | always)") from err
         self.model: str = self.size.ollama_tag
         self.host = normalise_host(host or os.environ.get("OLLAMA_HOST"))
-        self.concurrency = concurrency
-        self.timeout = float(timeout)
         self.keep_alive = _keep_alive(keep_alive)
         self.dimensions = dimensions
         self.truncate = truncate
         self.share_store = share_store
-        self._lock = threading.Lock()
-        self._ollama: ollama.Client | None = None  # created on first use: construction stays offline
-        self._pool: ThreadPoolExecutor | None = None
 
     # ----------------------------------------------------------------- generation
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
-        """Generate with up to ``concurrency`` requests in flight; a failed request fails alone, in place."""
-        # Each request is its own HTTP call, so the base class's retry-the-batch-one-by-one isolation
-        # would only resend the requests that already succeeded.
-        if not requests:
-            return []
-        pool = self._executor()
-        futures = [pool.submit(self._settle, request) for request in requests]
-        try:
-            return [future.result() for future in futures]
-        finally:  # BackendUnavailable or an interrupt: do not start what is still queued
-            for future in futures:
-                future.cancel()
-
-    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        results = self.generate(requests)
-        for result in results:
-            if isinstance(result, BackendError):
-                raise result
-        return results  # type: ignore[return-value]
-
-    def _settle(self, request: GenerationRequest) -> Generation | BackendError:
-        try:
-            return self._generate_one(request)
-        except BackendError as err:
-            return err
-
     def _generate_one(self, request: GenerationRequest) -> Generation:
         what, call = self._generation_call(request, stream=False)
         reply = self._call(what, call)
@@ -178,31 +140,6 @@ class OllamaBackend(ModelBackend):
             yield StreamChunk(text, thinking or "")
         raise BackendError(f"the Ollama {what} stream ended before the server said it was done")
 
-    def _stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
-        # The base class feeds only chunk.text to the StreamAssembler (which finds thinking in
-        # <think> tags), so the thinking Ollama sends in its own field would be lost. Forward those
-        # deltas as they come and let the assembler cut stop strings and stray tags from the answer,
-        # as finish_generation does. Like generate(), the server's thinking wins: once it sent some,
-        # thinking the assembler finds in tags is dropped.
-        assembler = StreamAssembler(request.stop)
-        server_thinking = False
-        with contextlib.closing(self._stream_raw(request)) as raws:  # a stop string hit closes the HTTP stream
-            for raw in raws:
-                chunk = assembler.feed(raw)
-                if raw.thinking:
-                    server_thinking = True
-                    chunk.thinking = raw.thinking
-                elif server_thinking:
-                    chunk.thinking = ""
-                if chunk.text or chunk.thinking:
-                    yield chunk
-                if assembler.stopped:
-                    break
-        last = assembler.close()
-        if server_thinking:
-            last.thinking = ""
-        yield last
-
     # ----------------------------------------------------------------- embeddings
     def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
         import numpy as np
@@ -218,12 +155,16 @@ class OllamaBackend(ModelBackend):
                 keep_alive=self.keep_alive,
             ),
         )
-        vectors = np.asarray(reply.embeddings, dtype=np.float32)
-        if vectors.ndim != 2 or len(vectors) != len(texts):
+        if len(reply.embeddings) != len(texts):
             raise BackendError(f"Ollama embed returned {len(reply.embeddings)} vectors for {len(texts)} texts")
-        norms = np.linalg.norm(vectors, axis=1, keepdims=True)
-        if not np.allclose(norms, 1.0, atol=1e-3):  # Ollama normalises; older servers and some models do not
-            vectors = vectors / np.where(norms > 0, norms, 1.0)
+        try:  # one array per text: a reply of ragged vectors is judged vector by vector, by the job
+            vectors = [np.asarray(v, dtype=np.float32).ravel() for v in reply.embeddings]
+        except (TypeError, ValueError) as err:
+            raise BackendError(f"Ollama embed returned vectors that are not lists of numbers: {err}") from err
+        for i, vector in enumerate(vectors):
+            norm = float(np.linalg.norm(vector))
+            if abs(norm - 1.0) > 1e-3 and norm > 0:  # Ollama normalises; older servers and some models do not
+                vectors[i] = vector / norm
         tokens = split_tokens(reply.prompt_eval_count, texts, self.count_tokens)
         return [Embedding(vector, count, truncated=False) for vector, count in zip(vectors, tokens, strict=True)]
 
@@ -284,162 +225,16 @@ class OllamaBackend(ModelBackend):
         self._call("load", lambda: client.generate(model=self.model, keep_alive=self.keep_alive))
 
     def pull(self) -> None:
-        """Put the model on the server: from the shared store when it is there, else from the Ollama registry."""
-        if self._create_from_shared_store(self.model):
-            log.info("created %s on %s from the shared store", self.model, self.host)
-            return
-        from tqdm import tqdm
+        """Put the model on the server: created from the shared store when adam shared it, else pulled."""
+        from adam.sharing.ollama_server import OllamaModels
 
-        log.info("pulling %s on the Ollama server at %s", self.model, self.host)
-        client = self._client()
-        layers: dict[str, tuple[int, int]] = {}  # digest -> (completed, total) bytes
-        status = ""
-        tty = bool(getattr(sys.stderr, "isatty", lambda: False)())
-        with tqdm(desc=f"pull {self.model}", unit="B", unit_scale=True, file=sys.stderr, disable=not tty) as bar:
-            try:
-                for part in self._open_stream("pull", lambda: client.pull(self.model, stream=True)):
-                    status = part.status or status
-                    if part.digest and part.total:
-                        layers[part.digest] = (part.completed or 0, part.total)
-                        bar.total = sum(total for _, total in layers.values())
-                        bar.n = sum(done for done, _ in layers.values())
-                        bar.refresh()
-            except BackendError as err:
-                if "not exist" in str(err) or "not found" in str(err):
-                    raise ModelNotFoundError(
-                        f"the Ollama registry has no {self.model}: {err}; set size.ollama_tag=<name:tag>"
-                    ) from err
-                raise BackendUnavailable(f"pulling {self.model} on {self.host} failed: {err}") from err
-        if status != "success":
-            raise BackendUnavailable(f"pulling {self.model} on {self.host} ended with {status!r}, not 'success'")
-        log.info("pulled %s", self.model)
-
-    def _create_from_shared_store(self, tag: str) -> bool:
-        """Create ``tag`` from a GGUF that adam shared from another backend, instead of pulling it."""
-        from adam.sharing.publish import publish
-        from adam.sharing.store import SharedStore
-
-        entry = SharedStore(self.share_store).find_by_ollama_model(tag)
-        if entry is None:
-            return False
-        publish(entry, self, tag)
-        return True
-
-    # ----------------------------------------------------------------- model-sharing primitives
-    def has_blob(self, digest: str) -> bool:
-        """Whether the server holds the blob ``sha256:<hex>`` (HEAD /api/blobs/<digest>)."""
-        if not DIGEST.match(digest):
-            raise ValueError(f"not a blob digest: {digest!r} (want sha256:<64 hex digits>)")
-        client = self._client()
-
-        def head() -> bool:
-            # The official client can only POST blobs, so ask through its own HTTP session.
-            reply = client._client.head(f"/api/blobs/{digest}")
-            if reply.status_code not in (200, 404):
-                import ollama
-
-                raise ollama.ResponseError(reply.text or reply.reason_phrase, reply.status_code)
-            return reply.status_code == 200
-
-        return self._call("blob check", head)
-
-    def push_blob(self, path: Path, digest: str | None = None) -> str:
-        """Upload a file as a blob unless the server has it already; returns its digest ``sha256:<hex>``."""
-        path = Path(path)
-        digest = digest or f"sha256:{file_sha256(path)}"
-        if self.has_blob(digest):
-            log.info("the server already has %s (%s)", path.name, digest)
-            return digest
-        log.info("uploading %s to %s", path, self.host)
-        client = self._client()
-        return self._call("blob upload", lambda: client.create_blob(path))
-
-    def create_model(
-        self,
-        name: str,
-        files: dict[str, str],
-        *,
-        template: str | None = None,
-        parameters: dict[str, Any] | None = None,
-        system: str | None = None,
-    ) -> None:
-        """Create model ``name`` on the server from uploaded blobs ({file name: digest})."""
-        client = self._client()
-        status = ""
-
-        def create() -> Iterator[Any]:
-            return client.create(
-                model=name, files=files, template=template, parameters=parameters, system=system, stream=True
-            )
-
-        for part in self._open_stream("create", create):
-            status = part.status or status
-            log.debug("create %s: %s", name, status)
-        if status != "success":
-            raise BackendError(f"creating {name} on {self.host} ended with {status!r}, not 'success'")
+        OllamaModels(self).pull()
 
     # ----------------------------------------------------------------- client, errors, threads
-    def close(self) -> None:
-        """Stop the worker threads and close the HTTP client."""
-        with self._lock:
-            pool, self._pool = self._pool, None
-            client, self._ollama = self._ollama, None
-        if pool is not None:
-            pool.shutdown(wait=True, cancel_futures=True)
-        if client is not None:
-            client.close()
+    def _make_client(self) -> Any:
+        import ollama
 
-    def _client(self) -> ollama.Client:
-        with self._lock:
-            if self._ollama is None:
-                import ollama
-
-                self._ollama = ollama.Client(host=self.host, timeout=self.timeout)
-            return self._ollama
-
-    def _executor(self) -> ThreadPoolExecutor:
-        with self._lock:
-            if self._pool is None:
-                self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="adam-ollama")
-            return self._pool
-
-    def _call(self, what: str, fn: Callable[[], T]) -> T:
-        """The one wrapper around client calls: errors translated, transient ones retried with backoff."""
-
-        def attempt() -> T:
-            try:
-                return fn()
-            except AdamError:
-                raise
-            except Exception as err:
-                translated = self._translate(err, what)
-                if translated is None:
-                    raise
-                raise translated from err
-
-        return self.backoff.call(attempt, f"Ollama {what}")
-
-    def _open_stream(self, what: str, fn: Callable[[], Iterator[T]]) -> Iterator[T]:
-        """A streamed call, retried until its first part arrives; an error after that is not retried."""
-
-        def first() -> tuple[T, Iterator[T]]:
-            parts = fn()
-            head = next(parts, None)  # ollama-python sends the request on the first next()
-            if head is None:
-                raise BackendError(f"Ollama {what} sent an empty stream")
-            return head, parts
-
-        head, parts = self._call(what, first)
-        yield head
-        try:
-            yield from parts
-        except AdamError:
-            raise
-        except Exception as err:  # an {"error": ...} line mid-stream is a ResponseError here
-            translated = self._translate(err, what)
-            if translated is None:
-                raise
-            raise translated from err
+        return ollama.Client(host=self.host, timeout=self.timeout)
 
     def _translate(self, err: Exception, what: str) -> AdamError | None:
         """The AdamError a client error means, or None for errors that are not the server's."""
@@ -447,7 +242,7 @@ class OllamaBackend(ModelBackend):
         import ollama
 
         if isinstance(err, ollama.ResponseError):
-            status, reason = err.status_code, _one_line(str(err.error))
+            status, reason = err.status_code, one_line(str(err.error))
             if status == 404 and "model" in reason.lower():
                 return ModelNotFoundError(self._missing_hint())
             if status < 0:  # no HTTP status: an error line inside a 200 stream
@@ -462,9 +257,9 @@ class OllamaBackend(ModelBackend):
                 f"no Ollama server at {self.host}: start it with `ollama serve` or set backend.host"
             )
         if isinstance(err, httpx.TransportError):  # reset or closed mid-reply: the server may be restarting
-            return TransientError(f"Ollama {what} lost the connection: {_one_line(str(err)) or type(err).__name__}")
+            return TransientError(f"Ollama {what} lost the connection: {one_line(str(err)) or type(err).__name__}")
         if isinstance(err, ValueError | ollama.RequestError):  # unparsable or unexpected reply
-            return BackendError(f"unexpected reply to Ollama {what}: {_one_line(str(err))}")
+            return BackendError(f"unexpected reply to Ollama {what}: {one_line(str(err))}")
         return None
 
     def _missing_hint(self) -> str:
@@ -513,25 +308,6 @@ def ollama_format(response_format: Mapping[str, Any] | None) -> str | dict[str, 
     return dict(response_format)  # a JSON schema itself
 
 
-def split_tokens(total: int | None, texts: Sequence[str], estimate: Callable[[str], int]) -> list[int]:
-    """Per-text token counts from a batch total, shared in proportion to text length (exact for one text).
-
-    Ollama reports one prompt_eval_count for the whole /api/embed request; without it, each text
-    gets the ``estimate``.
-    """
-    if total is None:
-        return [estimate(t) for t in texts]
-    if len(texts) == 1:
-        return [total]
-    weights = [max(len(t), 1) for t in texts]
-    shares = [total * w / sum(weights) for w in weights]
-    counts = [math.floor(s) for s in shares]
-    by_remainder = sorted(range(len(texts)), key=lambda i: shares[i] - counts[i], reverse=True)
-    for i in by_remainder[: total - sum(counts)]:
-        counts[i] += 1
-    return counts
-
-
 def _reply_text(reply: Any) -> tuple[str, str | None]:
     """(text, server thinking) of a chat or generate reply or stream part."""
     message = getattr(reply, "message", None)
@@ -564,10 +340,6 @@ def _keep_alive(value: str | float | None) -> str | float | None:
     if isinstance(value, str) and re.fullmatch(r"-?\d+(\.\d+)?", value.strip()):
         return float(value)
     return value
-
-
-def _one_line(text: str) -> str:
-    return " ".join(text.split())
 
 
 def _sizes_with_ollama_tag() -> list[str]:

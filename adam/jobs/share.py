@@ -26,6 +26,7 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
     The store's metadata document is copied into ``run_dir`` when there is one.
     """
     from adam.sharing.metadata import write_metadata
+    from adam.sharing.ollama_server import OllamaModels
     from adam.sharing.publish import publish
     from adam.sharing.store import SharedStore
 
@@ -46,7 +47,7 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
         # The Ollama backend serves one size; hand it this one under the name it is shared as.
         target = instantiate(share.ollama, size=dataclasses.replace(backend.size, ollama_tag=name), _convert_="object")
         try:
-            doc.update(publish(entry, target, name))
+            doc.update(publish(entry, OllamaModels(target), name))
         finally:
             target.close()
     log.info("shared %s as %s", backend.size.name, entry.gguf_path)

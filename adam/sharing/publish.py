@@ -11,7 +11,7 @@ log = logging.getLogger(__name__)
 
 
 class OllamaTarget(Protocol):
-    """What publishing needs of the Ollama backend."""
+    """What publishing needs of an Ollama server (adam.sharing.ollama_server.OllamaModels)."""
 
     host: str
 

@@ -21,6 +21,7 @@ from hydra.utils import instantiate
 
 from adam.backends.base import GenerationRequest, StreamChunk
 from adam.backends.ollama import OllamaBackend, normalise_host, ollama_format, split_tokens
+from adam.sharing.ollama_server import OllamaModels
 from adam.backends.retry import Backoff, TransientError
 from adam.errors import BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
 
@@ -219,7 +220,7 @@ def test_size_without_ollama_tag_is_a_one_line_config_error() -> None:
 
 def test_construction_makes_no_request(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:
     backend = make_backend()
-    assert backend._ollama is None and backend._pool is None
+    assert backend._http is None and backend._pool is None
     assert fake_ollama.requests == []
 
 
@@ -469,7 +470,7 @@ def test_pull_progress_stays_off_when_stderr_is_not_a_terminal(
     make_backend: MakeBackend, fake_ollama: FakeOllama, capsys: pytest.CaptureFixture[str]
 ) -> None:
     fake_ollama.models.clear()
-    make_backend().pull()
+    OllamaModels(make_backend()).pull()
     assert capsys.readouterr().err == ""
 
 
@@ -483,7 +484,7 @@ def test_pull_progress_counts_bytes_on_a_terminal(
     terminal = Terminal()
     monkeypatch.setattr(sys, "stderr", terminal)
     fake_ollama.models.clear()
-    make_backend().pull()
+    OllamaModels(make_backend()).pull()
     assert "3.50k/3.50k" in terminal.getvalue()  # two layers of 3000 and 500 bytes, all done
 
 
@@ -513,14 +514,14 @@ def test_has_blob_asks_with_head(make_backend: MakeBackend, fake_ollama: FakeOll
     present, absent = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     fake_ollama.blobs.add(present)
     backend = make_backend()
-    assert backend.has_blob(present) is True
-    assert backend.has_blob(absent) is False
+    assert OllamaModels(backend).has_blob(present) is True
+    assert OllamaModels(backend).has_blob(absent) is False
     assert [(r.method, r.path) for r in fake_ollama.requests] == [
         ("HEAD", f"/api/blobs/{present}"),
         ("HEAD", f"/api/blobs/{absent}"),
     ]
     with pytest.raises(ValueError, match="not a blob digest"):
-        backend.has_blob("md5:abc")
+        OllamaModels(backend).has_blob("md5:abc")
 
 
 def test_push_blob_uploads_when_the_server_lacks_it(
@@ -530,7 +531,7 @@ def test_push_blob_uploads_when_the_server_lacks_it(
     path.write_bytes(os.urandom(100_000))
     expected = "sha256:" + hashlib.sha256(path.read_bytes()).hexdigest()
 
-    assert make_backend().push_blob(path) == expected
+    assert OllamaModels(make_backend()).push_blob(path) == expected
     (post,) = fake_ollama.calls(f"/api/blobs/{expected}", "POST")
     assert post.data == path.read_bytes()
     assert expected in fake_ollama.blobs
@@ -543,14 +544,14 @@ def test_push_blob_skips_the_upload_when_the_server_has_it(
     path.write_bytes(b"weights")
     digest = "sha256:" + hashlib.sha256(b"weights").hexdigest()
     fake_ollama.blobs.add(digest)
-    assert make_backend().push_blob(path, digest) == digest
+    assert OllamaModels(make_backend()).push_blob(path, digest) == digest
     assert [r.method for r in fake_ollama.requests] == ["HEAD"]
 
 
 def test_create_model_sends_files_template_and_parameters(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:
     digest = "sha256:" + "c" * 64
     fake_ollama.blobs.add(digest)
-    make_backend().create_model(
+    OllamaModels(make_backend()).create_model(
         "mine:latest",
         {"model.gguf": digest},
         template="{{ .Prompt }}",
@@ -571,7 +572,7 @@ def test_create_model_sends_files_template_and_parameters(make_backend: MakeBack
 
 def test_create_model_error_line_is_a_backend_error(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:
     with pytest.raises(BackendError, match="upload it first"):
-        make_backend().create_model("mine", {"model.gguf": "sha256:" + "d" * 64}, template=None, parameters=None)
+        OllamaModels(make_backend()).create_model("mine", {"model.gguf": "sha256:" + "d" * 64}, template=None, parameters=None)
 
 
 # --------------------------------------------------------------------- a real server
