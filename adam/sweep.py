@@ -11,13 +11,19 @@ from __future__ import annotations
 import csv
 import json
 import logging
+import math
+import textwrap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from adam.manifest import MANIFEST_NAME
+
+if TYPE_CHECKING:
+    from matplotlib.figure import Figure
 
 log = logging.getLogger(__name__)
 
@@ -35,22 +41,26 @@ COLUMNS = (
     "wall_time_s",
     "error",
 )
+SERIES = (("records_per_s", "records/s"), ("tokens_per_s", "tokens/s"), ("peak_memory_mb", "peak memory (MiB)"))
+LOG_RATIO = 100.0  # a panel whose largest value is this many times its smallest gets a log scale
+LABEL_WIDTH = 26  # characters per line of a bar's label
 
 
-def _overrides(job_dir: Path) -> str:
+def _overrides(job_dir: Path) -> list[str]:
     """The job's command-line overrides, as Hydra recorded them."""
     path = job_dir / ".hydra" / "overrides.yaml"
     if not path.exists():
-        return ""
+        return []
     from omegaconf import OmegaConf
 
-    return " ".join(str(o) for o in OmegaConf.load(path))
+    return [str(o) for o in OmegaConf.load(path)]
 
 
 def job_row(job_dir: Path) -> dict[str, Any]:
     """One report row from a job dir's manifest (a job without one is reported as such)."""
     row: dict[str, Any] = dict.fromkeys(COLUMNS)
-    row.update(job=job_dir.name, overrides=_overrides(job_dir))
+    overrides = _overrides(job_dir)
+    row.update(job=job_dir.name, overrides=" ".join(overrides), override_list=overrides)
     try:
         doc = json.loads((job_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError) as err:
@@ -83,7 +93,7 @@ def build_report(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write report.csv, report.md and report.png in ``sweep_dir``; returns the rows."""
     rows = [job_row(d) for d in _job_dirs(sweep_dir)]
     with (sweep_dir / "report.csv").open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=COLUMNS)
+        writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
         writer.writerows(rows)
     (sweep_dir / "report.md").write_text(markdown_table(rows), encoding="utf-8")
@@ -106,29 +116,79 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
     return "# Sweep report\n\n" + "\n".join(lines) + "\n"
 
 
-def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
-    """Records/s, tokens/s and peak memory per job, as bar charts in one PNG."""
+@dataclass
+class Panel:
+    """One bar chart of the report: a value per job (None where the manifest has none) and its y scale."""
+
+    key: str
+    title: str
+    values: list[float | None]
+    log: bool
+
+
+def chart_panels(rows: list[dict[str, Any]]) -> list[Panel]:
+    """Records/s, tokens/s and peak memory per job; log scale where values span orders of magnitude."""
+    panels = []
+    for key, title in SERIES:
+        values = [None if r.get(key) in (None, "") else float(r[key]) for r in rows]
+        positive = [v for v in values if v is not None and v > 0]
+        log = len(positive) > 1 and max(positive) >= LOG_RATIO * min(positive)
+        panels.append(Panel(key, title + (" (log scale)" if log else ""), values, log))
+    return panels
+
+
+def chart_labels(rows: list[dict[str, Any]]) -> list[str]:
+    """Each job's number and the overrides that tell it apart (those every job shares are left out), wrapped."""
+    lists = [r.get("override_list") or str(r.get("overrides") or "").split() for r in rows]
+    shared = set.intersection(*(set(o) for o in lists)) if len(lists) > 1 else set()
+    labels = []
+    for row, overrides in zip(rows, lists, strict=True):
+        own = " ".join(o for o in overrides if o not in shared) or "-"
+        labels.append(f"{row['job']}: " + "\n".join(textwrap.wrap(own, LABEL_WIDTH, break_on_hyphens=False)))
+    return labels
+
+
+def _number(value: float) -> str:
+    return f"{value:,.0f}" if value >= 100 else f"{value:.3g}"
+
+
+def draw_chart(rows: list[dict[str, Any]]) -> Figure:
+    """The report's figure: one panel per series, values on the bars, jobs that did not complete in red."""
     import matplotlib
 
     matplotlib.use("Agg")  # no display in batch jobs
     import matplotlib.pyplot as plt
 
-    labels = [f"{r['job']}: {r['overrides'] or '-'}"[:40] for r in rows]
-    series = (
-        ("records_per_s", "records/s"),
-        ("tokens_per_s", "tokens/s"),
-        ("peak_memory_mb", "peak memory (MiB)"),
+    panels = chart_panels(rows)
+    labels = chart_labels(rows)
+    lines = max(label.count("\n") + 1 for label in labels)
+    fig, axes = plt.subplots(
+        len(panels), 1, figsize=(max(6.0, len(rows) * 1.6), 2.6 * len(panels) + 0.2 * lines), sharex=True, squeeze=False
     )
-    fig, axes = plt.subplots(len(series), 1, figsize=(max(6, len(rows) * 1.2), 9), squeeze=False)
-    for ax, (key, title) in zip(axes[:, 0], series, strict=True):
-        values = [float(r[key] or 0) for r in rows]
-        colors = ["tab:blue" if r["status"] == "completed" else "tab:red" for r in rows]
-        ax.bar(range(len(rows)), values, color=colors)
-        ax.set_title(title)
-        ax.set_xticks(range(len(rows)), labels, rotation=20, ha="right", fontsize=7)
+    colors = ["tab:blue" if r["status"] == "completed" else "tab:red" for r in rows]
+    for ax, panel in zip(axes[:, 0], panels, strict=True):
+        heights = [math.nan if v is None or (panel.log and v <= 0) else v for v in panel.values]
+        bars = ax.bar(range(len(rows)), heights, color=colors)
+        ax.bar_label(bars, labels=["" if v is None else _number(v) for v in panel.values], fontsize=8, padding=2)
+        for x, value in enumerate(panel.values):
+            if value is None:  # no bar: say so instead of drawing a zero
+                ax.text(x, 0.02, "n/a", ha="center", va="bottom", fontsize=8, transform=ax.get_xaxis_transform())
+        if panel.log:
+            ax.set_yscale("log")
+        ax.margins(y=0.2)  # room for the values above the tallest bar
+        ax.set_title(panel.title, fontsize=10)
+    axes[-1, 0].set_xticks(range(len(rows)), labels, fontsize=8)
     fig.suptitle("adam sweep (red: not completed)")
     fig.tight_layout()
-    fig.savefig(path, dpi=90)
+    return fig
+
+
+def write_chart(rows: list[dict[str, Any]], path: Path) -> None:
+    """Write the chart as a PNG; bbox_inches="tight" keeps long labels inside the image."""
+    import matplotlib.pyplot as plt
+
+    fig = draw_chart(rows)
+    fig.savefig(path, dpi=100, bbox_inches="tight")
     plt.close(fig)
 
 

@@ -1,18 +1,28 @@
-"""A plain (non-editable) install ships conf/ as adam.conf and every schema the code reads."""
+"""Installing: a plain (non-editable) install ships conf/ as adam.conf and every schema the code reads, without
+setuptools warnings; the Makefile picks the index torch comes from."""
 
 from __future__ import annotations
 
+import os
+import platform
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
+import pytest
 from helpers import REPO
+from pytest_httpserver import HTTPServer
 
 
 def test_wheel_ships_the_config_tree_and_schemas(tmp_path: Path) -> None:
-    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q", "-w", str(tmp_path)]
-    subprocess.run([*build, str(REPO)], check=True, capture_output=True)
+    build = [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-v", "-w", str(tmp_path)]
+    done = subprocess.run([*build, str(REPO)], check=True, capture_output=True, text=True)
+    # Each folder missing from packages, and the license as a TOML table, printed a setuptools warning.
+    log = done.stdout + done.stderr
+    assert "is absent from the `packages` configuration" not in log
+    assert "BuildBackendWarning" not in log and "SetuptoolsDeprecationWarning" not in log
     (wheel,) = tmp_path.glob("adam-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     conf = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml"))
@@ -21,3 +31,61 @@ def test_wheel_ships_the_config_tree_and_schemas(tmp_path: Path) -> None:
     schemas = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "adam").rglob("*.json"))
     assert schemas and set(schemas) <= names
     assert "adam/py.typed" in names
+
+
+@pytest.fixture
+def no_driver_path(tmp_path: Path) -> str:
+    """A PATH without nvidia-smi (python3 and the usual tools stay), on a Linux machine without the driver."""
+    if platform.system() != "Linux" or Path("/proc/driver/nvidia").exists():
+        pytest.skip("needs Linux without an NVIDIA driver")
+    if shutil.which("make") is None:
+        pytest.skip("needs make")
+    bin_dir = tmp_path / "bin"
+    bin_dir.mkdir()
+    (bin_dir / "python3").symlink_to(os.path.realpath(sys.executable))  # the probe needs only the standard library
+    uname = shutil.which("uname")
+    assert uname
+    (bin_dir / "uname").symlink_to(uname)
+    return str(bin_dir)
+
+
+def torch_index(path: str, *args: str) -> subprocess.CompletedProcess[str]:
+    """`make -s torch-index ARGS` with this PATH: the index the Makefile would install torch from."""
+    env = {k: v for k, v in os.environ.items() if k not in ("TORCH_INDEX", "TORCH_CPU_INDEX", "MAKEFLAGS")}
+    make = shutil.which("make")
+    assert make
+    return subprocess.run(
+        [make, "-s", "-C", str(REPO), "torch-index", *args],
+        env={**env, "PATH": path},
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_torch_comes_from_the_cpu_index_without_an_nvidia_driver(no_driver_path: str, httpserver: HTTPServer) -> None:
+    """make installed the multi-GB CUDA build of torch on machines without a GPU."""
+    httpserver.expect_request("/whl/cpu/").respond_with_data("<html></html>")
+    index = httpserver.url_for("/whl/cpu")
+    done = torch_index(no_driver_path, f"TORCH_CPU_INDEX={index}")
+    assert (done.returncode, done.stdout.strip()) == (0, index), done.stderr
+
+
+def test_an_unreachable_cpu_index_falls_back_to_the_default(no_driver_path: str, closed_port_url: str) -> None:
+    """Only this branch can run where download.pytorch.org cannot be reached (README, Development)."""
+    done = torch_index(no_driver_path, f"TORCH_CPU_INDEX={closed_port_url}/whl/cpu", "TORCH_PROBE_S=3")
+    assert (done.returncode, done.stdout.strip()) == (0, "")  # empty: pip's default index
+    assert "did not answer: torch comes from the default index" in done.stderr
+
+
+def test_torch_index_override_and_an_nvidia_driver(no_driver_path: str, tmp_path: Path) -> None:
+    assert torch_index(no_driver_path, "TORCH_INDEX=https://mirror.example/torch").stdout.strip() == (
+        "https://mirror.example/torch"
+    )
+    done = torch_index(no_driver_path, "TORCH_INDEX=", "TORCH_CPU_INDEX=http://127.0.0.1:9/never")
+    assert (done.stdout.strip(), done.stderr) == ("", "")  # set but empty: the default index, no probe
+    smi = Path(no_driver_path) / "nvidia-smi"
+    smi.write_text("#!/bin/sh\nexit 0\n")
+    smi.chmod(0o755)
+    done = torch_index(no_driver_path, "TORCH_CPU_INDEX=http://127.0.0.1:9/never")
+    assert (done.stdout.strip(), done.stderr) == ("", "")  # a driver: the default index's CUDA build

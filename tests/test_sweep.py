@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import EXAMPLES, REPO
 
-from adam.sweep import COLUMNS, build_report
+from adam.sweep import COLUMNS, build_report, chart_labels, chart_panels, draw_chart, write_chart
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 
@@ -68,4 +68,47 @@ def test_report_lists_a_job_without_a_manifest(tmp_path: Path) -> None:
     assert [(r["job"], r["status"]) for r in rows] == [("0", "unknown"), ("1", "partial")]
     assert rows[0]["overrides"] == "size=qwen3_small" and "manifest.json" in rows[0]["error"]
     assert (rows[1]["records_ok"], rows[1]["records_failed"], rows[1]["peak_memory_mb"]) == (5, 2, 900.0)
+    assert (tmp_path / "report.png").read_bytes()[:8] == PNG_MAGIC
+
+
+def _row(job: str, overrides: list[str], status: str = "completed", **values: float | None) -> dict:
+    row = dict.fromkeys(COLUMNS)
+    row.update(job=job, overrides=" ".join(overrides), override_list=overrides, status=status, **values)
+    return row
+
+
+def test_chart_scales_labels_and_values() -> None:
+    """Rates 2,000x apart got a linear axis (the slow job's bar invisible), no values, and every override."""
+    shared = ["job.input=/data/prompts.jsonl", "hardware=cpu"]
+    rows = [
+        _row("0", [*shared, "backend=echo"], records_per_s=26000.0, tokens_per_s=None, peak_memory_mb=300.0),
+        _row("1", [*shared, "size=qwen3_small"], records_per_s=12.5, tokens_per_s=180.0, peak_memory_mb=900.0),
+        _row("2", [*shared, "size=qwen3_medium"], "failed", records_per_s=None, tokens_per_s=None, peak_memory_mb=250),
+    ]
+    records, tokens, memory = chart_panels(rows)
+    assert records.log and "log scale" in records.title  # 26,000 / 12.5 spans three orders of magnitude
+    assert not tokens.log and not memory.log
+    assert records.values == [26000.0, 12.5, None]  # a missing rate stays missing, not 0
+    labels = chart_labels(rows)
+    assert labels == ["0: backend=echo", "1: size=qwen3_small", "2: size=qwen3_medium"]  # shared ones left out
+
+    fig = draw_chart(rows)
+    try:
+        axes = fig.axes
+        assert [ax.get_yscale() for ax in axes] == ["log", "linear", "linear"]
+        printed = {t.get_text() for ax in axes for t in ax.texts}
+        assert {"26,000", "12.5", "180", "900", "n/a"} <= printed  # values on the bars, n/a where none
+        assert [t.get_text() for t in axes[-1].get_xticklabels()] == labels
+    finally:
+        import matplotlib.pyplot as plt
+
+        plt.close(fig)
+
+
+def test_chart_labels_wrap_instead_of_clipping(tmp_path: Path) -> None:
+    long_path = "size.path=/models/" + "a-very-long-directory-name/" * 3 + "model"
+    rows = [_row("0", [long_path], records_per_s=1.0), _row("1", ["size=qwen3_small"], records_per_s=2.0)]
+    label = chart_labels(rows)[0]
+    assert "\n" in label and label.replace("\n", "") == f"0: {long_path}"  # all of it, over several lines
+    write_chart(rows, tmp_path / "report.png")
     assert (tmp_path / "report.png").read_bytes()[:8] == PNG_MAGIC
