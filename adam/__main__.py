@@ -9,8 +9,8 @@ from pathlib import Path
 import hydra
 from omegaconf import DictConfig
 
-import adam.config  # noqa: F401  (registers the config schemas)
-from adam.errors import AdamError, ExitCode
+import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
+from adam.errors import AdamError, ExitCode, RunDirLocked
 
 log = logging.getLogger("adam")
 _worst = ExitCode.OK  # the worst status of the jobs this process ran (several in a multirun)
@@ -25,6 +25,8 @@ def _task(cfg: DictConfig) -> int:
     try:
         summary = run(cfg)
         code, message = summary.exit_code, summary.message
+    except RunDirLocked as err:  # another process owns the run dir: write nothing at all
+        code, message = err.exit_code, str(err)
     except AdamError as err:
         code, message = err.exit_code, str(err)
         _record_failure(cfg, message, code)
@@ -50,7 +52,10 @@ def _record_failure(cfg: DictConfig, message: str, code: int) -> None:
 
 def main() -> None:
     """Entry point of `python -m adam` and the `adam` script."""
-    _task()
+    from adam.config_errors import one_line_config_errors
+
+    with one_line_config_errors():
+        _task()
     sys.exit(int(_worst))
 
 

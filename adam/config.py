@@ -10,10 +10,10 @@ from dataclasses import dataclass, field, fields
 from enum import StrEnum
 from typing import Any
 
-from hydra.core.config_store import ConfigStore
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-CONFIG_MODULE = "adam.conf"  # where Hydra finds conf/ after any install (see pyproject.toml)
+from adam import catalog
+from adam.errors import ConfigError
 
 
 class ModelKind(StrEnum):
@@ -49,6 +49,14 @@ class DType(StrEnum):
     bfloat16 = "bfloat16"
 
 
+class Thinking(StrEnum):
+    """Whether a model thinks before it answers (Qwen3's <think> block)."""
+
+    none = "none"  # never: most models, Qwen3 *-Instruct-2507
+    switch = "switch"  # when asked: the original Qwen3 (job.thinking=true)
+    always = "always"  # every answer: Qwen3 *-Thinking-2507
+
+
 class WeightsSource(StrEnum):
     """Where the HuggingFace backend finds a size's weights."""
 
@@ -82,6 +90,13 @@ class SizeSpec:
     num_layers: int | None = None  # architecture, for the KV-cache estimate (from the model's config.json)
     num_kv_heads: int | None = None
     head_dim: int | None = None
+    # Catalog facts (docs/MODEL_MANAGEMENT.md), from the model's config.json and card; null where unknown.
+    family: str | None = None  # qwen3, qwen3_2507, llama, gemma, phi, mistral; size=auto picks within one (size.family)
+    architecture: str | None = None  # config.json's model_type; job=share refuses what it cannot write, early
+    thinking: Thinking = Thinking.none  # none | switch (job.thinking turns it on) | always
+    sliding_window: int | None = None  # tokens a sliding-window layer keeps in its KV cache
+    sliding_window_layers: int | None = None  # how many layers use the window; null: all of them
+    rope_scaling: str | None = None  # scaling the checkpoint ships with (longrope, llama3), applied from config.json
     selected_by: str | None = None  # size=auto: why this size was picked (filled in, recorded in the manifest)
 
 
@@ -96,6 +111,10 @@ class DomainSpec:
     max_tokens: int = 256
     preferred_size: str | None = None  # size=auto takes this size when it fits the hardware
     context: int = 2048  # tokens per sequence that size=auto reserves KV cache for
+
+    def __post_init__(self) -> None:
+        check_generation("domain", max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
+        at_least("domain", 1, context=self.context)
 
 
 class Quantization(StrEnum):
@@ -137,84 +156,9 @@ class HardwareSpec:
     attention: Attention = Attention.sdpa
     memory_gb: float | None = None  # memory size=auto plans for; null: detected (GPU free memory, else RAM)
     memory_margin: float = 0.2  # fraction of that memory size=auto leaves free
-
-
-class Overflow(StrEnum):
-    """What happens to an input longer than the model's context window."""
-
-    error = "error"  # an error line (code context_overflow)
-    truncate = "truncate"  # generation: drop the start of the prompt; embedding: cut the end, as sentence-transformers
-
-
-@dataclass
-class JobSpec:
-    """Keys every job has."""
-
-    name: str = MISSING
-    input: str = MISSING  # a file, a directory (embed), or - for standard input
-    id_field: str = "id"  # field holding the record id
-    text_field: str | None = None  # field holding the prompt or text, when not the usual name
-    batch_size: int = 8  # records per backend call
-    window: int = 512  # records read ahead and sorted by length to cut padding
-    progress: bool = True  # tqdm bar on stderr (shown only when stderr is a terminal)
-    # Resume and failures (adam/resume.py)
-    resume: str | None = None  # a run dir to finish, or true: the newest run of this job with the same input and model
-    retry_errors: bool = False  # with resume: run again the records that failed at the backend
-    dry_run: bool = False  # validate the config and the whole input, load no model, report what would run
-    max_errors: float | None = None  # stop (exit 4) past this many failed records; below 1: a fraction of those seen
-
-
-@dataclass
-class GenerateJob(JobSpec):
-    """Batch generation; null generation settings fall back to the domain's."""
-
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
-    stop: list[str] = field(default_factory=list)
-    seed: int | None = 0  # fixed by default so a rerun gives the same answers
-    thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
-    overflow: Overflow = Overflow.error  # prompts over the context window
-
-
-@dataclass
-class EmbedJob(JobSpec):
-    """Batch embedding into results.jsonl and a Parquet file."""
-
-    parquet: bool = True  # also write embeddings.parquet
-    query_task: str | None = None  # every record is a query for this task (size.query_instruction); null: documents
-    overflow: Overflow = Overflow.truncate  # texts over the model's max length
-    store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
-    prune: bool = False  # with store: remove ids that are no longer in the input
-    chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#<n>; null: whole
-    chunk_overlap: int = 0  # tokens each chunk repeats from the end of the one before
-
-
-@dataclass
-class SearchJob:
-    """The records of an embedding store most similar to a query (job.query) or to each line of job.queries."""
-
-    name: str = "search"
-    store: str | None = None  # the SQLite store a job=embed run filled (job.store there); required
-    query: str | None = None  # one query text
-    queries: str | None = None  # or a file of queries: .txt (one a line) or .jsonl with "text" (and "id")
-    top_k: int = 5
-    query_task: str | None = None  # embed queries with the size's query instruction for this task
-
-
-@dataclass
-class InfoJob:
-    """Print what adam would run with: backend, model, hardware."""
-
-    name: str = "info"
-    load: bool = False  # also load the model and report its dtype, device and dimensions
-
-
-@dataclass
-class ShareJob:
-    """Share the size's HuggingFace weights with Ollama; the settings live in the top-level ``share`` node."""
-
-    name: str = "share"
+    selected_by: str | None = None  # quantization=auto: what it resolved to (filled in, recorded in the manifest)
+    tier: str | None = None  # the design's hardware tier this profile stands for (job=info)
+    picks: list[str] = field(default_factory=list)  # the sizes the design picks for that tier (job=info, docs)
 
 
 class GgufType(StrEnum):
@@ -250,31 +194,6 @@ class AdamConfig:
     share_with_ollama: bool = False  # after a huggingface run, also share its weights with Ollama
 
 
-@dataclass
-class HuggingFaceBackendConf:
-    """Arguments of adam.backends.huggingface.HuggingFaceBackend."""
-
-    _target_: str = "adam.backends.huggingface.HuggingFaceBackend"
-    size: Any = "${size}"
-    hardware: Any = "${hardware}"
-    trust_remote_code: bool = False
-    cache_dir: str | None = None  # null: $ADAM_CACHE_DIR, then the user cache dir
-    token_budget: int | None = None  # max padded tokens in one forward batch; null: the backend decides
-
-
-@dataclass
-class EchoBackendConf:
-    """Arguments of adam.backends.echo.EchoBackend."""
-
-    _target_: str = "adam.backends.echo.EchoBackend"
-    size: Any = "${size}"
-    hardware: Any = "${hardware}"
-    dimensions: int = 32
-    delay: float = 0.0  # seconds per call
-    failure_rate: float = 0.0  # fraction of texts that fail, chosen by a hash of the text
-    unavailable: bool = False  # pretend the backend is down
-
-
 class PullPolicy(StrEnum):
     """When the Ollama backend pulls a model."""
 
@@ -283,48 +202,26 @@ class PullPolicy(StrEnum):
     always = "always"  # pull before every run, to get updates
 
 
-@dataclass
-class OllamaBackendConf:
-    """Arguments of adam.backends.ollama.OllamaBackend."""
-
-    _target_: str = "adam.backends.ollama.OllamaBackend"
-    size: Any = "${size}"
-    hardware: Any = "${hardware}"
-    host: str | None = None  # null: $OLLAMA_HOST, then http://127.0.0.1:11434
-    concurrency: int = 4  # requests in flight
-    timeout: float = 300.0  # seconds per request
-    keep_alive: str | None = None  # how long the server keeps the model loaded, e.g. 5m; null: server default
-    pull: PullPolicy = PullPolicy.missing
-    retries: int = 3  # retries of 429, 5xx and timeouts
-    backoff: float = 0.5  # first retry delay in seconds, doubled each retry, with jitter
-    max_backoff: float = 30.0
-    dimensions: int | None = None  # embedding dimensions to request; null: the model's
-    truncate: bool = True  # let the server truncate embedding inputs to the context window
-    share_store: str | None = None  # shared-model store; null: $ADAM_SHARE_DIR, then ~/.cache/adam/shared
+def at_least(owner: str, minimum: float, **values: Any) -> None:
+    """Refuse a number below ``minimum`` (None passes: unset)."""
+    for key, value in values.items():
+        if value is not None and value < minimum:
+            raise ConfigError(f"'{owner}.{key}' must be at least {minimum:g}, got {value}")
 
 
-def register_configs() -> None:
-    """Store the schemas in Hydra's ConfigStore so the YAML files can extend them."""
-    cs = ConfigStore.instance()
-    cs.store(name="adam_schema", node=AdamConfig)
-    cs.store(group="size", name="base_size", node=SizeSpec)
-    cs.store(group="domain", name="base_domain", node=DomainSpec)
-    cs.store(group="hardware", name="base_hardware", node=HardwareSpec)
-    cs.store(group="job", name="base_generate", node=GenerateJob)
-    cs.store(group="job", name="base_embed", node=EmbedJob)
-    cs.store(group="job", name="base_info", node=InfoJob)
-    cs.store(group="job", name="base_search", node=SearchJob)
-    cs.store(group="job", name="base_share", node=ShareJob)
-    cs.store(group="backend", name="base_huggingface", node=HuggingFaceBackendConf)
-    cs.store(group="backend", name="base_echo", node=EchoBackendConf)
-    cs.store(group="backend", name="base_ollama", node=OllamaBackendConf)
+def check_generation(owner: str, **settings: Any) -> None:
+    """Generation settings, checked by the rules a record's own are (adam/io/schemas/generate.json)."""
+    from adam.io.validation import check
+
+    values = {key: value for key, value in settings.items() if value is not None}
+    problem = check("generate", {"prompt": "-", **values}, rename={key: f"{owner}.{key}" for key in values})
+    if problem:
+        raise ConfigError(problem)
 
 
 def _group_listing() -> str:
     """``group: option, ...`` lines for --help, from the YAML files (the schemas stay out of the list)."""
-    from adam import registry
-
-    return "\n".join(f"{group}: {', '.join(registry.options(group))}" for group in registry.GROUPS)
+    return catalog.listing()
 
 
 def to_spec(cls: type, value: Any) -> Any:
@@ -347,7 +244,7 @@ def to_spec(cls: type, value: Any) -> Any:
 
 _ENUMS = {
     e.__name__: e
-    for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType, WeightsSource, QuantType, Attention)
+    for e in (ModelKind, Pooling, Device, DType, PullPolicy, GgufType, WeightsSource, QuantType, Attention, Thinking)
 }
 
 
@@ -361,6 +258,5 @@ def _coerce_enum(annotation: Any, raw: Any) -> Any:
     return raw
 
 
-register_configs()
 if not OmegaConf.has_resolver("adam_groups"):
     OmegaConf.register_new_resolver("adam_groups", _group_listing)

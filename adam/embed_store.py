@@ -7,9 +7,10 @@ timestamps. Every batch is one transaction: a crash loses at most the batch in f
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sqlite3
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -17,7 +18,10 @@ from typing import Any
 
 import numpy as np
 
+from adam.errors import ConfigError, StoreBusy
+
 SCHEMA_VERSION = 1
+BUSY_TIMEOUT_S = 30.0  # how long a statement waits for another process's write lock before the run stops
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS vectors (
@@ -46,7 +50,7 @@ def metadata_text(metadata: Any) -> str | None:
     """Metadata as canonical JSON text (sorted keys), so equal metadata compares equal."""
     if metadata is None:
         return None
-    return json.dumps(metadata, ensure_ascii=False, sort_keys=True, separators=(",", ":"))
+    return json.dumps(metadata, ensure_ascii=False, allow_nan=False, sort_keys=True, separators=(",", ":"))
 
 
 def now() -> str:
@@ -61,7 +65,7 @@ class EmbeddingStore:
         self.path = Path(path)
         self.model = model
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None)  # transactions are explicit
+        self._db = _Connection(self.path)
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
@@ -98,6 +102,19 @@ class EmbeddingStore:
             )
             out.update({sha: np.frombuffer(blob, dtype=np.float32) for sha, blob in rows})
         return out
+
+    def width(self) -> int | None:
+        """The width of this model's stored vectors (None when it has none); a ConfigError if they differ."""
+        rows = self._db.execute(
+            "SELECT DISTINCT length(vector) / 4 FROM vectors WHERE model = ? ORDER BY 1", (self.model,)
+        ).fetchall()
+        if len(rows) > 1:
+            widths = ", ".join(str(r[0]) for r in rows)
+            raise ConfigError(
+                f"the store {self.path} mixes vectors of widths {widths} for model {self.model}: "
+                "rebuild it (delete it and run job=embed job.store=... again)"
+            )
+        return int(rows[0][0]) if rows else None
 
     def count(self) -> int:
         """Records stored for this model."""
@@ -190,6 +207,43 @@ class EmbeddingStore:
         scores = (matrix @ q) / np.maximum(norms, 1e-12)
         order = np.argsort(-scores, kind="stable")[:top_k]
         return [(ids[i], float(scores[i]), metas[i]) for i in order]
+
+
+class _Connection:
+    """A SQLite connection whose "database is locked" (past the busy timeout) becomes StoreBusy: the run stops,
+    resumable, instead of crashing. Every statement of the store goes through here."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        with self._busy():
+            self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)  # transactions explicit
+
+    @contextlib.contextmanager
+    def _busy(self) -> Iterator[None]:
+        try:
+            yield
+        except sqlite3.OperationalError as err:
+            text = str(err).lower()
+            if "locked" not in text and "busy" not in text:
+                raise
+            raise StoreBusy(
+                f"the embedding store {self.path} stayed locked by another process for over {BUSY_TIMEOUT_S:g} s"
+            ) from err
+
+    def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
+        with self._busy():
+            return self._db.execute(sql, params)
+
+    def executemany(self, sql: str, rows: Iterable[Any]) -> sqlite3.Cursor:
+        with self._busy():
+            return self._db.executemany(sql, rows)
+
+    def executescript(self, sql: str) -> sqlite3.Cursor:
+        with self._busy():
+            return self._db.executescript(sql)
+
+    def close(self) -> None:
+        self._db.close()
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

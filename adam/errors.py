@@ -36,13 +36,51 @@ class BackendError(AdamError):
     """One request failed at the backend; the runner records it against that record and goes on."""
 
     exit_code = ExitCode.PARTIAL
+    code = "backend_error"  # the code of the record's error line
 
 
-class BackendUnavailable(AdamError):
-    """The backend cannot serve any request (server down, out of memory); the run stops, resumable."""
+class ContextOverflowError(BackendError):
+    """The prompt is longer than the context window (a record's problem, not the backend's)."""
+
+    code = "context_overflow"
+
+
+class InvalidOutputError(BackendError):
+    """The backend answered with something adam will not write (a NaN in a vector, another width)."""
+
+    code = "invalid_output"
+
+
+class RunStopped(AdamError):
+    """An operational fault (disk full, a locked store, a dead backend): the run stops cleanly, resumable."""
 
     exit_code = ExitCode.STOPPED
 
 
+class BackendUnavailable(RunStopped):
+    """The backend cannot serve any request (server down, out of memory); the run stops, resumable."""
+
+
+class StoreBusy(RunStopped):
+    """The embedding store stayed locked by another process for longer than its busy timeout."""
+
+
+class RunDirLocked(ConfigError):
+    """Another process holds the run dir; this one refuses without writing anything."""
+
+
 class UnsupportedError(ConfigError):
     """The backend or model cannot do what the job asks (e.g. embeddings from a generation-only backend)."""
+
+
+def first_line(message: object) -> str:
+    """The first non-blank line of an error or message (a bare exception: its class name), for one-line errors."""
+    lines = [line.strip() for line in str(message).splitlines() if line.strip()]
+    if lines:
+        return lines[0]
+    return type(message).__name__ if isinstance(message, BaseException) else ""
+
+
+def one_line(text: str) -> str:
+    """Whitespace (newlines included) collapsed, so a server's whole error fits a one-line message."""
+    return " ".join(str(text).split())

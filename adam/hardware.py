@@ -20,6 +20,8 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
+from adam.paths import cache_root
+
 log = logging.getLogger(__name__)
 
 GIB = 1024**3
@@ -215,7 +217,7 @@ def detect_environment(probe: Probe) -> Environment:
     host = env.get("OLLAMA_HOST") or "http://127.0.0.1:11434"
     if "://" not in host:
         host = f"http://{host}"
-    adam_cache = env.get("ADAM_CACHE_DIR") or str(Path.home() / ".cache" / "adam")
+    adam_cache = str(cache_root(env=env))
     return Environment(docker, wsl, devcontainer, codespaces, hf_cache, offline, host, adam_cache)
 
 

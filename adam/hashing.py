@@ -5,9 +5,9 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
-import tempfile
 from pathlib import Path
+
+from adam.atomic import write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -39,11 +39,7 @@ def cached_file_sha256(path: Path, index: Path) -> str:
     sha = file_sha256(resolved)
     known[str(resolved)] = {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns, "sha256": sha}
     try:
-        index.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=index.parent, prefix=f".{index.name}.")
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(known, fh)
-        os.replace(tmp, index)
+        write_atomic(index, json.dumps(known), durable=False)
     except OSError as err:  # the memory only saves time; a read-only cache means hashing again next time
         log.debug("cannot remember the hash of %s in %s: %s", path, index, err)
     return sha

@@ -8,6 +8,8 @@ from typing import Any
 from omegaconf import DictConfig
 
 from adam.backends.base import Generation, ModelBackend
+from adam.engine import Engine
+from adam.engine.settings import PARAMS
 from adam.errors import BackendError, ConfigError
 
 
@@ -17,7 +19,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    import adam.config  # noqa: F401  (registers the schemas)
+    import adam.schemas  # noqa: F401  (registers the schemas)
 
     gh = GlobalHydra.instance()
     outer = gh.hydra if gh.is_initialized() else None  # the app we may be running inside
@@ -50,6 +52,7 @@ class ModelManager:
         overrides: Sequence[str] = (),
         share_with_ollama: bool = False,
     ) -> None:
+        from adam.job_schemas import check_values
         from adam.jobs.share import share_model
         from adam.runner import build_backend
         from adam.sizing import resolve_auto
@@ -58,8 +61,10 @@ class ModelManager:
         if hardware:
             choices.append(f"hardware={hardware}")
         self.config = compose_config([*choices, *overrides])
+        check_values(self.config)  # job.max_tokens=-5 and the like, as runner.preflight does
         resolve_auto(self.config)  # size=auto and quantization=auto, as runner.run does
         self.backend: ModelBackend = build_backend(self.config)
+        self.engine = Engine.from_config(self.backend, self.config.job, self.config.domain)  # the rules jobs use
         # Where the weights were shared to (store GGUF, Ollama name), when share_with_ollama is set.
         self.shared: dict[str, Any] | None = None
         if share_with_ollama:
@@ -76,7 +81,10 @@ class ModelManager:
         **params: Any,
     ) -> Generation:
         """One generation with its thinking text, token counts and finish reason."""
-        return self.backend.generate_one(self._request(prompt, messages, system, thinking, params))
+        (result,) = self.engine.complete([self._request(prompt, messages, system, thinking, params)])
+        if isinstance(result, BackendError):
+            raise result
+        return result
 
     def generate_response(self, prompt: str | None = None, **kwargs: Any) -> str:
         """The answer text for a prompt; keyword params as in the OpenAI API (max_tokens, temperature, ...)."""
@@ -92,25 +100,18 @@ class ModelManager:
         **params: Any,
     ) -> Iterator[str]:
         """The answer text in pieces as it is generated; joined, it equals generate_response()."""
-        for chunk in self.backend.stream(self._request(prompt, messages, system, thinking, params)):
+        for chunk in self.engine.stream(self._request(prompt, messages, system, thinking, params)):
             if chunk.text:
                 yield chunk.text
 
     def _request(self, prompt: Any, messages: Any, system: str | None, thinking: bool | None, params: dict) -> Any:
-        from adam.jobs.generate import generation_defaults, make_request
-
         if (prompt is None) == (messages is None):
             raise ValueError("pass a prompt or messages, not both")
-        unknown = set(params) - {"max_tokens", "temperature", "top_p", "stop", "seed", "response_format"}
+        unknown = set(params) - set(PARAMS)
         if unknown:
             raise TypeError(f"unknown generation parameters: {', '.join(sorted(unknown))}")
-        return make_request(
-            messages=messages,
-            prompt=prompt,
-            params=params,
-            defaults=generation_defaults(self.config.job, self.config.domain),
-            system_prompt=system if system is not None else self.config.domain.system_prompt,
-            thinking=bool(self.config.job.thinking if thinking is None else thinking),
+        return self.engine.request(
+            messages=messages, prompt=prompt, params=params, system_prompt=system, thinking=thinking
         )
 
     # ----------------------------------------------------------------- embeddings
@@ -123,11 +124,8 @@ class ModelManager:
 
         Raises the BackendError of the first text that failed.
         """
-        from adam.jobs.embed import query_prefix
-
-        prefix = query_prefix(self.backend.size.query_instruction, query_task)
         out = []
-        for result in self.backend.embed([prefix + t for t in texts]):
+        for result in self.engine.embed_texts(texts, query_task=query_task, truncate=True):  # as sentence-transformers
             if isinstance(result, BackendError):
                 raise result
             out.append(result.vector.tolist())

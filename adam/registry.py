@@ -1,35 +1,12 @@
-"""What adam knows about: the backends and sizes in conf/, and the models loaded in this process."""
+"""The models loaded in this process, so nothing loads twice (the config options are in adam.catalog)."""
 
 from __future__ import annotations
 
 import threading
 from collections.abc import Callable, Hashable
-from importlib import resources
 from typing import Any, TypeVar
 
-from adam.config import CONFIG_MODULE
-
 T = TypeVar("T")
-
-GROUPS = ("backend", "size", "domain", "hardware", "job")
-
-
-def options(group: str) -> list[str]:
-    """The choices of a config group, from the YAML files shipped in conf/."""
-    if group not in GROUPS:
-        raise ValueError(f"unknown config group {group!r}; groups: {', '.join(GROUPS)}")
-    folder = resources.files(CONFIG_MODULE).joinpath(group)
-    return sorted(p.name[: -len(".yaml")] for p in folder.iterdir() if p.name.endswith(".yaml"))
-
-
-def backends() -> list[str]:
-    """Backend names usable as backend=NAME."""
-    return options("backend")
-
-
-def sizes() -> list[str]:
-    """Size names usable as size=NAME."""
-    return options("size")
 
 
 class LoadedModels:

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 import json
 import logging
-import os
+import re
+import shlex
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -19,6 +20,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
+from adam.atomic import write_atomic
 from adam.errors import ConfigError
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
@@ -27,7 +29,37 @@ from adam.manifest import MANIFEST_NAME
 
 log = logging.getLogger(__name__)
 
-_MODEL_KEYS = ("hf_id", "revision", "path", "package", "source", "dimensions", "name")  # size keys that pick weights
+# Keys a resumed run may change: how fast or where from it runs, never what it writes. Every other
+# key of the run config must keep its value, or the finished and the new lines would disagree.
+RESUMABLE_KEYS = frozenset(
+    {
+        "job.input",  # the same bytes under another path: the input's sha256 is checked instead
+        "job.batch_size",
+        "job.window",
+        "job.progress",
+        "job.max_errors",
+        "job.max_consecutive_failures",
+        "job.resume",
+        "job.retry_errors",
+        "job.dry_run",
+        "backend.concurrency",
+        "backend.timeout",
+        "backend.retries",
+        "backend.backoff",
+        "backend.max_backoff",
+        "backend.host",
+        "backend.base_url",
+        "backend.keep_alive",
+        "backend.pull",
+        "backend.token_budget",
+        "backend.progress",  # transformers' loading bars, which follow job.progress
+        "backend.delay",  # the echo backend's simulated latency and faults: the server's health, not the output
+        "backend.failure_rate",
+        "backend.unavailable",
+        "hardware.threads",
+    }
+)
+_RUN_KEYS = ("backend", "size", "domain", "hardware", "job")  # the groups compared on resume
 
 
 @dataclass
@@ -62,16 +94,48 @@ def wants_resume(job: Any) -> bool:
     return value is not None and str(value).lower() not in ("", "false", "none", "null")
 
 
-def input_sha256(source: str) -> str:
-    """sha256 of an input exactly as RecordReader computes it while reading."""
-    return RecordReader(source, "embed").source_sha256()
+def input_sha256(source: str, *, follow_symlinks: bool = False) -> str:
+    """sha256 of an input exactly as RecordReader computes it while reading (job.follow_symlinks picks the files)."""
+    return RecordReader(source, "embed", follow_symlinks=follow_symlinks).source_sha256()
 
 
-def model_identity(config: dict[str, Any]) -> dict[str, Any]:
-    """The config values that decide which model answers: backend class and the size's weights."""
-    size = config.get("size") or {}
-    backend = config.get("backend") or {}
-    return {"backend": backend.get("_target_"), **{k: size.get(k) for k in _MODEL_KEYS}}
+def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
+    """{"job.batch_size": 8, ...} from a nested config dict; lists stay values."""
+    if not isinstance(node, dict):
+        return {prefix: node}
+    out: dict[str, Any] = {}
+    for key, value in node.items():
+        out.update(_flatten(value, f"{prefix}.{key}" if prefix else str(key)))
+    return out
+
+
+def run_config(cfg: DictConfig) -> dict[str, Any]:
+    """The resolved groups that decide what a run writes, as manifest.json records them."""
+    return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in _RUN_KEYS if k in cfg}
+
+
+def config_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
+    """'key: old -> new' for every key that changed and may not change on resume.
+
+    A key only one side has is a key another adam version added or dropped, not a change.
+    """
+    old, new = _flatten(_own(before)), _flatten(_own(now))
+    keys = [k for k in old.keys() & new.keys() if k not in RESUMABLE_KEYS and old[k] != new[k]]
+    keys.sort(key=lambda k: (not k.endswith(".name"), k))  # size.name first: it says the most
+    return [f"{key}: {_short(old[key])} -> {_short(new[key])}" for key in keys]
+
+
+def _own(config: dict[str, Any]) -> dict[str, Any]:
+    """The compared groups, without the backend's copies of size and hardware (compared as themselves)."""
+    out = {k: config.get(k) for k in _RUN_KEYS}
+    if isinstance(out["backend"], dict):
+        out["backend"] = {k: v for k, v in out["backend"].items() if k not in ("size", "hardware")}
+    return out
+
+
+def _short(value: Any) -> str:
+    text = json.dumps(value, default=str)
+    return text if len(text) <= 60 else text[:57] + "..."
 
 
 def _read_manifest(run_dir: Path) -> dict[str, Any] | None:
@@ -82,7 +146,7 @@ def _read_manifest(run_dir: Path) -> dict[str, Any] | None:
     return doc if isinstance(doc, dict) else None
 
 
-def _mismatch(doc: dict[str, Any], job: str, sha: str, identity: dict[str, Any]) -> str | None:
+def _mismatch(doc: dict[str, Any], job: str, sha: str, config: dict[str, Any]) -> str | None:
     """Why a run dir cannot be resumed with this config; None when it can."""
     if doc.get("job") != job:
         return f"it ran job={doc.get('job')}, not job={job}"
@@ -91,10 +155,10 @@ def _mismatch(doc: dict[str, Any], job: str, sha: str, identity: dict[str, Any])
         return "its manifest records no input (it stopped before its first batch): start a new run"
     if recorded != sha:
         return "the input file changed since (its sha256 differs)"
-    before = model_identity(doc.get("config") or {})
-    changed = [k for k in identity if before.get(k) != identity[k]]
+    changed = config_changes(doc.get("config") or {}, config)
     if changed:
-        return "the model changed since (" + ", ".join(f"{k}: {before.get(k)} -> {identity[k]}" for k in changed) + ")"
+        more = f"; and {len(changed) - 3} more" if len(changed) > 3 else ""
+        return "settings that change the output differ from that run's: " + "; ".join(changed[:3]) + more
     return None
 
 
@@ -105,16 +169,15 @@ def choose_run_dir(cfg: DictConfig, fresh_dir: Path) -> tuple[Path, str]:
         raise ConfigError("job.resume needs job.input to be a file: standard input cannot be read again")
     if not Path(source).exists():
         raise ConfigError(f"input {source} does not exist: set job.input=<file>")
-    sha = input_sha256(source)
-    config = {k: OmegaConf.to_container(cfg[k], resolve=True) for k in ("backend", "size")}
-    identity = model_identity(config)
+    sha = input_sha256(source, follow_symlinks=bool(cfg.job.get("follow_symlinks")))
+    config = run_config(cfg)
     value = str(cfg.job.resume)
     if value.lower() != "true":
         run_dir = Path(value)
         doc = _read_manifest(run_dir)
         if doc is None:
             raise ConfigError(f"cannot resume {run_dir}: it holds no manifest.json from an adam run")
-        why = _mismatch(doc, str(cfg.job.name), sha, identity)
+        why = _mismatch(doc, str(cfg.job.name), sha, config)
         if why:
             raise ConfigError(f"cannot resume {run_dir}: {why}; start a new run without job.resume")
         return run_dir, sha
@@ -124,7 +187,7 @@ def choose_run_dir(cfg: DictConfig, fresh_dir: Path) -> tuple[Path, str]:
         if child == fresh_dir or not child.is_dir():
             continue
         doc = _read_manifest(child)
-        if doc is not None and _mismatch(doc, str(cfg.job.name), sha, identity) is None:
+        if doc is not None and _mismatch(doc, str(cfg.job.name), sha, config) is None:
             candidates.append((str(doc.get("first_started") or doc.get("started") or ""), child.name, child))
     if not candidates:
         raise ConfigError(
@@ -191,14 +254,8 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
 
 
 def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
-    """Replace a JSONL file through a temp file, fsync and rename."""
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    with open(tmp, "wb") as fh:
-        for row in rows:
-            fh.write(dumps_line(row))
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    """Replace a JSONL file atomically."""
+    write_atomic(path, b"".join(map(dumps_line, rows)))
 
 
 def resume_command(run_dir: Path) -> str:
@@ -210,4 +267,19 @@ def resume_command(run_dir: Path) -> str:
     except Exception:  # no Hydra context (the Python API): the overrides are unknown
         overrides = []
     kept = [o for o in overrides if not o.startswith(("job.resume=", "job.retry_errors=", "hydra.run.dir="))]
-    return " ".join(["python -m adam", *kept, f"job.resume={run_dir}"])
+    return " ".join(["python -m adam", *map(shlex.quote, [*kept, f"job.resume={run_dir}"])])
+
+
+_TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")  # what write_json_atomic and the Parquet writer leave when killed
+
+
+def remove_stale_temp_files(run_dir: Path) -> list[str]:
+    """Delete the temp files a killed run left in its run dir; call only while holding the run-dir lock."""
+    removed = []
+    for path in run_dir.iterdir():
+        if _TEMP_FILE.match(path.name) and path.is_file():
+            path.unlink(missing_ok=True)
+            removed.append(path.name)
+    if removed:
+        log.info("removed %d temp files a stopped run left in %s", len(removed), run_dir)
+    return removed

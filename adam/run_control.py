@@ -7,11 +7,12 @@ import logging
 import time
 from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from omegaconf import DictConfig
+from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
+from adam.config import ModelKind
 from adam.errors import ConfigError, ExitCode
 from adam.io.readers import RecordReader
 from adam.io.records import Record
@@ -19,15 +20,13 @@ from adam.jobs.batching import JobStats, JobStopped
 from adam.manifest import MANIFEST_NAME, Manifest
 from adam.resume import Done, load_done
 from adam.signals import StopRequest
-
-if TYPE_CHECKING:
-    from adam.runner import RunSummary
+from adam.summary import RunSummary
 
 log = logging.getLogger(__name__)
 
 PROGRESS_EVERY_S = 10.0  # how often the manifest's progress is rewritten during a run
 FRACTION_MIN_SEEN = 100  # a fractional job.max_errors is judged only after this many records
-_MODEL_INFO_KEYS = ("model", "revision", "sha256")
+_MODEL_INFO_KEYS = ("model", "revision", "sha256", "digest")  # digest: an Ollama model; sha256: a GGUF file
 
 
 def between_batches(
@@ -35,6 +34,7 @@ def between_batches(
 ) -> Callable[[JobStats], None]:
     """The check run after each durable batch: stop on a signal or past job.max_errors; record progress."""
     limit = cfg.job.get("max_errors")
+    streak_limit = cfg.job.get("max_consecutive_failures")
     prior_failed = done.errors if done is not None else 0
     prior_seen = prior_failed + (done.results if done is not None else 0)
     last = time.monotonic()
@@ -50,6 +50,11 @@ def between_batches(
             raise JobStopped(
                 f"{failed} of {seen} records failed, more than job.max_errors={what}: is job.input the right "
                 "file for this job? see errors.jsonl"
+            )
+        if streak_limit is not None and stats.failure_streak >= int(streak_limit):
+            raise JobStopped(
+                f"the backend failed {stats.failure_streak} requests in a row (job.max_consecutive_failures="
+                f"{int(streak_limit)}), last: {stats.last_backend_error}; it looks unhealthy, so the run stopped"
             )
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
@@ -104,10 +109,14 @@ def totals(done: Done, stats: JobStats) -> dict[str, int]:
 
 def dry_run(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, resuming: bool) -> RunSummary:
     """Validate the whole input and say what would run; load no model and write no results."""
-    from adam.runner import RunSummary
-
-    kind = "generate" if cfg.job.name == "generate" else "embed"
-    reader = RecordReader(cfg.job.input, kind, id_field=cfg.job.id_field, text_field=cfg.job.text_field)
+    kind = "embed" if getattr(OmegaConf.get_type(cfg.job), "model_kind", None) is ModelKind.embed else "generate"
+    reader = RecordReader(
+        cfg.job.input,
+        kind,
+        id_field=cfg.job.id_field,
+        text_field=cfg.job.text_field,
+        follow_symlinks=bool(cfg.job.get("follow_symlinks")),
+    )
     done = load_done(run_dir, retry_errors=False) if resuming else None
     stats = JobStats()
     examples: list[str] = []

@@ -10,11 +10,11 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import errno
 import logging
 import os
-from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -22,43 +22,29 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
-from adam.errors import AdamError, BackendUnavailable, ConfigError, ExitCode
+from adam.errors import AdamError, ConfigError, ExitCode, RunStopped
 from adam.io.writers import RunWriter
-from adam.jobs.batching import JobStats, JobStopped
+from adam.job_schemas import check_values
+from adam.jobs.batching import JobStopped
 from adam.jobs.context import JobContext
-from adam.jobs.embed import run_embed
-from adam.jobs.generate import run_generate
-from adam.jobs.info import run_info
-from adam.jobs.search import run_search
-from adam.jobs.share import run_share, share_model
+from adam.jobs.kinds import JOBS, JobKind
+from adam.jobs.share import share_model
+from adam.locks import RunDirLock
 from adam.manifest import Manifest
-from adam.resume import choose_run_dir, input_sha256, load_done, resume_command, wants_resume
+from adam.resume import (
+    choose_run_dir,
+    input_sha256,
+    load_done,
+    remove_stale_temp_files,
+    resume_command,
+    wants_resume,
+)
 from adam.run_control import between_batches, check_same_model, dry_run, previous_manifest, resume_doc, totals
 from adam.signals import stop_on_signals
 from adam.sizing import resolve_auto
+from adam.summary import RunSummary
 
 log = logging.getLogger(__name__)
-
-JOBS: dict[str, Callable[[JobContext], JobStats]] = {
-    "generate": run_generate,
-    "embed": run_embed,
-    "info": run_info,
-    "share": run_share,
-    "search": run_search,
-}
-BATCH_JOBS = {"generate": ModelKind.generate, "embed": ModelKind.embed}  # jobs that read job.input
-
-
-@dataclass
-class RunSummary:
-    """The outcome of one run."""
-
-    job: str
-    status: str  # completed | partial | stopped | interrupted
-    exit_code: ExitCode
-    run_dir: Path
-    stats: JobStats
-    message: str = ""
 
 
 def run_dir_of(cfg: DictConfig) -> Path:
@@ -97,27 +83,20 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
     if missing:
         examples = " ".join(f"{k}=..." for k in missing)
         raise ConfigError(f"missing value for {', '.join(missing)}: set it on the command line, e.g. {examples}")
+    check_values(cfg)  # job.max_tokens=-5 and the like, by the schemas' __post_init__
     if not (cfg.size.path or cfg.size.package or cfg.size.hf_id):
         raise ConfigError(
             f"size={cfg.size.name} names no model: set size.path=/path/to/model (an HF directory or a .gguf file)"
         )
-    name = cfg.job.name
-    if name not in JOBS:
-        raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
-    if name in BATCH_JOBS:
-        wanted = BATCH_JOBS[name]
-        if wanted is ModelKind.generate and cfg.size.kind == ModelKind.embed:
-            raise ConfigError(f"size={cfg.size.name} is an embedding model; use job=embed, or a generation size")
+    job = job_kind(cfg)
+    if job.model_kind is ModelKind.generate and cfg.size.kind == ModelKind.embed:
+        raise ConfigError(f"size={cfg.size.name} is an embedding model; use job=embed, or a generation size")
+    if job.reads_input:
         source = str(cfg.job.input)
         if source != "-" and not Path(source).exists():
             raise ConfigError(f"input {source} does not exist: set job.input=<file>, or job.input=- for standard input")
-    if name == "search":
-        if cfg.job.store is None:
-            raise ConfigError("job=search needs job.store=<file.db>, a store filled by job=embed job.store=...")
-        if not Path(cfg.job.store).is_file():
-            raise ConfigError(f"store {cfg.job.store} does not exist: fill it with job=embed job.store=...")
-        if cfg.job.query is None and (cfg.job.queries is None or not Path(cfg.job.queries).is_file()):
-            raise ConfigError('job=search needs job.query="..." or job.queries=<file of queries>')
+    if job.preflight is not None:
+        job.preflight(cfg)
     try:
         run_dir.mkdir(parents=True, exist_ok=True)
         probe = run_dir / ".adam-write-test"
@@ -129,10 +108,16 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
         raise ConfigError(
             f"{run_dir} already holds results: pick another hydra.run.dir, or finish it with job.resume={run_dir}"
         )
-    if name in BATCH_JOBS and cfg.job.get("retry_errors") and not resuming:
+    if job.reads_input and cfg.job.get("retry_errors") and not resuming:
         raise ConfigError("job.retry_errors=true needs job.resume=<run dir> (or job.resume=true): it retries that run")
-    if name in BATCH_JOBS and cfg.job.get("store") and str(cfg.job.input) == "-" and cfg.job.get("prune"):
-        raise ConfigError("job.prune=true needs job.input to be a file or directory: stdin cannot be read twice")
+
+
+def job_kind(cfg: DictConfig) -> JobKind:
+    """The job= option as an object that says what it needs."""
+    name = str(cfg.job.name)
+    if name not in JOBS:
+        raise ConfigError(f"unknown job {name!r}; jobs: {', '.join(JOBS)}")
+    return JOBS[name]
 
 
 def build_backend(cfg: DictConfig) -> ModelBackend:
@@ -146,7 +131,7 @@ def build_backend(cfg: DictConfig) -> ModelBackend:
         raise ConfigError(f"cannot build backend {cfg.backend._target_}: {cause or err}") from err
     if not isinstance(backend, ModelBackend):
         raise ConfigError(f"backend._target_ {cfg.backend._target_} is not a ModelBackend")
-    if cfg.job.name in ("embed", "search") and not backend.supports_embeddings:
+    if job_kind(cfg).needs_embeddings and not backend.supports_embeddings:
         raise ConfigError(f"the {backend.name} backend cannot embed; pick another backend=")
     return backend
 
@@ -155,50 +140,77 @@ def run(cfg: DictConfig) -> RunSummary:
     """Run the configured job and return its outcome; raises AdamError for config mistakes."""
     run_dir = run_dir_of(cfg)
     resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
-    batch = cfg.job.name in BATCH_JOBS
+    batch = job_kind(cfg).reads_input
     resuming = batch and wants_resume(cfg.job)
     if resuming:
         run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
         log.info("resuming %s", run_dir)
-    preflight(cfg, run_dir, resuming=resuming)
-    backend = build_backend(cfg)
-    if batch and cfg.job.get("dry_run"):
-        return dry_run(cfg, backend, run_dir, resuming=resuming)
+    with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
+        preflight(cfg, run_dir, resuming=resuming)
+        backend = build_backend(cfg)
+        if batch and cfg.job.get("dry_run"):
+            return dry_run(cfg, backend, run_dir, resuming=resuming)
+        return _run_owned(cfg, backend, run_dir, batch=batch, resuming=resuming)
+
+
+def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool) -> RunSummary:
+    """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended."""
+    if resuming:
+        remove_stale_temp_files(run_dir)
     previous = previous_manifest(run_dir) if resuming else None
     done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
     manifest = Manifest(run_dir, cfg)
+    if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
+        sha = input_sha256(str(cfg.job.input), follow_symlinks=bool(cfg.job.get("follow_symlinks")))
+        manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
+    if previous is None:
+        manifest.write()  # before results.jsonl exists: a run killed from here on can be resumed
+    else:
+        manifest.doc.update(resume_doc(previous, done))
+    touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
     writer = RunWriter(run_dir)
     ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
     ctx.done = done
-    if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
-        manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": input_sha256(str(cfg.job.input))}
-    if previous is not None:
-        manifest.doc.update(resume_doc(previous, done))
-    with stop_on_signals() if batch else contextlib.nullcontext() as stop:
+    ctx.vector_width = (previous or {}).get("dimensions")  # a resumed run's vectors keep the recorded width
+    ctx.on_vector_width = lambda width: manifest.update(dimensions=width)
+
+    def stop(status: str, message: str) -> RunSummary:
+        msg = f"{message}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}" if batch else message
+        _finish(manifest, status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
+        return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
+
+    job = job_kind(cfg)
+    with stop_on_signals() if batch else contextlib.nullcontext() as signalled:
         try:
-            backend.check_available()
+            if job.needs_model:  # job=info describes the model without its weights or server
+                backend.check_available()
             ctx.info = backend.info()
             if previous is not None:
                 check_same_model(previous, ctx.info, run_dir)
+            touched = True
             manifest.update(backend=ctx.info)
             if batch:
-                ctx.after_batch = between_batches(cfg, stop, manifest, done)
-            stats = JOBS[cfg.job.name](ctx)
-            if cfg.share_with_ollama and cfg.job.name != "share":
+                ctx.after_batch = between_batches(cfg, signalled, manifest, done)
+            stats = job.run(ctx)
+            if cfg.share_with_ollama and not job.shares_model:
                 stats.shared = share_model(cfg.share, backend, run_dir)
-        except ConfigError as err:
-            if previous is None:  # a refused resume leaves the run it refused untouched
-                manifest.finish("failed", ExitCode.CONFIG, error=str(err))
-            raise
-        except BackendUnavailable as err:
-            msg = f"{err}; resume with: {resume_command(run_dir)}" if batch else str(err)
-            manifest.finish("stopped", ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
-            return RunSummary(cfg.job.name, "stopped", ExitCode.STOPPED, run_dir, ctx.stats, msg)
+        except RunStopped as err:
+            return stop("stopped", str(err))
         except (JobStopped, KeyboardInterrupt) as err:
             status = err.status if isinstance(err, JobStopped) else "interrupted"
-            msg = f"{str(err) or 'interrupted'}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}"
-            manifest.finish(status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
-            return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
+            return stop(status, str(err) or "interrupted")
+        except OSError as err:
+            if err.errno not in _DISK_FULL:
+                _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
+                raise
+            return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
+        except AdamError as err:
+            if touched:
+                _finish(manifest, "failed", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
+            raise
+        except Exception as err:  # a bug: still say in the manifest that the run ended, and how
+            _finish(manifest, "failed", ExitCode.CONFIG, error=f"{type(err).__name__}: {err}")
+            raise
         finally:
             writer.close()
             backend.close()
@@ -209,6 +221,17 @@ def run(cfg: DictConfig) -> RunSummary:
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats)
+
+
+_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+
+
+def _finish(manifest: Manifest, status: str, code: ExitCode, **fields: Any) -> None:
+    """Record how the run ended; a manifest that cannot be written (the disk is full) is logged, not raised."""
+    try:
+        manifest.finish(status, code, **fields)
+    except OSError as err:
+        log.error("could not update %s: %s", manifest.path, err)
 
 
 def _input_doc(cfg: DictConfig, ctx: JobContext) -> dict[str, object] | None:

@@ -7,9 +7,10 @@ available RAM, less ``hardware.memory_margin``), and turns ``hardware.quantizati
 none, 8bit or 4bit. The reason is written into ``size.selected_by``, so the manifest records it.
 
 The estimate is weights (parameters x bytes per parameter) plus a KV-cache allowance
-(2 x layers x KV heads x head size x bytes x ``domain.context`` tokens x ``job.batch_size``; none for
-embedders) plus 10% and 0.5 GiB for activations and the runtime. Layer and head counts are in each
-size's YAML, copied from the model's config.json on the Hugging Face hub.
+(2 x layers x KV heads x head size x bytes x ``domain.context`` tokens x ``job.batch_size``, a
+sliding-window layer counting at most its window; none for embedders) plus 10% and 0.5 GiB for
+activations and the runtime. Layer and head counts are in each size's YAML, copied from the model's
+config.json on the Hugging Face hub. ``size=auto`` picks within ``size.family`` (Qwen3 by default).
 """
 
 from __future__ import annotations
@@ -17,13 +18,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import cache
 from importlib import resources
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from adam import hardware, registry
-from adam.config import CONFIG_MODULE, ModelKind, Quantization, SizeSpec, to_spec
+from adam import hardware
+from adam.catalog import CONFIG_MODULE
+from adam.catalog import sizes as size_options
+from adam.config import ModelKind, Quantization, SizeSpec, to_spec
 from adam.errors import ConfigError, ModelNotFoundError
 
 log = logging.getLogger(__name__)
@@ -36,8 +40,9 @@ MODES = ("float32", "bfloat16", "8bit", "4bit")  # the columns job=info prints
 OVERHEAD_FRACTION = 0.10
 OVERHEAD_GB = 0.5
 AUTO = "auto"
-DEFAULT_BATCH = 8  # sequences planned for when the job has no batch_size (job=info)
-OLLAMA_MODE = "4bit"  # Ollama's default tags are 4-bit (Q4_K_M) GGUFs
+AUTO_FAMILY = "qwen3"  # size=auto picks from this family unless size.family says otherwise
+ANY_FAMILY = "any"
+JOB_OF_KIND = {"generate": "generate", "embed": "embed"}  # the job whose batch_size plans for a kind of model
 
 
 @dataclass(frozen=True)
@@ -72,8 +77,12 @@ def estimate(size: SizeSpec, mode: str, *, context: int, batch: int) -> Estimate
     kv = 0.0
     if size.kind == ModelKind.generate and size.num_layers and size.num_kv_heads and size.head_dim:
         kv_bytes = 4 if mode == "float32" else 2  # the cache is kept in the compute dtype
-        tokens = min(context, effective_context(size)) * max(batch, 1)
-        kv = 2 * size.num_layers * size.num_kv_heads * size.head_dim * kv_bytes * tokens / GIB
+        tokens = min(context, effective_context(size))
+        windowed = size.sliding_window_layers if size.sliding_window_layers is not None else size.num_layers
+        windowed = min(windowed, size.num_layers) if size.sliding_window else 0
+        # sliding-window layers (Gemma 2's every other layer) keep at most the window
+        cached = (size.num_layers - windowed) * tokens + windowed * min(tokens, size.sliding_window or tokens)
+        kv = 2 * size.num_kv_heads * size.head_dim * kv_bytes * cached * max(batch, 1) / GIB
     return Estimate(mode, weights, kv, weights * OVERHEAD_FRACTION + OVERHEAD_GB)
 
 
@@ -96,9 +105,12 @@ def effective_context(size: SizeSpec) -> int:
 def check_long_context(size: Any) -> None:
     """Refuse size.long_context=true for sizes without a YaRN mode, before anything loads."""
     if size.long_context and not size.long_context_length:
+        native = ""
+        if size.context_length > 32768:  # Phi-3 128k, Llama 3.1, the 2507 models: long already, without YaRN
+            native = f" (its native context is already {size.context_length:,} tokens)"
         raise ConfigError(
-            f"size={size.name} has no long-context mode: YaRN scaling to 131,072 tokens is for Qwen3 4B and larger; "
-            f"drop size.long_context=true or pick size=qwen3_large or bigger"
+            f"size={size.name} has no long-context mode{native}: YaRN scaling to 131,072 tokens is for Qwen3 4B and "
+            f"larger; drop size.long_context=true or pick size=qwen3_large or bigger"
         )
 
 
@@ -112,16 +124,23 @@ def load_size(name: str) -> SizeSpec:
     return to_spec(SizeSpec, merged)
 
 
-def catalog(kind: ModelKind) -> list[SizeSpec]:
-    """Sizes size=auto may pick for ``kind``: those with a hub id, a parameter count and architecture numbers."""
+def catalog(kind: ModelKind, family: str = AUTO_FAMILY) -> list[SizeSpec]:
+    """Sizes size=auto may pick for ``kind`` in ``family`` (or any): those with a hub id, a parameter count and
+    architecture numbers, largest first."""
     sizes = []
-    for name in registry.sizes():
+    for name in size_options():
         if name == AUTO:
             continue
         spec = load_size(name)
-        if spec.kind == kind and spec.hf_id and spec.parameters and spec.num_layers:
+        plannable = spec.kind == kind and spec.hf_id and spec.parameters and spec.num_layers
+        if plannable and family in (ANY_FAMILY, spec.family):
             sizes.append(spec)
     return sorted(sizes, key=lambda s: s.parameters or 0, reverse=True)
+
+
+def families(kind: ModelKind) -> list[str]:
+    """The families size.family may name for ``kind``, plus any."""
+    return [*sorted({s.family for s in catalog(kind, ANY_FAMILY) if s.family}), ANY_FAMILY]
 
 
 @dataclass
@@ -159,7 +178,20 @@ def _unquantized_mode(hw: Any, device: str) -> str:
 
 def make_plan(cfg: DictConfig, report: hardware.HardwareReport | None = None) -> Plan:
     """The device, memory and modes to plan with, from the config and (where needed) detection."""
-    hw = cfg.hardware
+    batch = cfg.job.get("batch_size") or default_batch(_kind_for(cfg))
+    modes = _traits(cfg).memory_modes
+    return plan_for(cfg.hardware, context=_context(cfg.domain), batch=int(batch), fixed_modes=modes, report=report)
+
+
+def plan_for(
+    hw: Any,
+    *,
+    context: int,
+    batch: int,
+    fixed_modes: tuple[str, ...] = (),
+    report: hardware.HardwareReport | None = None,
+) -> Plan:
+    """The plan for a hardware node or spec: size=auto and job=info's recommendations both start here."""
     wanted = str(getattr(hw.device, "value", hw.device))
     report = report or hardware.detect_current()
     device = report.device if wanted == "auto" else wanted
@@ -171,10 +203,9 @@ def make_plan(cfg: DictConfig, report: hardware.HardwareReport | None = None) ->
         memory, source = report.ram_available_gb * 0.75, "75% of available unified memory"
     else:
         memory, source = report.ram_available_gb, "available RAM"
-    quant = quantization_of(hw)
-    backend = str(cfg.backend.get("_target_", ""))
-    if backend.endswith("OllamaBackend"):
-        modes: tuple[str, ...] = (OLLAMA_MODE,)
+    quant = requested_quantization(hw)
+    if fixed_modes:  # the backend decides how the model sits in memory (Ollama's 4-bit tags)
+        modes: tuple[str, ...] = fixed_modes
     elif quant == Quantization.auto:
         plain = _unquantized_mode(hw, device)
         modes = (plain, "8bit", "4bit") if device == "cuda" else (plain,)
@@ -182,9 +213,55 @@ def make_plan(cfg: DictConfig, report: hardware.HardwareReport | None = None) ->
         modes = (_unquantized_mode(hw, device),)
     else:
         modes = (quant.value,)
-    batch = int(cfg.job.get("batch_size", DEFAULT_BATCH) or DEFAULT_BATCH)
-    context = int(cfg.domain.get("context", 2048) or 2048)
     return Plan(device, memory, float(hw.memory_margin), context, batch, modes, source)
+
+
+def _context(domain: Any) -> int:
+    return int(domain.get("context", 2048) or 2048)
+
+
+@dataclass(frozen=True)
+class BackendTraits:
+    """What size=auto needs to know of a backend class (its class attributes)."""
+
+    model_field: str = "hf_id"  # the size field naming the model: a size without it cannot run there
+    memory_modes: tuple[str, ...] = ()  # fixed memory modes (Ollama's 4-bit tags); (): from hardware settings
+    reads_hf_cache: bool = False  # offline, only sizes in the Hugging Face cache can run
+
+
+def traits_of(target: str) -> BackendTraits:
+    """The traits of the backend class a ``_target_`` names (imported, not instantiated)."""
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(target)
+    except Exception:  # a backend that cannot be imported is refused later, in one line, by build_backend
+        return BackendTraits()
+    return BackendTraits(
+        str(getattr(cls, "model_field", "hf_id")),
+        tuple(getattr(cls, "memory_modes", ())),
+        bool(getattr(cls, "reads_hf_cache", False)),
+    )
+
+
+def _traits(cfg: DictConfig) -> BackendTraits:
+    return traits_of(str(cfg.backend.get("_target_", "")))
+
+
+@cache
+def default_batch(kind: ModelKind | str) -> int:
+    """job.batch_size of the job that runs ``kind`` (conf/job/<job>.yaml): size=auto and job=info plan for it
+    when the job has no batch_size of its own, so the two recommend the same size."""
+    job = JOB_OF_KIND[str(getattr(kind, "value", kind))]
+    text = resources.files(CONFIG_MODULE).joinpath("job", f"{job}.yaml").read_text(encoding="utf-8")
+    return int(OmegaConf.create(text).get("batch_size") or 1)
+
+
+def requested_quantization(hw: Any) -> Quantization:
+    """hardware.quantization as the user set it: auto even after resolve_auto replaced it (hardware.selected_by)."""
+    if getattr(hw, "selected_by", None):
+        return Quantization.auto
+    return quantization_of(hw)
 
 
 def quantization_of(hw: Any) -> Quantization:
@@ -213,16 +290,16 @@ def resolve_auto(
 
 
 def _kind_for(cfg: DictConfig) -> ModelKind:
-    if cfg.job.name == "embed":
-        return ModelKind.embed
-    return ModelKind(str(getattr(cfg.size.kind, "value", cfg.size.kind)))
+    """The kind of model the job needs (its schema says), else the size's own kind."""
+    wanted = getattr(OmegaConf.get_type(cfg.job), "model_kind", None) if isinstance(cfg.job, DictConfig) else None
+    return wanted or ModelKind(str(getattr(cfg.size.kind, "value", cfg.size.kind)))
 
 
 def _carried_overrides(node: DictConfig) -> dict[str, Any]:
     """Keys set on size=auto (size.long_context=true, ...) that differ from auto.yaml, to apply to the pick."""
     base = OmegaConf.to_container(OmegaConf.structured(load_size(AUTO)), resolve=True)
     mine = OmegaConf.to_container(node, resolve=True)
-    skip = {"name", "kind", "description", "selected_by"}
+    skip = {"name", "kind", "description", "selected_by", "family", "thinking"}  # facts of the pick, or the filter
     return {k: v for k, v in mine.items() if k not in skip and base.get(k) != v}
 
 
@@ -237,22 +314,12 @@ def _resolve_size(
 ) -> dict[str, Any]:
     plan = make_plan(cfg, report)
     kind = _kind_for(cfg)
+    traits = _traits(cfg)
+    family = str(cfg.size.get("family") or AUTO_FAMILY)
+    if family not in families(kind):
+        raise ConfigError(f"size.family={family} has no {kind.value} model: choose one of {', '.join(families(kind))}")
     carried = _carried_overrides(cfg.size)
-    backend = str(cfg.backend.get("_target_", ""))
-    fits: list[tuple[SizeSpec, Estimate]] = []
-    smallest: tuple[SizeSpec, Estimate] | None = None
-    for spec in catalog(kind):
-        for key, value in carried.items():
-            setattr(spec, key, value)
-        if spec.long_context and not spec.long_context_length:
-            continue  # size.long_context=true rules out the sizes without YaRN
-        if backend.endswith("OllamaBackend") and not spec.ollama_tag:
-            continue
-        est = plan.first_fit(spec)
-        if est is not None:
-            fits.append((spec, est))
-        else:
-            smallest = (spec, estimate(spec, plan.modes[-1], context=plan.context, batch=plan.batch))  # type: ignore[assignment]
+    fits, smallest = candidates(kind, plan, model_field=traits.model_field, carried=carried, family=family)
     where = f"{plan.budget_gb:.1f} of {plan.memory_gb:.1f} GiB ({plan.source}, {plan.margin:.0%} kept free)"
     where += f" on {plan.device}"
     if not fits:
@@ -262,25 +329,23 @@ def _resolve_size(
             "set size= explicitly, lower job.batch_size, or set hardware.memory_gb="
         )
     preferred = cfg.domain.get("preferred_size")
-    if preferred:
-        fits.sort(key=lambda f: f[0].name != preferred)  # stable: the rest stay largest first
-    if backend.endswith("HuggingFaceBackend"):
-        from adam.backends.hf_loading import hub_offline
+    fits = prefer(fits, preferred)
+    if traits.reads_hf_cache:
+        usable = cached_only(fits, cached)
+        if not usable:
+            from adam.backends.hf_loading import download_command
 
-        if hub_offline():
-            is_cached = cached or _hf_cached
-            usable = [f for f in fits if is_cached(f[0])]
-            if not usable:
-                would = ", ".join(f"{s.name} ({s.hf_id}, {e.total_gb:.1f} GiB as {e.mode})" for s, e in fits[:3])
-                raise ModelNotFoundError(
-                    f"size=auto: HF_HUB_OFFLINE is set and no model that fits {where} is in the Hugging Face cache; "
-                    f"would fit: {would}; download one with `hf download {fits[0][0].hf_id}` where there is network"
-                )
-            if usable[0] is not fits[0]:
-                log.info("size=auto: %s would fit but is not cached (offline); using a cached one", fits[0][0].name)
-            fits = usable
+            would = ", ".join(f"{s.name} ({s.hf_id}, {e.total_gb:.1f} GiB as {e.mode})" for s, e in fits[:3])
+            raise ModelNotFoundError(
+                f"size=auto: HF_HUB_OFFLINE is set and no model that fits {where} is in the Hugging Face cache; "
+                f"would fit: {would}; download one with `{download_command(fits[0][0].hf_id or '')}` where there "
+                "is network"
+            )
+        if usable[0] is not fits[0]:
+            log.info("size=auto: %s would fit but is not cached (offline); using a cached one", fits[0][0].name)
+        fits = usable
     spec, est = fits[0]
-    bigger = [s for s in catalog(kind) if (s.parameters or 0) > (spec.parameters or 0)]
+    bigger = [s for s in catalog(kind, family) if (s.parameters or 0) > (spec.parameters or 0)]
     why = f"{spec.name}: {est.total_gb:.1f} GiB as {est.mode} (weights {est.weights_gb:.1f} + KV cache "
     why += f"{est.kv_cache_gb:.1f} for {plan.batch} x {plan.context} tokens + overhead) fits {where}"
     if bigger:
@@ -296,7 +361,52 @@ def _resolve_size(
     cfg.size = node
     if str(cfg.hardware.quantization) == Quantization.auto.value:
         cfg.hardware.quantization = est.mode if est.mode in ("8bit", "4bit") else Quantization.none.value
+        cfg.hardware.selected_by = f"quantization=auto with size=auto: {cfg.hardware.quantization}"
     return {"size": spec.name, "mode": est.mode, "estimate": est.as_dict(), "why": why}
+
+
+Fit = tuple[SizeSpec, Estimate]
+
+
+def candidates(
+    kind: ModelKind,
+    plan: Plan,
+    *,
+    model_field: str = "hf_id",
+    carried: dict[str, Any] | None = None,
+    family: str = AUTO_FAMILY,
+) -> tuple[list[Fit], Fit | None]:
+    """The catalog sizes of ``kind`` in ``family`` that fit ``plan``, largest first, and the last one that did not."""
+    fits: list[Fit] = []
+    smallest: Fit | None = None
+    for spec in catalog(kind, family):
+        for key, value in (carried or {}).items():
+            setattr(spec, key, value)
+        if spec.long_context and not spec.long_context_length:
+            continue  # size.long_context=true rules out the sizes without YaRN
+        if not getattr(spec, model_field, None):  # the backend has no name for this size's model
+            continue
+        est = plan.first_fit(spec)
+        if est is not None:
+            fits.append((spec, est))
+        else:
+            smallest = (spec, estimate(spec, plan.modes[-1], context=plan.context, batch=plan.batch))  # type: ignore[assignment]
+    return fits, smallest
+
+
+def prefer(fits: list[Fit], preferred: str | None) -> list[Fit]:
+    """``domain.preferred_size`` first when it fits; the rest stay largest first."""
+    return sorted(fits, key=lambda f: f[0].name != preferred) if preferred else fits
+
+
+def cached_only(fits: list[Fit], cached: Callable[[SizeSpec], bool] | None = None) -> list[Fit]:
+    """With HF_HUB_OFFLINE set, the fits that are in the Hugging Face cache; else all of them."""
+    from adam.backends.hf_loading import hub_offline
+
+    if not hub_offline():
+        return fits
+    is_cached = cached or _hf_cached
+    return [f for f in fits if is_cached(f[0])]
 
 
 def _resolve_quantization(cfg: DictConfig, report: hardware.HardwareReport | None) -> dict[str, Any]:
@@ -311,29 +421,44 @@ def _resolve_quantization(cfg: DictConfig, report: hardware.HardwareReport | Non
         elif est is None:
             log.warning("%s does not fit %.1f GiB even at 4bit; loading it unquantized", size.name, plan.budget_gb)
     cfg.hardware.quantization = chosen
+    cfg.hardware.selected_by = f"quantization=auto for size={size.name} on {plan.device}: {chosen}"
     return {"quantization": chosen, "device": plan.device}
 
 
-def recommendations(report: hardware.HardwareReport, margin: float = 0.2, context: int = 2048, batch: int = 8) -> dict:
-    """The largest size per backend and kind that fits the detected machine (for job=info)."""
-    budget = report.memory_gb * (1 - margin)
-    hf_modes = ("bfloat16" if report.device != "cpu" else "float32",)
-    if report.device == "cuda":
-        hf_modes += ("8bit", "4bit")
+@cache
+def _target_of(backend: str) -> str:
+    """The ``_target_`` of conf/backend/<backend>.yaml."""
+    text = resources.files(CONFIG_MODULE).joinpath("backend", f"{backend}.yaml").read_text(encoding="utf-8")
+    return str(OmegaConf.create(text).get("_target_", ""))
+
+
+def recommendations(
+    hw: Any,
+    report: hardware.HardwareReport,
+    *,
+    context: int = 2048,
+    preferred: str | None = None,
+    long_context: bool = False,
+) -> dict[str, dict[str, Any]]:
+    """What size=auto would pick per backend and kind with this hardware config (for job=info)."""
     out: dict[str, dict[str, Any]] = {}
-    for backend, modes in (("huggingface", hf_modes), ("ollama", (OLLAMA_MODE,))):
+    for backend in ("huggingface", "ollama"):
+        traits = traits_of(_target_of(backend))
         out[backend] = {}
         for kind in ModelKind:
-            pick = None
-            for spec in catalog(kind):
-                if backend == "ollama" and not spec.ollama_tag:
-                    continue
-                for mode in modes:
-                    est = estimate(spec, mode, context=context, batch=batch)
-                    if est is not None and est.total_gb <= budget:
-                        pick = {"size": spec.name, "mode": mode, "total_gb": round(est.total_gb, 2)}
-                        break
-                if pick:
-                    break
+            carried = {"long_context": True} if long_context and kind == ModelKind.generate else None
+            plan = plan_for(
+                hw, context=context, batch=default_batch(kind), fixed_modes=traits.memory_modes, report=report
+            )
+            fits = prefer(candidates(kind, plan, model_field=traits.model_field, carried=carried)[0], preferred)
+            pick: dict[str, Any] | None = None
+            if fits:
+                usable = cached_only(fits) if traits.reads_hf_cache else fits
+                spec, est = (usable or fits)[0]
+                pick = {"size": spec.name, "mode": est.mode, "total_gb": round(est.total_gb, 2), "batch": plan.batch}
+                if (
+                    traits.reads_hf_cache
+                ):  # offline, size=auto takes the largest cached fit, or refuses and names this one
+                    pick["cached"] = _hf_cached(spec)
             out[backend][kind.value] = pick
     return out

@@ -14,6 +14,7 @@ BENCHES = {
     "ollama": "a local Ollama-protocol server with 50 ms per request: concurrency 8 vs 1, embed batching",
     "embed": "job=embed size=minilm vs sentence-transformers encode and a one-by-one loop",
     "generate": "transformers generation: adam vs per-prompt and plain batch-32 loops",
+    "llamacpp": "backend=llamacpp on the demo GGUF vs a llama-cpp-python loop and the HF backend",
 }
 
 

@@ -90,7 +90,7 @@ def machine_bounds(parameters: int, weight_bytes: int) -> tuple[float, float, fl
 def _one_model(sec: Section, label: str, size_overrides: list[str], n: int, one_n: int, reps: int) -> None:
     import torch
 
-    from adam.jobs.generate import generation_defaults, make_request
+    from adam.engine import Settings
     from adam.registry import loaded_models
     from adam.runner import build_backend
     from adam.runner import run as adam_run
@@ -109,10 +109,8 @@ def _one_model(sec: Section, label: str, size_overrides: list[str], n: int, one_
     ]
     cfg = compose(overrides, work / "probe")
     backend = build_backend(cfg)
-    defaults = generation_defaults(cfg.job, cfg.domain)
-    requests = [
-        make_request(prompt=p, chat=True, defaults=defaults, system_prompt=cfg.domain.system_prompt) for p in prompts
-    ]
+    settings = Settings.from_config(cfg.job, cfg.domain)
+    requests = [settings.request(prompt=p) for p in prompts]
     ids = [backend._prompt_ids(r) for r in requests]
     lm = backend._model()
     model, pad, eos = lm.model, lm.tokenizer.pad_token_id, lm.eos_ids

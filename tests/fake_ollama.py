@@ -5,7 +5,8 @@ tests assert on what adam sent. It knows /api/version, /api/tags, /api/show, /ap
 /api/generate (one JSON reply or NDJSON stream), /api/embed, /api/pull and /api/create (streamed
 status lines), HEAD and POST /api/blobs/sha256:<hex>. Knobs: scripted failures
 (``fail``), slow replies (``stall``, ``delay``), an error line in the middle of a stream
-(``stream_error``), and the in-flight high-water mark (``max_in_flight``).
+(``stream_error``), vectors rewritten per text (``embedding_of``), and the in-flight high-water
+mark (``max_in_flight``).
 """
 
 from __future__ import annotations
@@ -90,6 +91,7 @@ class FakeOllama:
         self.reject: Callable[[dict[str, Any]], tuple[int, str] | None] = lambda body: None  # per-request errors
         self.embedding_dim = 8
         self.normalize_embeddings = True  # Ollama's /api/embed returns unit vectors
+        self.embedding_of: Callable[[str, list[float]], Any] = lambda text, vector: vector  # to send a bad one
         self.delay = 0.0  # seconds each chat/generate/embed reply takes
         self.stream_error: tuple[int, str] | None = None  # (after N answer deltas, error text)
         self.requests: list[Recorded] = []
@@ -273,7 +275,7 @@ class FakeOllama:
         texts = [texts] if isinstance(texts, str) else list(texts)
         dim = body.get("dimensions") or self.embedding_dim
         with self._counting():
-            vectors = [self._vector(t, dim) for t in texts]
+            vectors = [self.embedding_of(t, self._vector(t, dim)) for t in texts]
         return _json(
             {
                 "model": body["model"],

@@ -9,7 +9,7 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import adam.config  # noqa: F401  (registers the schemas)
+import adam.schemas  # noqa: F401  (registers the schemas)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "jobs" / "examples"

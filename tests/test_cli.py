@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -40,7 +41,7 @@ def test_help_and_cfg_do_not_import_torch() -> None:
         assert "HEAVY=" in done.stderr
         assert done.stderr.rsplit("HEAVY=", 1)[1] == "", done.stderr
     help_text = adam("--help").stdout
-    assert "size: auto, demo, local, minilm, qwen3_embedding_0_6b" in help_text
+    assert "size: auto, demo, gemma2_2b, gemma2_9b, llama3_1_8b, llama3_70b, llama3_8b, local, minilm" in help_text
     assert "job: embed, generate, info, search, share" in help_text
     assert "base_" not in help_text  # the schemas are not options
 
@@ -129,3 +130,66 @@ def test_default_job_runs_the_real_demo_model(tmp_path: Path) -> None:
     assert result["usage"]["completion_tokens"] > 0
     manifest = json.loads((tmp_path / "run" / "manifest.json").read_text())
     assert manifest["backend"]["source"] == "gguf" and len(manifest["backend"]["sha256"]) == 64
+
+
+@pytest.mark.parametrize(
+    ("args", "line"),
+    [
+        (["job.batchsize=8"], "unknown config key job.batchsize (did you mean job.batch_size?)"),
+        (["job=embed", "job.chunk_tokenz=3"], "unknown config key job.chunk_tokenz (did you mean job.chunk_tokens?)"),
+        (["size=qwen3_smal"], "unknown size=qwen3_smal (did you mean size=qwen3_small?)"),
+        (["job.batch_size=abc"], "invalid value for job.batch_size: Value 'abc' of type 'str' could not be converted"),
+        (["-m", "job.batchsize=8,16"], "unknown config key job.batchsize (did you mean job.batch_size?)"),
+    ],
+)
+def test_config_mistakes_print_one_line_of_adams(tmp_path: Path, args: list[str], line: str) -> None:
+    """Hydra printed six lines suggesting +job.batchsize=8; the README promises adam's one line."""
+    done = adam(*args, "backend=echo", f"hydra.run.dir={tmp_path}", f"hydra.sweep.dir={tmp_path / 'sweep'}")
+    assert done.returncode == 1
+    lines = done.stderr.splitlines()
+    assert all(text.startswith(line) for text in lines) and lines, done.stderr  # a multirun: once per job at most
+    assert "+job" not in done.stderr and "HYDRA_FULL_ERROR" not in done.stderr
+
+
+def test_job_values_fail_before_the_model_loads(tmp_path: Path) -> None:
+    """job.max_tokens=-5 failed on every record after the model loaded; now the config is refused first."""
+    done = adam("job.max_tokens=-5", "size=qwen3_xl", f"hydra.run.dir={tmp_path}")  # weights not even present
+    assert done.returncode == 1
+    assert "'job.max_tokens' must be an integer of at least 1, got -5" in done.stderr
+    assert "Qwen3-8B" not in done.stderr and not (tmp_path / "results.jsonl").exists()
+
+
+def test_info_needs_no_weights(tmp_path: Path) -> None:
+    """job=info size=qwen3_xl stopped at the missing weights; it describes the model without them."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "HF_HOME": str(tmp_path / "hf"), "PATH": "/usr/bin:/bin"}
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "adam",
+            "job=info",
+            "size=qwen3_xl",
+            "size.long_context=true",
+            f"hydra.run.dir={tmp_path}",
+        ],
+        capture_output=True,
+        text=True,
+        cwd=REPO,
+        env=env,
+        timeout=600,
+    )
+    assert done.returncode == 0, done.stderr
+    info = json.loads(done.stdout)
+    assert info["config"]["size"]["hf_id"] == "Qwen/Qwen3-8B" and info["config"]["hardware"]["name"] == "auto"
+    assert info["context"] == {
+        "native": 32768,
+        "long_context": True,
+        "long_context_length": 131072,
+        "effective": 131072,
+    }
+    modes = info["memory_estimate_gb"]["modes"]
+    assert set(modes) == {"float32", "bfloat16", "8bit", "4bit"} and modes["4bit"]["total_gb"] > 0
+    weights = info["weights"]
+    assert weights["cached"] is False and weights["download"].endswith("download Qwen/Qwen3-8B")
+    command = weights["download"].split()[0]
+    assert Path(command).is_file() or shutil.which(command, path=env["PATH"]), command  # runnable as printed

@@ -8,7 +8,7 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from adam import registry
+from adam import catalog
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind, SizeSpec, to_spec
 from adam.errors import ConfigError
@@ -28,16 +28,16 @@ QWEN3 = {
 
 
 def test_groups_list_their_options() -> None:
-    assert {"huggingface", "ollama", "echo"} <= set(registry.backends())
-    assert set(QWEN3) | {"demo", "minilm", "local"} <= set(registry.sizes())
-    assert {"general", "code"} <= set(registry.options("domain"))
-    assert {"auto", "cpu"} <= set(registry.options("hardware"))
-    assert {"generate", "embed", "info"} <= set(registry.options("job"))
+    assert {"huggingface", "ollama", "echo"} <= set(catalog.backends())
+    assert set(QWEN3) | {"demo", "minilm", "local"} <= set(catalog.sizes())
+    assert {"general", "code"} <= set(catalog.options("domain"))
+    assert {"auto", "cpu"} <= set(catalog.options("hardware"))
+    assert {"generate", "embed", "info"} <= set(catalog.options("job"))
 
 
-@pytest.mark.parametrize("group", registry.GROUPS)
+@pytest.mark.parametrize("group", catalog.GROUPS)
 def test_every_option_composes(group: str) -> None:
-    for option in registry.options(group):
+    for option in catalog.options(group):
         overrides = [f"{group}={option}"]
         if group == "size" and option == "local":
             overrides.append("size.path=/models/x")
@@ -48,7 +48,7 @@ def test_every_option_composes(group: str) -> None:
             assert cfg[group].name == option
 
 
-@pytest.mark.parametrize("backend", registry.backends())
+@pytest.mark.parametrize("backend", catalog.backends())
 def test_every_backend_instantiates_without_loading(backend: str) -> None:
     cfg = compose_cfg(f"backend={backend}", "size=qwen3_small")
     obj = instantiate(cfg.backend, _convert_="object")
@@ -57,7 +57,7 @@ def test_every_backend_instantiates_without_loading(backend: str) -> None:
     assert obj.size.hf_id == "Qwen/Qwen3-0.6B"
 
 
-@pytest.mark.parametrize("size", registry.sizes())
+@pytest.mark.parametrize("size", catalog.sizes())
 def test_every_size_fills_the_size_spec(size: str) -> None:
     overrides = [f"size={size}"] + (["size.path=/models/x"] if size == "local" else [])
     if size == "auto":  # resolved to a catalog size before any backend exists (adam/sizing.py)

@@ -13,9 +13,9 @@ import pytest
 from helpers import EXAMPLES, compose_cfg, read_jsonl, write_jsonl
 
 from adam.embed_store import EmbeddingStore
+from adam.engine import Engine
 from adam.errors import ConfigError, ExitCode
-from adam.jobs.embed_incremental import store_model_key
-from adam.runner import run
+from adam.runner import build_backend, run
 
 
 def _docs(n: int = 6) -> list[dict]:
@@ -128,7 +128,8 @@ def test_the_store_keys_vectors_by_model(tmp_path: Path) -> None:
         a.commit_batch({"h": np.ones(3, dtype=np.float32)}, [("x", "h", None)])
     with EmbeddingStore(store_path, "model-b") as b:
         assert b.records(["x"]) == {} and b.vectors(["h"]) == {}
-    assert store_model_key({"model": "m", "revision": "abc"}, 64) == "m@abc#64"
+    engine = Engine(build_backend(compose_cfg("backend=echo", "size=qwen3_embedding_0_6b", "size.dimensions=64")))
+    assert engine.store_key({"model": "m", "revision": "abc"}) == "m@abc#64"
 
 
 @pytest.mark.slow

@@ -7,8 +7,8 @@ from helpers import compose_cfg
 from hydra import compose, initialize_config_module
 
 from adam import ModelManager
+from adam.engine import Settings
 from adam.errors import ConfigError
-from adam.jobs.generate import generation_defaults, make_request
 
 
 def test_manager_generates_streams_and_embeds_with_echo() -> None:
@@ -34,7 +34,7 @@ def test_manager_rejects_unknown_params_and_options() -> None:
 
 
 def test_manager_works_inside_a_running_hydra_app() -> None:
-    import adam.config  # noqa: F401
+    import adam.schemas  # noqa: F401
 
     with initialize_config_module("adam.conf", version_base="1.3"):
         outer = compose("config", overrides=["size=qwen3_xl"])
@@ -47,17 +47,13 @@ def test_manager_works_inside_a_running_hydra_app() -> None:
 
 def test_request_settings_resolve_record_then_job_then_domain() -> None:
     cfg = compose_cfg("domain=code", "job.temperature=0.5")
-    defaults = generation_defaults(cfg.job, cfg.domain)
-    req = make_request(prompt="hi", params={"max_tokens": 7}, defaults=defaults, system_prompt=cfg.domain.system_prompt)
+    settings = Settings.from_config(cfg.job, cfg.domain)
+    req = settings.request(prompt="hi", params={"max_tokens": 7})
     assert req.max_tokens == 7  # record
     assert req.temperature == 0.5  # job
     assert req.top_p == cfg.domain.top_p  # domain
     assert req.messages[0] == {"role": "system", "content": cfg.domain.system_prompt}
-    own = make_request(
-        messages=[{"role": "system", "content": "mine"}, {"role": "user", "content": "hi"}],
-        defaults=defaults,
-        system_prompt=cfg.domain.system_prompt,
-    )
+    own = settings.request(messages=[{"role": "system", "content": "mine"}, {"role": "user", "content": "hi"}])
     assert [m["content"] for m in own.messages] == ["mine", "hi"]
-    raw = make_request(prompt="continue this", chat=False, defaults=defaults, system_prompt="ignored")
+    raw = settings.request(prompt="continue this", chat=False, system_prompt="ignored")
     assert raw.prompt == "continue this" and raw.messages == ()

@@ -166,7 +166,7 @@ def _run(tmp_path: Path, *overrides: str, name: str = "run"):
 def test_resume_refuses_a_changed_input_or_model(tmp_path: Path) -> None:
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": "a", "prompt": "one"}, {"id": "b", "prompt": "two"}])
     first = _run(tmp_path, f"job.input={src}")
-    with pytest.raises(ConfigError, match=r"model changed since .*qwen3"):
+    with pytest.raises(ConfigError, match=r"differ from that run.s: size.name: \"demo\" -> \"qwen3_small\""):
         _run(tmp_path, f"job.input={src}", "size=qwen3_small", f"job.resume={first.run_dir}", name="x")
     write_jsonl(src, [{"id": "a", "prompt": "one"}, {"id": "b", "prompt": "changed"}])
     with pytest.raises(ConfigError, match="input file changed since"):

@@ -14,6 +14,7 @@ from helpers import EXAMPLES, compose_cfg, read_jsonl, write_jsonl
 from adam.backends.echo import _fraction
 from adam.errors import ConfigError, ExitCode
 from adam.io.writers import results_to_parquet
+from adam.manifest import Manifest
 from adam.runner import run
 
 
@@ -169,6 +170,12 @@ def test_embed_writes_vectors_to_results_and_parquet(tmp_path: Path) -> None:
         (["size=minilm"], "embedding model"),
         (["size=local"], "size.path"),
         (["+job.batchsize=8"], "job.batchsize (did you mean job.batch_size?)"),
+        # Job values the types allow but no record could run with: they failed every record, after the model loaded.
+        (["job.max_tokens=-5"], "'job.max_tokens' must be an integer of at least 1, got -5"),
+        (["job.temperature=3"], "'job.temperature' must be a number between 0 and 2, got 3.0"),
+        (["domain.top_p=0"], "'domain.top_p' must be a number above 0 and at most 1, got 0.0"),
+        (["job.batch_size=0"], "'job.batch_size' must be at least 1, got 0"),
+        (["job=embed", "size=minilm", "job.chunk_tokens=8", "job.chunk_overlap=8"], "below job.chunk_tokens=8"),
     ],
 )
 def test_config_mistakes_fail_before_the_backend_is_built(tmp_path: Path, overrides: list[str], fragment: str) -> None:
@@ -191,3 +198,33 @@ def test_info_job_describes_backend_and_model(tmp_path: Path, capsys: pytest.Cap
     assert printed == json.loads((summary.run_dir / "info.json").read_text())
     assert printed["backend"]["backend"] == "echo" and printed["size"] == "qwen3_small"
     assert "qwen3_xl" in printed["available"]["sizes"]
+
+
+def test_rates_come_from_the_time_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress written between batches divided by max(0, 1e-9) seconds: 2e9 records/s after one batch."""
+    from adam import run_control
+
+    monkeypatch.setattr(run_control, "PROGRESS_EVERY_S", 0.0)  # the progress is rewritten after every batch
+    seen: list[dict] = []
+    original = Manifest.update
+
+    def spy(self: Manifest, **fields: object) -> None:
+        if "progress" in fields:
+            seen.append(dict(fields["progress"]))  # type: ignore[arg-type]
+        original(self, **fields)
+
+    monkeypatch.setattr(Manifest, "update", spy)
+    src = write_jsonl(tmp_path / "in.jsonl", _prompts(6))
+    summary = _run(tmp_path, f"job.input={src}", "job.batch_size=2", "backend.delay=0.05")
+    assert seen
+    for progress in seen:  # each batch waited 0.05 s, so no rate can pass 2 records per 0.05 s
+        assert 0 < progress["records_per_s"] <= 2 / 0.05, progress
+    counts = json.loads((summary.run_dir / "manifest.json").read_text())["counts"]
+    assert 0 < counts["records_per_s"] <= 6 / (3 * 0.05)
+
+
+def test_jobs_that_time_nothing_report_no_rates(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """job=info reported 1e9 records/s (1 record in max(0, 1e-9) seconds), and the sweep report showed it."""
+    summary = _run(tmp_path, "job=info", "size=qwen3_small")
+    counts = json.loads((summary.run_dir / "manifest.json").read_text())["counts"]
+    assert counts["ok"] == 1 and "records_per_s" not in counts and "tokens_per_s" not in counts

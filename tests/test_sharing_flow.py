@@ -12,6 +12,7 @@ from fake_ollama import FakeOllama
 from helpers import compose_cfg, read_jsonl, write_jsonl
 from hydra.utils import instantiate
 
+from adam.engine import Settings
 from adam.errors import ExitCode
 from adam.runner import run
 from adam.sharing.metadata import read_metadata
@@ -87,9 +88,7 @@ def test_ollama_creates_a_shared_model_instead_of_pulling_it(
     assert create["model"] == TINY_TAG
     assert (
         backend.generate_one(
-            __import__("adam.jobs.generate", fromlist=["x"]).make_request(
-                prompt="hello", defaults={"max_tokens": 8, "temperature": 0, "top_p": 1}
-            )
+            Settings(max_tokens=8).request(prompt="hello")
         ).text
         == "You said: hello"
     )
@@ -159,8 +158,6 @@ def ollama_models_dir(tmp_path: Path, tiny_qwen3_dir: Path) -> Path:
 def test_huggingface_loads_the_gguf_ollama_already_pulled(
     ollama_models_dir: Path, tiny_qwen3_dir: Path, monkeypatch: pytest.MonkeyPatch, fresh_models: None
 ) -> None:
-    from adam.jobs.generate import make_request
-
     monkeypatch.setenv("OLLAMA_MODELS", str(ollama_models_dir))
     common = ["hardware=cpu", f"size.ollama_tag={TINY_TAG}"]
     from_ollama = instantiate(compose_cfg("size=local", "size.source=ollama", *common).backend, _convert_="object")
@@ -168,7 +165,7 @@ def test_huggingface_loads_the_gguf_ollama_already_pulled(
         compose_cfg("size=local", f"size.path={tiny_qwen3_dir}", *common).backend, _convert_="object"
     )
     requests = [
-        make_request(prompt=p, defaults={"max_tokens": 12, "temperature": 0, "top_p": 1})
+        Settings(max_tokens=12).request(prompt=p)
         for p in ("hello there", "the quick brown fox", "a")
     ]
     assert [g.text for g in from_ollama.generate(requests)] == [g.text for g in original.generate(requests)]

@@ -10,11 +10,11 @@ import pytest
 from helpers import EXAMPLES, compose_cfg
 
 from adam import hardware
-from adam.config import ModelKind, SizeSpec, to_spec
+from adam.config import HardwareSpec, ModelKind, SizeSpec, to_spec
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.hardware import Environment, GpuInfo, HardwareReport
 from adam.runner import run
-from adam.sizing import GIB, catalog, estimate, load_size, make_plan, memory_table, resolve_auto
+from adam.sizing import GIB, catalog, estimate, load_size, make_plan, memory_table, recommendations, resolve_auto
 
 ENV = Environment(False, False, False, False, "/hf", False, "http://127.0.0.1:11434", "/adam")
 
@@ -192,6 +192,43 @@ def test_info_prints_hardware_environment_and_recommendations(fake_machine: None
     modes = printed["memory_estimate_gb"]["modes"]
     assert modes["4bit"]["total_gb"] < modes["8bit"]["total_gb"] < modes["bfloat16"]["total_gb"]
     recommended = printed["recommended"]
-    assert recommended["huggingface"]["generate"]["size"] == "qwen3_medium"  # float32, 8 x 2048 tokens
+    assert recommended["huggingface"]["generate"]["size"] == "qwen3_small"  # float32, 32 x 2048 tokens
+    assert recommended["huggingface"]["generate"]["batch"] == 32  # job=generate's batch_size, as size=auto's
     assert recommended["ollama"]["generate"]["mode"] == "4bit"
     assert recommended["huggingface"]["embed"]["size"].startswith("qwen3_embedding")
+
+
+@pytest.mark.parametrize(
+    "overrides",
+    [(), ("domain=code",), ("hardware.memory_gb=60",), ("hardware=gpu_mid",), ("+domain.preferred_size=qwen3_small",)],
+)
+def test_info_recommends_what_size_auto_picks(
+    fake_machine: None, tmp_path: Path, capsys, overrides: tuple[str, ...]
+) -> None:
+    """job=info planned for 8 sequences while size=auto planned for job.batch_size (32): they disagreed."""
+    cfg = compose_cfg("job=info", "backend=echo", "size=qwen3_xl", *overrides, run_dir=tmp_path / "info")
+    run(cfg)
+    recommended = json.loads(capsys.readouterr().out)["recommended"]
+    auto = compose_cfg("size=auto", "backend=echo", *overrides)
+    try:
+        resolve_auto(auto)
+    except ConfigError:  # nothing fits: info recommends nothing either
+        assert recommended["huggingface"]["generate"] is None
+    else:
+        assert recommended["huggingface"]["generate"]["size"] == auto.size.name
+    auto = compose_cfg("size=auto", "backend=echo", "job=embed", *overrides)
+    resolve_auto(auto)
+    assert recommended["huggingface"]["embed"]["size"] == auto.size.name
+
+
+def test_info_with_quantization_auto_plans_as_size_auto_does() -> None:
+    """resolve_auto turns quantization=auto into a value; info still plans with auto's modes afterwards."""
+    report = machine("cuda", 24)
+    cfg = compose_cfg("size=qwen3_small", "backend=echo", "hardware=gpu_high")
+    resolve_auto(cfg, report=report)
+    assert cfg.hardware.quantization == "none" and cfg.hardware.selected_by
+    auto = compose_cfg("size=auto", "backend=echo", "hardware=gpu_high")
+    resolve_auto(auto, report=report)
+    picks = recommendations(to_spec(HardwareSpec, cfg.hardware), report)
+    assert picks["huggingface"]["generate"]["size"] == auto.size.name
+    assert picks["huggingface"]["generate"]["mode"] in ("8bit", "4bit")  # quantized, as auto may

@@ -16,6 +16,7 @@ from adam.backends.text import StreamAssembler, finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest, StreamChunk, WeightsLocation
 from adam.config import HardwareSpec, SizeSpec, to_spec
 from adam.errors import BackendError, UnsupportedError
+from adam.sizing import effective_context
 
 __all__ = [
     "Embedding",
@@ -41,6 +42,10 @@ class ModelBackend(ABC):
     supports_embeddings: ClassVar[bool] = False
     supports_streaming: ClassVar[bool] = True
     token_budget: int | None = None  # max padded tokens per batch, for backends where padding costs compute
+    local_prompt_check: ClassVar[bool] = True  # False: no local tokenizer, the server judges a prompt's length
+    model_field: ClassVar[str] = "hf_id"  # the size field naming this backend's model (size=auto needs it set)
+    memory_modes: ClassVar[tuple[str, ...]] = ()  # fixed ways the model sits in memory; (): from hardware settings
+    reads_hf_cache: ClassVar[bool] = False  # weights come from the Hugging Face cache (size=auto checks it offline)
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)
@@ -82,6 +87,10 @@ class ModelBackend(ABC):
         tokenizer override it with token counts for a whole window in one call."""
         return [len(text) for text in texts]
 
+    def context_window(self) -> int:
+        """Tokens a request's prompt and answer share: the size's context, its YaRN length with size.long_context."""
+        return effective_context(self.size)
+
     @abstractmethod
     def count_tokens(self, text: str) -> int:
         """Tokens the model sees for ``text``."""
@@ -102,6 +111,17 @@ class ModelBackend(ABC):
 
     def check_available(self) -> None:
         """Raise BackendUnavailable (or ModelNotFoundError) when no request could succeed."""
+
+    def weights(self) -> dict[str, Any]:
+        """Whether the model is on this machine (or its server) and, when not, how to get it; never downloads.
+
+        ``cached`` is None where the question does not apply or cannot be answered now.
+        """
+        return {"cached": None}
+
+    def has_thinking_mode(self) -> bool | None:
+        """Whether job.thinking=true changes what the model does; None when the backend cannot tell."""
+        return None
 
     def load(self) -> None:
         """Load the model now instead of on first use."""

@@ -62,7 +62,7 @@ class EchoBackend(ModelBackend):
             "backend": self.name,
             "model": f"echo/{self.size.name}",
             "kind": self.size.kind.value,
-            "context_length": self.size.context_length,
+            "context_length": self.context_window(),
             "embedding_dim": self.dimensions,
         }
 

@@ -9,21 +9,25 @@ loading safetensors. Heavy libraries (torch, transformers) are imported inside t
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import importlib.util
 import json
 import logging
 import os
+import shlex
 import shutil
+import sys
+import sysconfig
 import tempfile
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adam.config import Device, DType, HardwareSpec, SizeSpec, WeightsSource
-from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError
+from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError, first_line
 from adam.hashing import cached_file_sha256
 
 if TYPE_CHECKING:
@@ -125,8 +129,8 @@ def _from_hub(size: SizeSpec, download: bool) -> ModelSource | None:
     if cached is not None:
         return ModelSource("hub", size.hf_id, cached, size.revision)
     where = f"{size.hf_id} is not in the Hugging Face cache ({constants.HF_HUB_CACHE})"
-    fetch = f"hf download {size.hf_id}" + (f" --revision {size.revision}" if size.revision else "")
-    hint = f"download it with `{fetch}` where there is network, or point size.path= at a local copy"
+    hint = f"download it with `{download_command(size.hf_id, size.revision)}` where there is network, or point "
+    hint += "size.path= at a local copy"
     if hub_offline():
         raise ModelNotFoundError(f"{where} and HF_HUB_OFFLINE is set: {hint}")
     if not download:
@@ -149,6 +153,76 @@ def _check_weights(path: Path, label: str) -> None:
         )
     if path.is_dir() and not (path / "config.json").is_file():
         raise ModelNotFoundError(f"{label} has no config.json; expected a Hugging Face model directory or a .gguf")
+
+
+def download_command(hf_id: str, revision: str | None = None) -> str:
+    """The command line that puts a hub model into the Hugging Face cache, runnable where adam is installed."""
+    return f"{hf_cli()} download {hf_id}" + (f" --revision {revision}" if revision else "")
+
+
+def hf_cli() -> str:
+    """huggingface_hub's ``hf`` command of this environment: plain ``hf`` when that is the one on PATH, else its
+    path (a virtual environment that was not activated), else ``python -m`` of its module."""
+    exe = "hf.exe" if os.name == "nt" else "hf"
+    on_path = shutil.which("hf")
+    for folder in (sysconfig.get_path("scripts"), str(Path(sys.executable).parent)):
+        own = Path(folder) / exe
+        if own.is_file():
+            if on_path and Path(on_path).resolve() == own.resolve():
+                return "hf"
+            where = os.path.relpath(own) if own.is_relative_to(Path.cwd()) else str(own)
+            return shlex.quote(where)
+    if on_path:
+        return "hf"
+    return f"{shlex.quote(sys.executable)} -m huggingface_hub.cli.hf"
+
+
+@contextlib.contextmanager
+def loading_bars(enabled: bool, *, gguf: bool = False) -> Iterator[None]:
+    """huggingface_hub's and transformers' own bars (downloads, loading weights, ``gguf``: converting a GGUF),
+    shown as adam's progress bar is: only when ``enabled`` (job.progress) and stderr is a terminal.
+
+    transformers' switch is only touched once it is imported, so resolving a local model stays free of it.
+    """
+    if enabled and sys.stderr.isatty():
+        yield
+        return
+    from huggingface_hub.utils import are_progress_bars_disabled, disable_progress_bars, enable_progress_bars
+
+    hub_was_off = are_progress_bars_disabled()
+    if not hub_was_off:
+        disable_progress_bars()
+    tf_logging = None
+    if gguf or "transformers" in sys.modules:
+        from transformers.utils import logging as tf_logging
+    tf_was_on = tf_logging is not None and tf_logging.is_progress_bar_enabled()
+    if tf_logging is not None and tf_was_on:
+        tf_logging.disable_progress_bar()
+    try:
+        with _quiet_gguf_reader() if gguf else contextlib.nullcontext():
+            yield
+    finally:
+        if tf_logging is not None and tf_was_on:
+            tf_logging.enable_progress_bar()  # the hub's bars too
+        if not hub_was_off:
+            enable_progress_bars()
+        elif not are_progress_bars_disabled():
+            disable_progress_bars()
+
+
+@contextlib.contextmanager
+def _quiet_gguf_reader() -> Iterator[None]:
+    """transformers' GGUF reader uses tqdm directly, past its own switch: silence that one bar."""
+    import functools
+
+    from transformers import modeling_gguf_pytorch_utils as gguf_utils
+
+    bar = gguf_utils.tqdm
+    gguf_utils.tqdm = functools.partial(bar, disable=True)
+    try:
+        yield
+    finally:
+        gguf_utils.tqdm = bar
 
 
 def hub_offline() -> bool:
@@ -186,7 +260,7 @@ def probe_endpoint(endpoint: str, timeout: float = PROBE_TIMEOUT_S) -> str | Non
     try:
         httpx.head(endpoint, timeout=timeout)
     except httpx.HTTPError as err:
-        return f"{type(err).__name__}: {_first_line(err)}" if str(err).strip() else type(err).__name__
+        return f"{type(err).__name__}: {first_line(err)}" if str(err).strip() else type(err).__name__
     return None
 
 
@@ -201,36 +275,31 @@ def download_snapshot(hf_id: str, revision: str | None) -> Path:
         return Path(snapshot_download(hf_id, revision=revision, ignore_patterns=IGNORED_HUB_FILES))
     except (HfHubHTTPError, httpx.HTTPError, OSError) as err:
         first = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        refused = _refusal(err, hf_id)
+        if refused:
+            raise ModelNotFoundError(f"cannot download {hf_id}: {refused} ({first})") from err
         raise ModelNotFoundError(f"cannot download {hf_id}: {first}") from err
 
 
+def _refusal(err: BaseException, hf_id: str) -> str | None:
+    """What to do when the hub said no to this account rather than failed: gated repos (Llama 3, Gemma 2,
+    Mistral) need an accepted licence and HF_TOKEN; the hub answers 401 for a missing repo too."""
+    from huggingface_hub.errors import GatedRepoError, RepositoryNotFoundError
+
+    token = f"set HF_TOKEN to a token of an account that has access (or run `{hf_cli()} auth login`)"
+    status = getattr(getattr(err, "response", None), "status_code", None)
+    if isinstance(err, GatedRepoError) or status == 403:
+        page = f"https://huggingface.co/{hf_id}"
+        return f"the hub refused access to this gated repo: accept its licence at {page} and {token}"
+    if isinstance(err, RepositoryNotFoundError) or status == 401:
+        return f"the hub has no such repo, or it is private or gated: check size.hf_id, or {token}"
+    return None
+
+
 # ----------------------------------------------------------------- GGUF conversion cache
-def cache_root(cache_dir: str | os.PathLike[str] | None = None) -> Path:
-    """adam's cache: the argument, else $ADAM_CACHE_DIR, else the user cache dir."""
-    if cache_dir:
-        return Path(cache_dir).expanduser()
-    if os.environ.get("ADAM_CACHE_DIR"):
-        return Path(os.environ["ADAM_CACHE_DIR"]).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("adam"))
-
-
 def file_sha256(path: Path, cache_dir: Path) -> str:
     """The sha256 of a file, remembered by (path, size, mtime) so a large GGUF is hashed once."""
     return cached_file_sha256(path, cache_dir / "gguf" / "hashes.json")
-
-
-def _write_atomic(path: Path, text: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    finally:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
 
 
 def converted_dir(gguf: Path, cache_dir: Path) -> Path:
@@ -307,7 +376,7 @@ def _convert(gguf: Path, target: Path) -> None:
                 str(gguf.parent), gguf_file=gguf.name, dtype=dtype, config=config
             )
         except (ValueError, KeyError, OSError, NotImplementedError) as err:
-            raise UnsupportedError(f"transformers cannot read {gguf}: {_first_line(err)}") from err
+            raise UnsupportedError(f"transformers cannot read {gguf}: {first_line(err)}") from err
         # A GGUF-loaded model refuses save_pretrained; an unquantised twin sharing its tensors does not.
         config = copy.deepcopy(loaded.config)
         if hasattr(config, "quantization_config"):
@@ -329,11 +398,6 @@ def _convert(gguf: Path, target: Path) -> None:
                 raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 # ----------------------------------------------------------------- device, dtype, model facts

@@ -30,7 +30,8 @@ from adam.backends.base import (
 )
 from adam.backends.text import THINK_OPEN
 from adam.config import ModelKind
-from adam.errors import BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
+from adam.errors import BackendError, BackendUnavailable, ConfigError, ModelNotFoundError, first_line
+from adam.paths import cache_root
 from adam.registry import loaded_models
 
 if TYPE_CHECKING:
@@ -73,6 +74,7 @@ class LoadedModel:
 class HuggingFaceBackend(ModelBackend):
     """Runs models with transformers on CPU, CUDA or MPS; loads on first use."""
 
+    reads_hf_cache = True
     name = "huggingface"
     supports_embeddings = True
     supports_streaming = True
@@ -84,13 +86,15 @@ class HuggingFaceBackend(ModelBackend):
         trust_remote_code: bool = False,
         cache_dir: str | None = None,
         token_budget: int | None = None,
+        progress: bool = True,
     ) -> None:
         super().__init__(size, hardware)
         if token_budget is not None and token_budget < 1:
             raise ConfigError(f"backend.token_budget must be at least 1 (or null), not {token_budget}")
         self.trust_remote_code = trust_remote_code
-        self.cache_dir = hf_loading.cache_root(cache_dir)
+        self.cache_dir = cache_root(cache_dir)
         self._token_budget = token_budget
+        self.progress = progress  # transformers' own download and loading bars (stderr, a terminal only)
         self._lock = threading.RLock()
         self._source: hf_loading.ModelSource | None = None
         self._folder: Path | None = None
@@ -105,19 +109,40 @@ class HuggingFaceBackend(ModelBackend):
         """Where the weights are (resolved once); raises ModelNotFoundError."""
         with self._lock:
             if self._source is None:
-                self._source = hf_loading.resolve_source(self.size, download=download)
+                with hf_loading.loading_bars(self.progress):
+                    self._source = hf_loading.resolve_source(self.size, download=download)
             return self._source
 
     def check_available(self) -> None:
         """Resolve the weights (downloading hub models) without loading them."""
         self.source()
 
+    def weights(self) -> dict[str, Any]:
+        """Where the weights are on this machine or, when they are not, the command that downloads them."""
+        try:
+            src = self.source(download=False)
+        except ModelNotFoundError as err:
+            out: dict[str, Any] = {"cached": False, "error": str(err)}
+            if self.size.hf_id and not (self.size.path or self.size.package):
+                out["download"] = hf_loading.download_command(self.size.hf_id, self.size.revision)
+            return out
+        return {"cached": True, "source": src.kind, "path": str(src.path)}
+
+    def has_thinking_mode(self) -> bool:
+        """Whether the chat template has Qwen3's enable_thinking switch or opens a <think> block itself."""
+        template = getattr(self.tokenizer(), "chat_template", None)
+        if isinstance(template, dict):  # named templates
+            template = " ".join(str(t) for t in template.values())
+        return bool(template) and ("enable_thinking" in template or THINK_OPEN in template)
+
     def model_dir(self) -> Path:
         """The HF-format directory the model loads from (a GGUF file's converted copy)."""
         with self._lock:
             if self._folder is None:
                 src = self.source()
-                self._folder = hf_loading.ensure_converted(src.path, self.cache_dir) if src.is_gguf else src.path
+                with hf_loading.loading_bars(self.progress, gguf=src.is_gguf):
+                    converted = hf_loading.ensure_converted(src.path, self.cache_dir) if src.is_gguf else None
+                self._folder = converted or src.path
             return self._folder
 
     def _cache_key(self, *parts: Any) -> tuple[Any, ...]:
@@ -138,7 +163,7 @@ class HuggingFaceBackend(ModelBackend):
         try:
             tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=self.trust_remote_code)
         except (OSError, ValueError, KeyError) as err:
-            raise ConfigError(f"cannot load the tokenizer of {self.source().model}: {_first_line(err)}") from err
+            raise ConfigError(f"cannot load the tokenizer of {self.source().model}: {first_line(err)}") from err
         if tok.pad_token is None and tok.eos_token is not None:
             tok.pad_token = tok.eos_token  # batches need a pad token; EOS is masked out anyway
         return tok
@@ -169,13 +194,14 @@ class HuggingFaceBackend(ModelBackend):
         log.info("loading %s (%s) on %s as %s", self.source().model, folder, device, str(dtype).removeprefix("torch."))
         try:
             extra = hf_options.load_kwargs(folder, self.size, self.hardware, device, dtype, self.trust_remote_code)
-            model = auto.from_pretrained(
-                str(folder), dtype=dtype, device_map=device, trust_remote_code=self.trust_remote_code, **extra
-            )
+            with hf_loading.loading_bars(self.progress):
+                model = auto.from_pretrained(
+                    str(folder), dtype=dtype, device_map=device, trust_remote_code=self.trust_remote_code, **extra
+                )
         except torch.OutOfMemoryError as err:
             raise BackendUnavailable(f"out of memory loading {self.source().model} on {device}") from err
         except (OSError, ValueError, KeyError) as err:
-            raise ConfigError(f"cannot load {self.source().model} from {folder}: {_first_line(err)}") from err
+            raise ConfigError(f"cannot load {self.source().model} from {folder}: {first_line(err)}") from err
         model.eval()
         decoder = self.size.kind == ModelKind.generate or hf_loading.is_decoder(model.config)
         return LoadedModel(model, tokenizer, folder, device, dtype, decoder)
@@ -191,7 +217,7 @@ class HuggingFaceBackend(ModelBackend):
             with torch.inference_mode(), _without_onednn() if plain_cpu else contextlib.nullcontext():
                 yield
         except MODEL_FAILURES as err:
-            raise BackendError(f"{what} failed: {_first_line(err)}") from err
+            raise BackendError(f"{what} failed: {first_line(err)}") from err
 
     # ----------------------------------------------------------------- prompts and tokens
     def count_tokens(self, text: str) -> int:
@@ -263,7 +289,7 @@ class HuggingFaceBackend(ModelBackend):
                 messages, add_generation_prompt=True, tokenize=False, enable_thinking=request.thinking
             )
         except (TemplateError, TypeError, ValueError, KeyError) as err:  # e.g. roles that do not alternate
-            raise BackendError(f"the chat template rejected the messages: {_first_line(err)}") from err
+            raise BackendError(f"the chat template rejected the messages: {first_line(err)}") from err
         return text, False
 
     def _prompt_ids(self, request: GenerationRequest) -> list[int]:
@@ -438,7 +464,7 @@ class HuggingFaceBackend(ModelBackend):
             "path": None,
             "sha256": None,
             "kind": self.size.kind.value,
-            "context_length": self.size.context_length,
+            "context_length": self.context_window(),
         }
         try:
             src = self.source(download=False)
@@ -542,11 +568,6 @@ def _sampling_key(request: GenerationRequest) -> tuple[Any, ...]:
     if request.temperature > 0:
         return ("sample", request.temperature, request.top_p, request.seed, request.stop)
     return ("greedy", request.stop)
-
-
-def _first_line(err: BaseException) -> str:
-    text = str(err).strip()
-    return text.splitlines()[0] if text else type(err).__name__
 
 
 @functools.cache

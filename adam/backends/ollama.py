@@ -19,10 +19,9 @@ from urllib.parse import urlsplit
 
 from adam.backends.base import Embedding, Generation, GenerationRequest, StreamChunk, finish_generation
 from adam.backends.retry import TransientError
-from adam.backends.server import ServerBackend, one_line, split_tokens
+from adam.backends.server import ServerBackend, split_tokens
 from adam.config import PullPolicy
-from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
-from adam.sizing import effective_context
+from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError, one_line
 
 log = logging.getLogger(__name__)
 
@@ -38,6 +37,8 @@ class OllamaBackend(ServerBackend):
 
     name = "ollama"
     label = "Ollama"
+    model_field = "ollama_tag"
+    memory_modes = ("4bit",)  # Ollama's default tags are 4-bit (Q4_K_M) GGUFs
     supports_embeddings = True
     supports_streaming = True
 
@@ -117,7 +118,7 @@ class OllamaBackend(ServerBackend):
 
     def _options(self, request: GenerationRequest) -> dict[str, Any]:
         options: dict[str, Any] = {
-            "num_ctx": effective_context(self.size),  # the YaRN length when size.long_context is on
+            "num_ctx": self.context_window(),  # the YaRN length when size.long_context is on
             "num_predict": request.max_tokens,
             "temperature": request.temperature,
             "top_p": request.top_p,
@@ -157,13 +158,14 @@ class OllamaBackend(ServerBackend):
         )
         if len(reply.embeddings) != len(texts):
             raise BackendError(f"Ollama embed returned {len(reply.embeddings)} vectors for {len(texts)} texts")
-        try:  # one array per text: a reply of ragged vectors is judged vector by vector, by the job
-            vectors = [np.asarray(v, dtype=np.float32).ravel() for v in reply.embeddings]
+        try:  # one array per text: a ragged reply is judged vector by vector (by the job), not all at once
+            with np.errstate(over="ignore"):  # a value past float32 becomes inf, which the job refuses
+                vectors = [np.asarray(v, dtype=np.float32).ravel() for v in reply.embeddings]
         except (TypeError, ValueError) as err:
             raise BackendError(f"Ollama embed returned vectors that are not lists of numbers: {err}") from err
         for i, vector in enumerate(vectors):
             norm = float(np.linalg.norm(vector))
-            if abs(norm - 1.0) > 1e-3 and norm > 0:  # Ollama normalises; older servers and some models do not
+            if math.isfinite(norm) and norm > 0 and abs(norm - 1.0) > 1e-3:  # older servers may not normalise
                 vectors[i] = vector / norm
         tokens = split_tokens(reply.prompt_eval_count, texts, self.count_tokens)
         return [Embedding(vector, count, truncated=False) for vector, count in zip(vectors, tokens, strict=True)]
@@ -180,7 +182,7 @@ class OllamaBackend(ServerBackend):
             "host": self.host,
             "model": self.model,
             "kind": self.size.kind.value,
-            "context_length": effective_context(self.size),
+            "context_length": self.context_window(),
         }
         client = self._client()
         try:
@@ -348,12 +350,12 @@ def _sizes_with_ollama_tag() -> list[str]:
 
     import yaml
 
-    from adam import registry
-    from adam.config import CONFIG_MODULE
+    from adam import catalog
+    from adam.catalog import CONFIG_MODULE
 
     folder = resources.files(CONFIG_MODULE).joinpath("size")
     names = []
-    for name in registry.sizes():
+    for name in catalog.sizes():
         try:
             data = yaml.safe_load(folder.joinpath(f"{name}.yaml").read_text(encoding="utf-8")) or {}
         except (OSError, yaml.YAMLError):

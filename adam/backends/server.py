@@ -29,7 +29,6 @@ class ServerBackend(ModelBackend):
     """Bounded concurrency with ordered results, retries, error translation and streaming for HTTP backends."""
 
     label: ClassVar[str] = "server"  # how messages name the server ("Ollama", "OpenAI server")
-    memory_modes: ClassVar[tuple[str, ...]] = ()  # the server owns the model's memory: quantization is its business
 
     def __init__(
         self,
@@ -213,8 +212,3 @@ def split_tokens(total: int | None, texts: Sequence[str], estimate: Callable[[st
     for i in by_remainder[: total - sum(counts)]:
         counts[i] += 1
     return counts
-
-
-def one_line(text: str) -> str:
-    """Whitespace (newlines included) collapsed, so a server's error fits the one-line message."""
-    return " ".join(text.split())

@@ -17,11 +17,12 @@ import numpy as np
 from adam.backends.types import Embedding, Generation
 from adam.io.records import InvalidRecord, Record
 
-ErrorCode = Literal["invalid_input", "backend_error", "context_overflow"]
+ErrorCode = Literal["invalid_input", "backend_error", "context_overflow", "invalid_output"]
 _HTTP: dict[str, tuple[int, str]] = {
     "invalid_input": (400, "invalid_request_error"),
     "backend_error": (500, "server_error"),
     "context_overflow": (400, "invalid_request_error"),
+    "invalid_output": (500, "server_error"),  # the backend answered with something adam will not write (a NaN vector)
 }
 
 

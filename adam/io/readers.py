@@ -14,7 +14,7 @@ import logging
 import os
 import sys
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
@@ -47,6 +47,7 @@ class RecordReader:
         id_field: str = "id",
         text_field: str | None = None,
         stdin: BinaryIO | None = None,
+        follow_symlinks: bool = False,
     ) -> None:
         self.source = str(source)
         self.kind = kind
@@ -54,6 +55,7 @@ class RecordReader:
         self.text_field = text_field
         self.sha256: str | None = None  # set once iteration finishes
         self._stdin = stdin
+        self.follow_symlinks = follow_symlinks  # read links in a directory input that point outside it
         self._path = None if self.source == "-" else Path(self.source)
         self._files: list[str] | None = None
         self._count: int | None = None
@@ -115,6 +117,10 @@ class RecordReader:
             if not os.access(path, os.R_OK | os.X_OK):
                 raise InputError(f"cannot read the directory {path}: check its permissions")
             return True, False, "sniff"
+        if not path.is_file():  # a device or a FIFO would be read forever (or block) instead of refused
+            raise InputError(
+                f"input {path} is neither a regular file nor a directory: give a file, or pipe it in with job.input=-"
+            )
         if not os.access(path, os.R_OK):
             raise InputError(f"cannot read {path}: permission denied; check its permissions")
         suffixes = [s.lower() for s in path.suffixes]
@@ -150,12 +156,12 @@ class RecordReader:
                 yield parser.too_long(number, data, MAX_LINE_BYTES)
                 continue
             if layout == "text":
-                record = parser.from_text_line(number, data)
+                record = _guarded(parser, parser.from_text_line, number, data)
             else:
                 if not checked and data.strip():
                     checked = True
                     self._reject_pretty_json(data)
-                record = parser.from_json_line(number, data)
+                record = _guarded(parser, parser.from_json_line, number, data)
             if record is not None:
                 yield record
 
@@ -201,20 +207,45 @@ class RecordReader:
 
     # ------------------------------------------------------------------ directory inputs
     def _directory_files(self) -> list[str]:
-        """Relative POSIX paths of the regular files under the directory, hidden ones skipped, sorted."""
+        """Relative POSIX paths of the regular files under the directory, hidden ones skipped, sorted.
+
+        A symlink that leads out of the directory is skipped with a warning unless ``follow_symlinks``;
+        a linked directory is then walked once, however many links lead to it.
+        """
         if self._files is None:
             assert self._path is not None
             root = self._path
+            inside = os.path.realpath(root)
+            seen = {inside}
             found: list[str] = []
 
             def report(err: OSError) -> None:
                 log.warning("skipping %s: %s", err.filename, err.strerror)
 
-            for dirpath, dirnames, filenames in os.walk(root, onerror=report):
-                dirnames[:] = [d for d in dirnames if not d.startswith(".")]
+            def keep(full: Path) -> bool:
+                if not full.is_symlink():
+                    return True
+                target = os.path.realpath(full)
+                if self.follow_symlinks or os.path.commonpath([inside, target]) == inside:
+                    return True
+                log.warning("skipping %s: a link to %s, outside %s (set job.follow_symlinks=true)", full, target, root)
+                return False
+
+            for dirpath, dirnames, filenames in os.walk(root, onerror=report, followlinks=self.follow_symlinks):
+                kept = []
+                for d in dirnames:
+                    full = Path(dirpath, d)
+                    if d.startswith(".") or not keep(full):
+                        continue
+                    if self.follow_symlinks and (real := os.path.realpath(full)) in seen:
+                        continue  # a link loop, or a directory already walked by another path
+                    kept.append(d)
+                    if self.follow_symlinks:
+                        seen.add(real)
+                dirnames[:] = kept
                 for name in filenames:
                     full = Path(dirpath, name)
-                    if not name.startswith(".") and full.is_file():
+                    if not name.startswith(".") and full.is_file() and keep(full):
                         found.append(full.relative_to(root).as_posix())
             self._files = sorted(found)
         return self._files
@@ -239,16 +270,45 @@ class RecordReader:
             except OSError as err:
                 error = f"cannot read this file: {err.strerror}"
             digest.update(_directory_entry(rel, inner.hexdigest()))
+            shown = _shown_name(rel)
+            if shown != rel:
+                error = f"the file name {shown} is not valid UTF-8: rename it (convmv -f latin1 -t utf-8, for one)"
             if error is not None:
-                yield InvalidRecord(line=index, id=rel, message=error)
+                yield InvalidRecord(line=index, id=shown, message=error)
             else:
-                yield parser.from_document(index, rel, bytes(data))
+                record = _guarded(parser, parser.from_document, index, rel, bytes(data), id_=rel)
+                assert record is not None  # a document always gives a record
+                yield record
         self.sha256 = digest.hexdigest()
 
 
 def _directory_entry(rel: str, content_sha256: str) -> bytes:
-    """One file's share of a directory input's sha256."""
-    return f"{rel}\0{content_sha256}\n".encode()
+    """One file's share of a directory input's sha256 (a name that is not UTF-8 as its own bytes)."""
+    return f"{rel}\0{content_sha256}\n".encode("utf-8", "surrogateescape")
+
+
+def _shown_name(rel: str) -> str:
+    """``rel`` itself, or for a name that is not UTF-8 (os.walk keeps its bytes as surrogates) a printable form."""
+    try:
+        rel.encode("utf-8")
+    except UnicodeEncodeError:
+        return rel.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    return rel
+
+
+def _guarded(
+    parser: RecordParser,
+    parse: Callable[..., Record | InvalidRecord | None],
+    line: int,
+    *args: Any,
+    id_: str | None = None,
+) -> Record | InvalidRecord | None:
+    """``parse(line, *args)`` (the raw bytes last); whatever it raises becomes this record's InvalidRecord."""
+    try:
+        return parse(line, *args)
+    except Exception as err:  # one bad record never stops the others, nor a resume or a dry run after it
+        log.debug("record %d raised while being read", line, exc_info=True)
+        return parser.crashed(line, err, args[-1], id_=id_)
 
 
 class _HashingReader(io.RawIOBase):
@@ -283,11 +343,15 @@ def _chain(head: list[_Line], rest: Iterator[_Line]) -> Iterator[_Line]:
 
 
 def _count_lines(path: Path) -> int:
-    """Lines in a file (a last line without a newline counts), read in large blocks."""
+    """Lines with text in a file, as the parser counts records (blank lines are skipped), read in large blocks."""
     count = 0
-    last = b"\n"
+    open_line = False  # the block so far ends inside a line that has text
     with open(path, "rb") as fh:
         while block := fh.read(_CHUNK):
-            count += block.count(b"\n")
-            last = block[-1:]
-    return count + (last != b"\n")
+            *ended, rest = block.split(b"\n")
+            for line in ended:
+                if open_line or line.strip():
+                    count += 1
+                open_line = False
+            open_line = open_line or bool(rest.strip())
+    return count + open_line

@@ -9,6 +9,9 @@ from __future__ import annotations
 import difflib
 import json
 import logging
+import math
+import re
+import sys
 from collections.abc import Mapping
 from typing import Any, Literal
 
@@ -27,6 +30,9 @@ URLS: dict[str, tuple[str, ...]] = {
 _OPENAI_TOP = frozenset({"custom_id", "method", "url", "body"})
 _OPENAI_BODY = frozenset({"model", "messages", "prompt", "input", "max_completion_tokens", "n", *PARAMS})
 SNIPPET_CHARS = 200
+MAX_DEPTH = 100  # nesting levels a record may have; far below what the JSON parser and writer can recurse into
+_SURROGATE = re.compile("[\ud800-\udfff]")  # left by a \ud800 escape with no pair; UTF-8 cannot encode it
+_ONE_OBJECT = " — each line must be one JSON object"
 _JSON_TYPES = {list: "an array", str: "a string", bool: "true or false", int: "a number", float: "a number"}
 
 
@@ -57,15 +63,18 @@ class RecordParser:
         if not text.strip():
             return None
         try:
-            obj = json.loads(text, parse_constant=_refuse_constant)
-        except json.JSONDecodeError as err:
-            msg = f"not valid JSON: {err.msg} at column {err.colno} — each line must be one JSON object"
+            obj = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+        except ValueError as err:  # JSONDecodeError, a NaN or 1e999, an integer too long to convert
+            return self._invalid(line, None, _json_error(err, text), snippet=text)
+        except RecursionError:
+            msg = f"nested too deep for the JSON parser: flatten it to at most {MAX_DEPTH} levels"
             return self._invalid(line, None, msg, snippet=text)
-        except _NotJson as err:
-            return self._invalid(line, None, f"not valid JSON: {err} — each line must be one JSON object", snippet=text)
         if not isinstance(obj, dict):
             kind = "null" if obj is None else _JSON_TYPES.get(type(obj), type(obj).__name__)
             return self._invalid(line, None, f"expected a JSON object, got {kind}", snippet=text)
+        problem = _structure_problem(obj, text)
+        if problem is not None:
+            return self._invalid(line, None, problem, snippet=text)
         if is_openai_request(obj):
             return self._openai(line, obj, text)
         return self._native(line, obj, text)
@@ -95,6 +104,13 @@ class RecordParser:
         """A line over the size limit, which the reader skipped without holding it."""
         msg = f"line is longer than {limit} bytes: a record must fit on one line of at most that size"
         return self._invalid(line, None, msg, snippet=head.decode("utf-8", "replace"))
+
+    def crashed(self, line: int, err: Exception, raw: bytes, *, id_: str | None = None) -> InvalidRecord:
+        """A record whose reading raised ``err``: reported as invalid, so the run goes on without it."""
+        detail = f"{type(err).__name__}: {err}"[:SNIPPET_CHARS].encode("utf-8", "backslashreplace").decode("utf-8")
+        msg = f"cannot read this record ({detail}): fix or remove it; if it looks valid, please report an adam bug"
+        snippet = None if id_ is not None else raw[: SNIPPET_CHARS * 4].decode("utf-8", "replace")
+        return self._invalid(line, id_, msg, snippet=snippet)
 
     # ------------------------------------------------------------------ native records
     def _native(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
@@ -262,11 +278,70 @@ def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 
 class _NotJson(ValueError):
-    """A Python-only literal (NaN, Infinity) that json.loads would otherwise accept."""
+    """A value json.loads would otherwise accept that adam cannot write back: NaN, Infinity, 1e999."""
 
 
 def _refuse_constant(name: str) -> Any:
-    raise _NotJson(f"{name} is not a JSON value (use a number or null)")
+    raise _NotJson(f"not valid JSON: {name} is not a JSON value (use a number or null){_ONE_OBJECT}")
+
+
+def _finite_float(literal: str) -> float:
+    value = float(literal)
+    if not math.isfinite(value):
+        raise _NotJson(f"the number {literal[:40]} is out of range (it reads as infinity): write a smaller one")
+    return value
+
+
+def _json_error(err: ValueError, text: str) -> str:
+    """One line saying why ``text`` cannot be read as JSON, and what to do."""
+    if isinstance(err, json.JSONDecodeError):
+        if err.msg.startswith("Invalid control character") and err.pos < len(text):
+            char = f"U+{ord(text[err.pos]):04X}"
+            return f"not valid JSON: a raw control character ({char}) at column {err.colno}: write it as \\u{char[2:]}"
+        return f"not valid JSON: {err.msg} at column {err.colno}{_ONE_OBJECT}"
+    if isinstance(err, _NotJson):
+        return str(err)
+    if "digits" in str(err):  # int() refuses longer integer literals (sys.set_int_max_str_digits)
+        limit = sys.get_int_max_str_digits()
+        return f"an integer has more than {limit} digits, more than Python reads: write it as a string"
+    return f"not valid JSON: {err}{_ONE_OBJECT}"
+
+
+def _structure_problem(obj: dict[str, Any], text: str) -> str | None:
+    """Why a parsed record cannot be written back as JSON Lines: nested too deep, or a lone surrogate.
+
+    Both are rare, so the raw text is screened first and the walk runs only when the screen hits.
+    """
+    deep = text.count("[") + text.count("{") > MAX_DEPTH  # brackets in strings count too: an upper bound
+    surrogate = "\\ud" in text or "\\uD" in text  # a surrogate can only come from a \u escape
+    if not (deep or surrogate):
+        return None
+    stack: list[tuple[Any, str, int]] = [(obj, "", 1)]
+    while stack:
+        value, path, depth = stack.pop()
+        if isinstance(value, str):
+            if surrogate and (code := _lone_surrogate(value)):
+                return f"'{path}' holds a lone UTF-16 surrogate ({code}), which is not text: remove it or fix its pair"
+            continue
+        if not isinstance(value, (dict, list)):
+            continue
+        if depth > MAX_DEPTH:
+            field = re.split(r"[.\[]", path, maxsplit=1)[0]  # the record's own field: the full path is 100 levels long
+            return f"'{field}' is nested deeper than {MAX_DEPTH} levels: flatten it (or store it as a JSON string)"
+        items = value.items() if isinstance(value, dict) else enumerate(value)
+        for key, child in items:
+            if isinstance(key, str) and surrogate and (code := _lone_surrogate(key)):
+                where = f" in '{path}'" if path else ""
+                return f"a key{where} holds a lone UTF-16 surrogate ({code}), which is not text: rename it"
+            sub = f"{path}[{key}]" if isinstance(key, int) else (f"{path}.{key}" if path else str(key))
+            stack.append((child, sub, depth + 1))
+    return None
+
+
+def _lone_surrogate(value: str) -> str | None:
+    """The first unpaired surrogate in ``value`` as its escape (\\ud800), or None."""
+    found = _SURROGATE.search(value)
+    return None if found is None else f"\\u{ord(found.group()):04x}"
 
 
 def _is_id(value: Any) -> bool:

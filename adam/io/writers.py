@@ -10,12 +10,15 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import math
 import os
 from collections.abc import Iterator, Sequence
 from enum import Enum
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any
+
+from adam.atomic import fsync_dir, temp_path, write_atomic
 
 log = logging.getLogger(__name__)
 
@@ -26,8 +29,8 @@ _CHUNK = 1 << 20
 
 
 def dumps_line(obj: Any) -> bytes:
-    """One compact JSON line, UTF-8 encoded, newline included."""
-    return (json.dumps(obj, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+    """One compact JSON line, UTF-8 encoded, newline included; NaN and infinity are refused, as JSON has neither."""
+    return (json.dumps(obj, ensure_ascii=False, allow_nan=False, separators=(",", ":")) + "\n").encode("utf-8")
 
 
 class RunWriter:
@@ -40,7 +43,7 @@ class RunWriter:
         self.errors_path = self.run_dir / ERRORS_NAME
         self._results = _open_append(self.results_path)
         self._errors = _open_append(self.errors_path)
-        _fsync_dir(self.run_dir)  # so the new files' names survive a crash too
+        fsync_dir(self.run_dir)  # so the new files' names survive a crash too
         self.closed = False
 
     def write(self, results: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]]) -> None:
@@ -74,18 +77,11 @@ class RunWriter:
 def write_json_atomic(path: Path, obj: Any) -> None:
     """Write ``obj`` as indented JSON through a temp file, fsync and rename: readers see the old file or the new."""
     path = Path(path)
-    data = (json.dumps(obj, indent=2, ensure_ascii=False, default=_json_default) + "\n").encode("utf-8")
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
-    _fsync_dir(path.parent)
+        text = json.dumps(obj, indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
+    except ValueError:  # a NaN or infinity (hardware.memory_gb=inf), which JSON lacks: written as a string
+        text = json.dumps(_finite(obj), indent=2, ensure_ascii=False, allow_nan=False, default=_json_default)
+    write_atomic(path, text + "\n")
 
 
 class VectorParquetWriter:
@@ -107,7 +103,7 @@ class VectorParquetWriter:
         self.rows = 0
         self._batch_rows = batch_rows
         self._columns: list[list[Any]] = [[] for _ in fields]
-        self._tmp = self.path.with_name(f".{self.path.name}.{os.getpid()}.tmp")
+        self._tmp = temp_path(self.path)
         self._writer = pq.ParquetWriter(self._tmp, self.schema)
 
     def add(self, id_: str, vector: Any, metadata: str | None = None, *extra: str | None) -> None:
@@ -151,7 +147,7 @@ class VectorParquetWriter:
         except BaseException:
             self.abort()
             raise
-        _fsync_dir(self.path.parent)
+        fsync_dir(self.path.parent)
         return self.rows
 
     def abort(self) -> None:
@@ -220,7 +216,7 @@ def embedding_row(obj: Any) -> tuple[str, list[float], str | None] | None:
     if "embedding" not in obj or obj.get("id") is None:
         return None
     meta = obj.get("metadata")
-    meta_text = None if meta is None else json.dumps(meta, ensure_ascii=False, separators=(",", ":"))
+    meta_text = None if meta is None else json.dumps(meta, ensure_ascii=False, allow_nan=False, separators=(",", ":"))
     return str(obj["id"]), obj["embedding"], meta_text
 
 
@@ -256,20 +252,6 @@ def _trim_torn_tail(path: Path) -> None:
         os.fsync(fh.fileno())
 
 
-def _fsync_dir(path: Path) -> None:
-    """Make a rename or a new file in ``path`` durable; a no-op where directories cannot be opened."""
-    try:
-        fd = os.open(path, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        os.fsync(fd)
-    except OSError:
-        pass
-    finally:
-        os.close(fd)
-
-
 def _json_default(value: Any) -> Any:
     """Values json cannot write by itself that turn up in manifests: paths, enums, numpy scalars."""
     if isinstance(value, Path):
@@ -277,5 +259,16 @@ def _json_default(value: Any) -> Any:
     if isinstance(value, Enum):
         return value.value
     if hasattr(value, "item"):
-        return value.item()
+        return _finite(value.item())
     raise TypeError(f"cannot write {type(value).__name__} as JSON")
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN or infinite float replaced by its name ("nan", "inf"), for a JSON file."""
+    if isinstance(value, float) and not math.isfinite(value):
+        return str(value)
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v) for v in value]
+    return value

@@ -11,21 +11,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from adam.backends.base import ModelBackend, plan_batches
+from adam.engine import Outcome
 from adam.io.openai_batch import error_result
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class BatchOutput:
-    """What processing one batch produced: result lines, error lines and tokens counted."""
-
-    results: list[dict[str, Any]] = field(default_factory=list)
-    errors: list[dict[str, Any]] = field(default_factory=list)
-    tokens: int = 0
-    rejected: int = 0  # how many of ``errors`` are input problems found before the backend (context overflow)
 
 
 @dataclass
@@ -36,28 +27,38 @@ class JobStats:
     invalid: int = 0  # records rejected before reaching the backend
     backend_errors: int = 0  # records the backend failed
     tokens: int = 0  # generated tokens (generate) or input tokens (embed)
-    seconds: float = 0.0
+    seconds: float = 0.0  # time spent running the records, set when the batches end
+    started: float | None = None  # perf_counter when they began: rates in the progress written meanwhile
     extra: dict[str, Any] = field(default_factory=dict)  # job-specific counts (truncated, parquet_rows)
     shared: dict[str, Any] | None = None  # where the model was shared to, when it was
+    failure_streak: int = 0  # backend errors since the last batch with a success (job.max_consecutive_failures)
+    last_backend_error: str | None = None  # the newest backend error's message, for the stop message
 
     @property
     def failed(self) -> int:
         """Records that ended in errors.jsonl."""
         return self.invalid + self.backend_errors
 
+    def elapsed(self) -> float:
+        """Seconds spent on the records so far; 0 for a job that timed nothing (info, search, a dry run)."""
+        if self.seconds > 0:
+            return self.seconds
+        return time.perf_counter() - self.started if self.started is not None else 0.0
+
     def as_dict(self) -> dict[str, Any]:
-        """Counts and rates for the manifest."""
-        secs = max(self.seconds, 1e-9)
-        return {
+        """Counts, and rates over the time measured (none where nothing was timed) for the manifest."""
+        out: dict[str, Any] = {
             "ok": self.ok,
             "failed": self.failed,
             "invalid": self.invalid,
             "backend_errors": self.backend_errors,
             "tokens": self.tokens,
-            "records_per_s": round((self.ok + self.backend_errors) / secs, 3),
-            "tokens_per_s": round(self.tokens / secs, 3),
-            **self.extra,
         }
+        secs = self.elapsed()
+        if secs > 0:
+            out["records_per_s"] = round((self.ok + self.backend_errors) / secs, 3)
+            out["tokens_per_s"] = round(self.tokens / secs, 3)
+        return {**out, **self.extra}
 
 
 class JobStopped(Exception):
@@ -107,7 +108,7 @@ def run_batches(
     progress: Progress,
     window: int,
     batch_size: int,
-    process: Callable[[Sequence[Record]], BatchOutput],
+    process: Callable[[Sequence[Record]], Outcome],
     after_batch: Callable[[JobStats], None] | None = None,
     stats: JobStats | None = None,
 ) -> JobStats:
@@ -116,7 +117,7 @@ def run_batches(
     ``after_batch`` sees the counts after every durable write and may raise JobStopped.
     """
     stats = stats if stats is not None else JobStats()
-    started = time.perf_counter()
+    started = stats.started = time.perf_counter()
     try:
         for chunk in windows(records, window):
             valid = [r for r in chunk if isinstance(r, Record)]
@@ -134,7 +135,10 @@ def run_batches(
                 stats.ok += len(out.results)
                 stats.invalid += out.rejected
                 stats.backend_errors += len(out.errors) - out.rejected
+                _note_failures(stats, out)
                 stats.tokens += out.tokens
+                if out.truncated:
+                    stats.extra["truncated"] = stats.extra.get("truncated", 0) + out.truncated
                 progress.update(len(batch), out.tokens)
                 if after_batch is not None:
                     after_batch(stats)
@@ -142,3 +146,16 @@ def run_batches(
         stats.seconds = time.perf_counter() - started
         progress.close()
     return stats
+
+
+def _note_failures(stats: JobStats, out: Outcome) -> None:
+    """Track backend errors in a row: a batch with any success ends the streak."""
+    failures = len(out.errors) - out.rejected
+    if out.results:
+        stats.failure_streak = 0
+    elif failures:
+        stats.failure_streak += failures
+        line = out.errors[-1]
+        error = line.get("error") or ((line.get("response") or {}).get("body") or {}).get("error")  # native | OpenAI
+        if isinstance(error, dict):
+            stats.last_backend_error = str(error.get("message") or "")

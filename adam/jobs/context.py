@@ -8,10 +8,11 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from adam.backends.base import ModelBackend
+from adam.engine import Engine, Outcome
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
-from adam.jobs.batching import BatchOutput, JobStats, Progress, run_batches
+from adam.jobs.batching import JobStats, Progress, run_batches
 
 if TYPE_CHECKING:
     from adam.resume import Done
@@ -32,6 +33,9 @@ class JobContext:
     done: Done | None = None  # a resumed run: what the run dir already holds, skipped
     after_batch: Callable[[JobStats], None] | None = None  # the runner's check between batches (signals, max_errors)
     stats: JobStats = field(default_factory=JobStats)  # filled in as batches finish, kept if the job stops early
+    vector_width: int | None = None  # embeddings: the width a resumed run's manifest recorded; new vectors match it
+    on_vector_width: Callable[[int], None] | None = None  # embeddings: records the run's width (in the manifest)
+    _engine: Engine | None = field(default=None, repr=False)
 
     @property
     def model_name(self) -> str:
@@ -40,7 +44,13 @@ class JobContext:
 
     def records(self, kind: Literal["generate", "embed"]) -> Iterable[Record | InvalidRecord]:
         """The records of job.input still to run (all of them unless resuming); the reader is kept for its hash."""
-        self.reader = RecordReader(self.job.input, kind, id_field=self.job.id_field, text_field=self.job.text_field)
+        self.reader = RecordReader(
+            self.job.input,
+            kind,
+            id_field=self.job.id_field,
+            text_field=self.job.text_field,
+            follow_symlinks=bool(self.job.get("follow_symlinks")),
+        )
         records: Iterable[Record | InvalidRecord] = self.reader
         if kind == "embed" and self.job.get("chunk_tokens"):
             from adam.jobs.chunking import chunk_records
@@ -49,13 +59,31 @@ class JobContext:
             records = chunk_records(records, self.backend.count_tokens, tokens, overlap)
         return records if self.done is None else self.done.filter(records)
 
+    def make_engine(self, vector_width: int | None = None) -> Engine:
+        """An engine with this job's settings; ``vector_width`` (a store's) wins over the recorded one."""
+        return Engine.from_config(
+            self.backend,
+            self.job,
+            self.domain,
+            model_name=self.model_name,
+            vector_width=vector_width if vector_width is not None else self.vector_width,
+            on_vector_width=self.on_vector_width,
+        )
+
+    @property
+    def engine(self) -> Engine:
+        """The job's engine (made on first use, after the runner has the backend's info)."""
+        if self._engine is None:
+            self._engine = self.make_engine()
+        return self._engine
+
     def progress(self, desc: str) -> Progress:
         """A progress bar sized to the input where that is cheap to know."""
         total = self.reader.count_hint() if self.reader is not None else None
         return Progress(total, enabled=bool(self.job.progress), desc=desc)
 
     def run_batches(
-        self, kind: Literal["generate", "embed"], process: Callable[[Sequence[Record]], BatchOutput]
+        self, kind: Literal["generate", "embed"], process: Callable[[Sequence[Record]], Outcome]
     ) -> JobStats:
         """Run ``process`` over the job's records in length-sorted batches, with the runner's checks between them."""
         records = self.records(kind)  # first: the progress bar sizes itself from the reader

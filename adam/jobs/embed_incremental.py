@@ -7,69 +7,83 @@ from it.
 
 from __future__ import annotations
 
-import hashlib
 import logging
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
 from adam.embed_store import EmbeddingStore, metadata_text
+from adam.engine import Engine, Outcome
 from adam.errors import BackendError
-from adam.io.openai_batch import error_result
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import PARQUET_NAME
-from adam.jobs.batching import BatchOutput, JobStats
+from adam.jobs.batching import JobStats, JobStopped
 from adam.jobs.chunking import chunk_records
 from adam.jobs.context import JobContext
+from adam.locks import StoreLock
 
 log = logging.getLogger(__name__)
 
 STATUSES = ("embedded", "reused", "unchanged", "metadata_updated")
 
 
-def store_model_key(info: dict[str, Any], dimensions: int | None) -> str:
-    """The model part of the store key: name, revision or file hash, and kept dimensions."""
-    key = str(info.get("model") or "unknown")
-    pin = info.get("revision") or info.get("sha256")
-    if pin:
-        key += f"@{str(pin)[:16]}"
-    if dimensions:
-        key += f"#{dimensions}"
-    return key
-
-
-def content_sha(text: str) -> str:
-    """sha256 of the exact text the model reads."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def run_embed_store(ctx: JobContext, prefix: str) -> JobStats:
+def run_embed_store(ctx: JobContext) -> JobStats:
     """Embed new and changed texts of job.input into the store at job.store."""
-    from adam.jobs.embed import overflow_screen
-
-    backend = ctx.backend
-    model = store_model_key(ctx.info, backend.size.dimensions)
     counts = dict.fromkeys((*STATUSES, "truncated", "pruned"), 0)
-    screen = overflow_screen(ctx, prefix)
-    store = EmbeddingStore(ctx.job.store, model)
+    lock = StoreLock(ctx.job.store).share()  # held for the run, so no other run prunes under it
+    store: EmbeddingStore | None = None
+    try:
+        probe = ctx.make_engine()
+        model = probe.store_key(ctx.info)
+        store = EmbeddingStore(ctx.job.store, model)
+        engine = ctx.make_engine(store.width())  # new vectors match the store's
+        stats = ctx.run_batches("embed", _processor(engine, store, model, counts))
+        if ctx.job.get("prune"):
+            if not lock.try_exclusive():  # another run is filling the store: its records are not in our input
+                raise JobStopped(
+                    f"every record is in the store, but it was not pruned: another run is using {ctx.job.store}; "
+                    "prune when that run has ended"
+                )
+            counts["pruned"] = store.prune(_valid_ids(ctx))
+            log.info("pruned %d records no longer in the input from %s", counts["pruned"], ctx.job.store)
+        stats.extra.update(counts)
+        stats.extra["store"] = {"path": str(ctx.job.store), "model": model, "records": store.count()}
+        if ctx.job.parquet:
+            stats.extra["parquet_rows"] = store.export_parquet(ctx.run_dir / PARQUET_NAME)
+    finally:
+        ctx.stats.extra.update(counts)
+        if store is not None:
+            store.close()
+        lock.release()
+    log.info(
+        "store %s: %d embedded, %d reused, %d unchanged, %d metadata updated, %d pruned",
+        ctx.job.store,
+        *(counts[k] for k in (*STATUSES, "pruned")),
+    )
+    return stats
 
-    def process(batch: Sequence[Record]) -> BatchOutput:
-        out = BatchOutput()
-        batch = screen(batch, out)
-        shas = [content_sha(prefix + (r.text or "")) for r in batch]
+
+def _processor(
+    engine: Engine, store: EmbeddingStore, model: str, counts: dict[str, int]
+) -> Callable[[Sequence[Record]], Outcome]:
+    """The batch step: embed each text the store lacks once, commit the batch, say what happened to each record."""
+
+    def process(batch: Sequence[Record]) -> Outcome:
+        out = Outcome()
+        shas = [engine.content_sha(r.text or "") for r in batch]
         stored = store.records([str(r.id) for r in batch])
         vectors = store.vectors(shas)
         wanted: dict[str, str] = {}  # sha -> text, each new text once
         for record, sha in zip(batch, shas, strict=True):
             if sha not in vectors:
-                wanted.setdefault(sha, prefix + (record.text or ""))
+                wanted.setdefault(sha, record.text or "")
         fresh: dict[str, np.ndarray] = {}
-        failed: dict[str, str] = {}
-        for (sha, _), result in zip(wanted.items(), backend.embed(list(wanted.values())), strict=True):
+        failed: dict[str, BackendError] = {}
+        for sha, result in zip(wanted, engine.embed_texts(list(wanted.values())), strict=True):
             if isinstance(result, BackendError):
-                failed[sha] = str(result)
+                failed[sha] = result
             else:
                 fresh[sha] = np.asarray(result.vector, dtype=np.float32)
                 out.tokens += result.tokens
@@ -78,7 +92,7 @@ def run_embed_store(ctx: JobContext, prefix: str) -> JobStats:
         first_use = set(fresh)
         for record, sha in zip(batch, shas, strict=True):
             if sha in failed:
-                out.errors.append(error_result(record, failed[sha], code="backend_error"))
+                out.fail(record, failed[sha])
                 continue
             meta = metadata_text(record.metadata)
             old = stored.get(str(record.id))
@@ -98,31 +112,17 @@ def run_embed_store(ctx: JobContext, prefix: str) -> JobStats:
         store.commit_batch(fresh, rows)  # before results.jsonl: a crash in between only repeats a no-op
         return out
 
-    try:
-        stats = ctx.run_batches("embed", process)
-        if ctx.job.get("prune"):
-            counts["pruned"] = store.prune(_valid_ids(ctx))
-            log.info("pruned %d records no longer in the input from %s", counts["pruned"], ctx.job.store)
-        stats.extra.update(counts)
-        stats.extra["store"] = {"path": str(ctx.job.store), "model": model, "records": store.count()}
-        if ctx.job.parquet:
-            rows_written = store.export_parquet(ctx.run_dir / PARQUET_NAME)
-            stats.extra["parquet_rows"] = rows_written
-    finally:
-        ctx.stats.extra.update(counts)
-        store.close()
-    log.info(
-        "store %s: %d embedded, %d reused, %d unchanged, %d metadata updated, %d pruned",
-        ctx.job.store,
-        *(counts[k] for k in (*STATUSES, "pruned")),
-    )
-    return stats
+    return process
 
 
 def _valid_ids(ctx: JobContext) -> set[str]:
     """Every valid record id of the whole input (a resumed run skips some, but they are still in it)."""
     records: Iterable[Record | InvalidRecord] = RecordReader(
-        ctx.job.input, "embed", id_field=ctx.job.id_field, text_field=ctx.job.text_field
+        ctx.job.input,
+        "embed",
+        id_field=ctx.job.id_field,
+        text_field=ctx.job.text_field,
+        follow_symlinks=bool(ctx.job.get("follow_symlinks")),
     )
     if ctx.job.get("chunk_tokens"):
         tokens, overlap = int(ctx.job.chunk_tokens), int(ctx.job.get("chunk_overlap") or 0)

@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
+from omegaconf import DictConfig
+
 from adam.embed_store import EmbeddingStore
+from adam.engine import Outcome
 from adam.errors import BackendError, ConfigError
-from adam.io.openai_batch import error_result
 from adam.io.readers import RecordReader
 from adam.io.records import Record
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
-from adam.jobs.embed import query_prefix
-from adam.jobs.embed_incremental import store_model_key
 
 
 def _queries(job: Any) -> list[Record]:
@@ -24,31 +25,38 @@ def _queries(job: Any) -> list[Record]:
     return [r for r in RecordReader(job.queries, "embed") if isinstance(r, Record)]
 
 
+def check_search(cfg: DictConfig) -> None:
+    """A store that exists, and a query or a file of them."""
+    if cfg.job.store is None:
+        raise ConfigError("job=search needs job.store=<file.db>, a store filled by job=embed job.store=...")
+    if not Path(cfg.job.store).is_file():
+        raise ConfigError(f"store {cfg.job.store} does not exist: fill it with job=embed job.store=...")
+    if cfg.job.query is None and (cfg.job.queries is None or not Path(cfg.job.queries).is_file()):
+        raise ConfigError('job=search needs job.query="..." or job.queries=<file of queries>')
+
+
 def run_search(ctx: JobContext) -> JobStats:
     """Embed each query with the store's model and write its top_k hits to results.jsonl and stdout."""
-    job, backend = ctx.job, ctx.backend
-    model = store_model_key(ctx.info, backend.size.dimensions)
-    stats = JobStats()
+    job = ctx.job
+    model = ctx.make_engine().store_key(ctx.info)
+    out = Outcome()
     with EmbeddingStore(job.store, model) as store:
         if store.count() == 0:
             raise ConfigError(
                 f"{job.store} holds no vectors for model {model}: search with the size and backend that filled it"
             )
+        engine = ctx.make_engine(store.width())  # a store of mixed widths is refused here, in one line
         queries = _queries(job)
-        prefix = query_prefix(backend.size.query_instruction, job.get("query_task"))
-        embedded = backend.embed([prefix + (q.text or "") for q in queries])
-        results, errors = [], []
-        for query, vector in zip(queries, embedded, strict=True):
+        for query, vector in zip(queries, engine.embed_texts([q.text or "" for q in queries]), strict=True):
             if isinstance(vector, BackendError):
-                errors.append(error_result(query, str(vector), code="backend_error"))
+                out.fail(query, vector)
                 continue
             hits = [
                 {"id": id_, "score": round(score, 6), "metadata": None if meta is None else json.loads(meta)}
                 for id_, score, meta in store.search(vector.vector, int(job.top_k))
             ]
-            results.append({"id": query.id, "query": query.text, "hits": hits})
-    ctx.writer.write(results, errors)
-    for line in results:
-        sys.stdout.write(json.dumps(line, ensure_ascii=False) + "\n")
-    stats.ok, stats.backend_errors = len(results), len(errors)
-    return stats
+            out.results.append({"id": query.id, "query": query.text, "hits": hits})
+    ctx.writer.write(out.results, out.errors)
+    for line in out.results:
+        sys.stdout.write(json.dumps(line, ensure_ascii=False, allow_nan=False) + "\n")
+    return JobStats(ok=len(out.results), backend_errors=len(out.errors))

@@ -25,6 +25,7 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
 
     The store's metadata document is copied into ``run_dir`` when there is one.
     """
+    from adam.sharing.gguf_export import check_architecture
     from adam.sharing.metadata import write_metadata
     from adam.sharing.ollama_server import OllamaModels
     from adam.sharing.publish import publish
@@ -33,6 +34,8 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
     name = share.ollama_model or backend.size.ollama_tag
     if share.register and not name:
         raise ConfigError(f"size={backend.size.name} has no Ollama name: set share.ollama_model=<name:tag>")
+    if backend.size.architecture:  # what the GGUF writer cannot write is refused before any download
+        check_architecture(backend.size.architecture)
     weights = backend.export_weights()
     entry = SharedStore(share.store).export(weights, dtype=_value(share.dtype), ollama_model=name)
     doc: dict[str, Any] = {"gguf": str(entry.gguf_path), "sha256": entry.sha256, "metadata": str(entry.metadata_path)}

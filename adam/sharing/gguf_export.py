@@ -10,13 +10,13 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from adam import hashing
+from adam.atomic import atomic_path
 from adam.errors import UnsupportedError
 from adam.sharing import SharedStoreError
 
@@ -48,6 +48,12 @@ ARCHITECTURES: dict[str, _Arch] = {
 }
 
 _SUPPORTED = ", ".join(list(ARCHITECTURES)[:-1]) + " and " + list(ARCHITECTURES)[-1]
+# Catalog architectures the writer refuses, and what it would take: each needs more than tensor renaming.
+_NOT_WRITTEN = {
+    "gemma2": "Gemma 2 needs its extra norms, logit soft-capping and a SentencePiece vocabulary",
+    "phi3": "Phi-3 needs its fused QKV split, LongRoPE factors and a SentencePiece vocabulary",
+    "mistral": "Mistral 7B v0.3 has a SentencePiece vocabulary; the writer does byte-level BPE only",
+}
 _SKIPPED_TENSORS = ("rotary_emb.inv_freq",)  # recomputed by every runtime, never stored in GGUF
 
 
@@ -97,37 +103,32 @@ def export_gguf(hf_dir: Path, out_path: Path, *, dtype: ExportDType = "f16", nam
         raise UnsupportedError(f"unsupported GGUF dtype {dtype!r}: adam can export {', '.join(DTYPES)}")
     config = _read_json(hf_dir / "config.json", what="a transformers model directory")
     architecture = config.get("model_type")
-    arch = ARCHITECTURES.get(str(architecture))
-    if arch is None:
-        raise UnsupportedError(f"unsupported architecture {architecture}: adam can export {_SUPPORTED}")
+    check_architecture(str(architecture))
+    arch = ARCHITECTURES[str(architecture)]
     model_arch = getattr(gguf.MODEL_ARCH, arch.gguf_name)
     vocab = _read_vocab(hf_dir, config, arch)
     weight_files = _weight_files(hf_dir)
 
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(f".{out_path.name}.{os.getpid()}.tmp")
     handles = {path: safe_open(str(path), framework="pt") for path in set(weight_files.values())}
     plan = _plan_tensors(config, arch, model_arch, weight_files, handles, dtype)
     writer = gguf.GGUFWriter(path=None, arch=gguf.MODEL_ARCH_NAMES[model_arch])
     try:
-        _add_hyperparameters(writer, config, name or hf_dir.name, dtype)
-        _add_vocab(writer, vocab)
-        for item in plan:
-            writer.add_tensor_info(
-                item.gguf_name, item.shape, _np_float32(), _nbytes(item.shape, item.qtype), raw_dtype=item.qtype
-            )
-        writer.write_header_to_file(path=tmp)
-        writer.write_kv_data_to_file()
-        writer.write_ti_data_to_file()
-        for item in plan:
-            tensor = _load(item, weight_files, handles, config)
-            writer.write_tensor_data(_encode(tensor, item.qtype))
-        writer.close()
-        os.replace(tmp, out_path)
-    except BaseException:
-        writer.close()
-        tmp.unlink(missing_ok=True)
-        raise
+        with atomic_path(out_path) as tmp:  # renamed into place only when every tensor is written
+            try:
+                _add_hyperparameters(writer, config, name or hf_dir.name, dtype)
+                _add_vocab(writer, vocab)
+                for item in plan:
+                    writer.add_tensor_info(
+                        item.gguf_name, item.shape, _np_float32(), _nbytes(item.shape, item.qtype), raw_dtype=item.qtype
+                    )
+                writer.write_header_to_file(path=tmp)
+                writer.write_kv_data_to_file()
+                writer.write_ti_data_to_file()
+                for item in plan:
+                    tensor = _load(item, weight_files, handles, config)
+                    writer.write_tensor_data(_encode(tensor, item.qtype))
+            finally:
+                writer.close()
     finally:
         handles.clear()
 
@@ -141,6 +142,17 @@ def export_gguf(hf_dir: Path, out_path: Path, *, dtype: ExportDType = "f16", nam
     )
     logger.info("exported %s to %s (%s, %d tensors, %d bytes)", hf_dir, out_path, dtype, len(plan), result.size)
     return result
+
+
+def check_architecture(model_type: str) -> None:
+    """Refuse, in one line, a config.json model_type the writer cannot write (job=share asks before downloading)."""
+    if model_type in ARCHITECTURES:
+        return
+    why = f" ({_NOT_WRITTEN[model_type]})" if model_type in _NOT_WRITTEN else ""
+    raise UnsupportedError(
+        f"unsupported architecture {model_type}: adam can export {_SUPPORTED}{why}; "
+        "let Ollama pull the model itself (backend=ollama)"
+    )
 
 
 def _read_json(path: Path, *, what: str) -> dict[str, Any]:

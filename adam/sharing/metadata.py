@@ -6,13 +6,13 @@ A file that is not JSON or does not match the schema is reported as a SharedStor
 from __future__ import annotations
 
 import json
-import os
 from datetime import UTC, datetime
 from functools import cache
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
+from adam.atomic import write_atomic
 from adam.sharing import SharedStoreError
 
 SCHEMA_VERSION = 1
@@ -102,14 +102,7 @@ def write_metadata(path: Path, doc: dict[str, Any]) -> Path:
     """Validate ``doc`` and write it to ``path`` atomically (temp file + rename)."""
     path = Path(path)
     validate_metadata(doc, source=path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    try:
-        tmp.write_text(json.dumps(doc, indent=2, ensure_ascii=False) + "\n", encoding="utf-8")
-        os.replace(tmp, path)
-    except BaseException:
-        tmp.unlink(missing_ok=True)
-        raise
+    write_atomic(path, json.dumps(doc, indent=2, ensure_ascii=False) + "\n")
     return path
 
 

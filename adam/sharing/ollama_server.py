@@ -9,25 +9,38 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
 
 from adam.errors import BackendError, BackendUnavailable, ModelNotFoundError
 from adam.hashing import file_sha256
 
-if TYPE_CHECKING:
-    from adam.backends.ollama import OllamaBackend
+T = TypeVar("T")
 
 log = logging.getLogger(__name__)
 
 DIGEST = re.compile(r"^sha256[:-][0-9a-f]{64}$")
 
 
+class OllamaConnection(Protocol):
+    """What managing models needs of the Ollama backend: its client, its error choke point, its model."""
+
+    host: str
+    model: str
+    share_store: str | None
+
+    def _client(self) -> Any: ...
+
+    def _call(self, what: str, fn: Callable[[], T]) -> T: ...
+
+    def _open_stream(self, what: str, fn: Callable[[], Iterator[T]]) -> Iterator[T]: ...
+
+
 class OllamaModels:
     """The models on the server one OllamaBackend talks to."""
 
-    def __init__(self, backend: OllamaBackend) -> None:
+    def __init__(self, backend: OllamaConnection) -> None:
         self.backend = backend
         self.host = backend.host
 

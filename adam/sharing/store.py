@@ -17,6 +17,7 @@ from typing import Any
 
 from adam.backends.types import WeightsLocation
 from adam.hashing import cached_file_sha256
+from adam.paths import share_root
 from adam.sharing import SharedStoreError
 from adam.sharing.metadata import build_metadata, read_metadata, write_metadata
 
@@ -69,13 +70,8 @@ class SharedModel:
 
 
 def default_root() -> Path:
-    """$ADAM_SHARE_DIR, else the user cache dir's ``shared`` folder."""
-    env = os.environ.get(ENV_SHARE_DIR)
-    if env:
-        return Path(env).expanduser()
-    import platformdirs
-
-    return Path(platformdirs.user_cache_dir("adam")) / "shared"
+    """$ADAM_SHARE_DIR, else ``shared`` under adam's cache root."""
+    return share_root()
 
 
 class SharedStore:

@@ -10,6 +10,8 @@ import json
 import logging
 import os
 import re
+import shlex
+import shutil
 import socket
 import subprocess
 import sys
@@ -67,7 +69,7 @@ def test_import_and_instantiate_do_not_import_torch(tiny_qwen3_dir: Path) -> Non
 import sys
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
-import adam.config
+import adam.schemas
 import adam.backends.huggingface
 with initialize_config_module("adam.conf", version_base="1.3"):
     cfg = compose("config", overrides=["size=local", "size.path={tiny_qwen3_dir}", "hardware=cpu"])
@@ -537,3 +539,70 @@ def test_demo_gguf_is_converted_once_and_answers(adam_cache_dir: Path, caplog: p
     assert "Paris" in answer.text
     streamed = list(again.stream(chat("What is the capital of France?", max_tokens=24)))
     assert "".join(c.text for c in streamed) == answer.text
+
+
+# ----------------------------------------------------------------- the first hour: hints, bars, thinking
+def test_download_hint_names_a_command_that_exists(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The hint said `hf download`, but a virtual environment that is not activated has no hf on PATH."""
+    from huggingface_hub import constants
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # make run and .venv/bin/python -m adam: the venv is not on PATH
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setattr(constants, "HF_HUB_CACHE", str(tmp_path))
+    with pytest.raises(ModelNotFoundError) as err:
+        make_backend("size=qwen3_small").check_available()
+    found = re.search(r"`(.+) download Qwen/Qwen3-0\.6B`", str(err.value))
+    assert found, err.value
+    command = shlex.split(found.group(1))
+    help_ = subprocess.run([*command, "download", "--help"], capture_output=True, text=True, timeout=120)
+    assert help_.returncode == 0 and "REPO_ID" in help_.stdout, help_.stderr
+
+
+def test_loading_bars_stay_off_when_stderr_is_not_a_terminal(
+    tiny_qwen3_dir: Path, fresh_models: None, capfd: pytest.CaptureFixture[str]
+) -> None:
+    """transformers printed its "Loading weights" bar into cron logs, where adam's own bar stays quiet."""
+    capfd.readouterr()
+    make_backend("size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu").load()
+    assert "Loading weights" not in capfd.readouterr().err
+    from transformers.utils import logging as transformers_logging
+
+    assert transformers_logging.is_progress_bar_enabled()  # switched off around the load only
+
+
+def test_loading_bars_follow_job_progress() -> None:
+    assert make_backend("size=demo").progress is True
+    assert make_backend("size=demo", "job.progress=false").progress is False
+    assert make_backend("size=demo", "job=search").progress is True  # a job without the key
+
+
+def _without_thinking(tiny_qwen3_dir: Path, target: Path) -> Path:
+    """The tiny model with a plain ChatML template: no enable_thinking switch, no <think>."""
+    shutil.copytree(tiny_qwen3_dir, target)
+    (target / "chat_template.jinja").write_text(
+        "{%- for message in messages -%}"
+        "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>\\n' }}"
+        "{%- endfor -%}"
+        "{%- if add_generation_prompt -%}{{ '<|im_start|>assistant\\n' }}{%- endif -%}",
+        encoding="utf-8",
+    )
+    return target
+
+
+def test_thinking_on_a_model_without_a_thinking_mode_warns(
+    tiny_qwen3_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """job.thinking=true on such a model was silently ignored."""
+    from adam.runner import run
+
+    plain = _without_thinking(tiny_qwen3_dir, tmp_path / "plain")
+    assert make_backend("size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu").has_thinking_mode() is True
+    assert make_backend("size=local", f"size.path={plain}", "hardware=cpu").has_thinking_mode() is False
+    prompts = tmp_path / "in.jsonl"
+    prompts.write_text('{"id": "a", "prompt": "Why?"}\n', encoding="utf-8")
+    for model, name in ((tiny_qwen3_dir, "thinks"), (plain, "plain")):
+        overrides = ["size=local", f"size.path={model}", "hardware=cpu", "job.thinking=true", "job.max_tokens=2"]
+        with caplog.at_level(logging.WARNING):
+            run(compose_cfg(*overrides, f"job.input={prompts}", run_dir=tmp_path / name))
+    warnings = [r.getMessage() for r in caplog.records if "job.thinking=true" in r.getMessage()]
+    assert len(warnings) == 1 and str(plain) in warnings[0] and "no thinking mode" in warnings[0]

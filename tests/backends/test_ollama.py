@@ -21,9 +21,9 @@ from hydra.utils import instantiate
 
 from adam.backends.base import GenerationRequest, StreamChunk
 from adam.backends.ollama import OllamaBackend, normalise_host, ollama_format, split_tokens
-from adam.sharing.ollama_server import OllamaModels
 from adam.backends.retry import Backoff, TransientError
 from adam.errors import BackendError, BackendUnavailable, ConfigError, ModelNotFoundError
+from adam.sharing.ollama_server import OllamaModels
 
 TAG = "qwen3:0.6b"
 FAST_RETRIES = ("backend.backoff=0.001", "backend.max_backoff=0.002")
@@ -572,7 +572,9 @@ def test_create_model_sends_files_template_and_parameters(make_backend: MakeBack
 
 def test_create_model_error_line_is_a_backend_error(make_backend: MakeBackend, fake_ollama: FakeOllama) -> None:
     with pytest.raises(BackendError, match="upload it first"):
-        OllamaModels(make_backend()).create_model("mine", {"model.gguf": "sha256:" + "d" * 64}, template=None, parameters=None)
+        OllamaModels(make_backend()).create_model(
+            "mine", {"model.gguf": "sha256:" + "d" * 64}, template=None, parameters=None
+        )
 
 
 # --------------------------------------------------------------------- a real server

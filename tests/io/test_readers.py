@@ -180,7 +180,7 @@ def test_corpus_every_line_has_the_expected_outcome(corpus: Path, caplog: pytest
     assert warnings.count("body key 'logprobs' is not supported by adam and is ignored") == 1
 
     assert reader.sha256 == hashlib.sha256(corpus.read_bytes()).hexdigest()
-    assert reader.count_hint() == 31
+    assert reader.count_hint() == len(got) == 30  # every record, valid or not; the blank line 2 is none
 
 
 def test_nan_and_infinity_are_not_json(tmp_path: Path) -> None:
@@ -221,7 +221,7 @@ def test_txt_lines_are_prompts_with_line_numbers_as_ids(tmp_path: Path) -> None:
     assert isinstance(got[0], Record) and got[0].prompt == "first prompt" and got[0].chat
     assert isinstance(got[1], Record) and got[1].prompt == 'fourth {"not": "json"}'
     assert isinstance(got[2], InvalidRecord) and "not valid UTF-8 (byte 0xff" in got[2].message
-    assert reader.count_hint() == 5
+    assert reader.count_hint() == len(got) == 3  # the progress bar's total: records, not the blank lines
     assert reader.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
 
 
@@ -506,3 +506,14 @@ def test_source_sha256_up_front_equals_the_hash_iteration_sets(tmp_path: Path) -
     changed = RecordReader(docs, "embed")
     list(changed)
     assert changed.source_sha256() == changed.sha256
+
+
+def test_count_hint_counts_records_not_blank_lines(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The progress bar's total counted every line, so a file with blank lines never reached 100%."""
+    path = tmp_path / "in.jsonl"
+    path.write_bytes(b'\n{"id": 1, "prompt": "a"}\n\n \t\r\n{"id": 2, "prompt": "b"}\r\n\n\n{"id": 3, "prompt": "c"}')
+    assert RecordReader(path, "generate").count_hint() == len(list(RecordReader(path, "generate"))) == 3
+    monkeypatch.setattr(readers, "_CHUNK", 4)  # lines and blank runs split across read blocks
+    assert RecordReader(path, "generate").count_hint() == 3
+    (tmp_path / "blank.jsonl").write_bytes(b"\n \n\n")
+    assert RecordReader(tmp_path / "blank.jsonl", "generate").count_hint() == 0

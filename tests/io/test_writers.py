@@ -76,6 +76,18 @@ def test_write_json_atomic_replaces_whole_files_only(tmp_path: Path) -> None:
     assert sorted(p.name for p in tmp_path.iterdir()) == ["manifest.json"]  # no temp file left behind
 
 
+def test_nothing_written_holds_nan_or_infinity(tmp_path: Path) -> None:
+    with RunWriter(tmp_path) as writer:
+        with pytest.raises(ValueError, match="Out of range float values are not JSON compliant"):
+            writer.write([{"id": 1}], [{"id": 2, "score": float("nan")}])  # the whole batch is refused
+        writer.write([{"id": 3}], [])
+    assert _lines(tmp_path / "results.jsonl") == ['{"id":3}'] and _lines(tmp_path / "errors.jsonl") == []
+    path = tmp_path / "manifest.json"  # a manifest is still written: a config value of inf becomes its name
+    write_json_atomic(path, {"config": {"memory_gb": float("inf")}, "score": np.float32("nan"), "ok": [1.5]})
+    assert path.read_text().count("NaN") == path.read_text().count("Infinity") == 0
+    assert json.loads(path.read_text()) == {"config": {"memory_gb": "inf"}, "score": "nan", "ok": [1.5]}
+
+
 def _embedding_lines(n: int, dims: int) -> tuple[list[dict], np.ndarray]:
     vectors = np.random.default_rng(1).standard_normal((n, dims)).astype(np.float32)
     rows: list[dict] = []

@@ -8,17 +8,17 @@ import numpy as np
 from helpers import compose_cfg, read_jsonl, write_jsonl
 
 from adam import ModelManager
-from adam.jobs.embed import query_prefix
 from adam.runner import run
 
 SIZE = "size=qwen3_embedding_0_6b"
 
 
 def test_queries_get_the_instruction_and_documents_none() -> None:
-    assert query_prefix("Instruct: {task}\nQuery:", "find code") == "Instruct: find code\nQuery:"
-    assert query_prefix("Instruct: {task}\nQuery:", None) == ""
-    assert query_prefix(None, "find code") == ""  # a model without one: a warning, no prefix
     m = ModelManager(model_type="echo", model_size="qwen3_embedding_0_6b")
+    assert m.engine.query_prefix("find code") == "Instruct: find code\nQuery:"
+    assert m.engine.query_prefix(None) == ""
+    plain = ModelManager(model_type="echo", model_size="minilm")
+    assert plain.engine.query_prefix("find code") == ""  # a model without one: a warning, no prefix
     query = m.embed("cats", query_task="Given a question, find passages")
     assert np.allclose(query, m.embed("Instruct: Given a question, find passages\nQuery:cats"))
     assert not np.allclose(query, m.embed("cats"))

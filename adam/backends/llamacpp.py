@@ -1,0 +1,443 @@
+"""llama.cpp in-process (llama-cpp-python, ``pip install 'adam[llamacpp]'``): GGUF files as they are.
+
+The GGUF comes from the same resolvers as the HuggingFace backend (``size.path``, ``size.package``,
+``size.source=ollama``), or from the shared store for a size that names a Hugging Face model adam
+already shared as GGUF (job=share). The file is loaded as it is, quantized, with no conversion.
+Chat templates come from the GGUF's own ``tokenizer.chat_template``. Generation decodes up to
+``n_seq`` sequences per llama.cpp call, new requests joining as others finish (llamacpp_native.py).
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import re
+import threading
+from collections.abc import Iterator, Sequence
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from adam.backends import hf_loading
+from adam.backends.base import (
+    Embedding,
+    Generation,
+    GenerationRequest,
+    ModelBackend,
+    StreamChunk,
+    WeightsLocation,
+    finish_generation,
+)
+from adam.backends.text import THINK_OPEN
+from adam.config import Device, ModelKind, WeightsSource
+from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError
+from adam.paths import cache_root
+from adam.registry import loaded_models
+
+if TYPE_CHECKING:
+    from adam.backends.llamacpp_native import BatchDecoder, Context, GgufModel, Prompt
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'adam[llamacpp]' (builds llama-cpp-python from source, about 8 minutes on 2 cores)"
+_OLLAMA_BLOB = re.compile(r"^sha256-([0-9a-f]{64})$")
+
+
+def _native() -> Any:
+    """adam.backends.llamacpp_native, importing llama_cpp; a missing install is a ConfigError with the fix."""
+    try:
+        from adam.backends import llamacpp_native
+    except ImportError as err:
+        raise ConfigError(f"backend=llamacpp needs llama-cpp-python: {INSTALL_HINT} ({err})") from err
+    return llamacpp_native
+
+
+class LlamaCppBackend(ModelBackend):
+    """Runs GGUF models with llama.cpp in this process: batched generation, streaming, embeddings."""
+
+    name = "llamacpp"
+    supports_embeddings = True
+    supports_streaming = True
+
+    def __init__(
+        self,
+        size: Any,
+        hardware: Any = None,
+        n_seq: int = 8,
+        n_ctx: int = 2048,
+        n_batch: int = 512,
+        share_store: str | None = None,
+    ) -> None:
+        super().__init__(size, hardware)
+        for key, value in (("n_seq", n_seq), ("n_ctx", n_ctx), ("n_batch", n_batch)):
+            if value < 1:
+                raise ConfigError(f"backend.{key} must be at least 1, not {value}")
+        self.n_seq = n_seq
+        self.n_ctx = n_ctx
+        self.n_batch = max(n_batch, n_seq)  # a step carries one token of every running sequence
+        self.share_store = share_store
+        self.threads = self.hardware.threads or os.cpu_count() or 1
+        self._lock = threading.RLock()  # one decode at a time per context
+        self._source: hf_loading.ModelSource | None = None
+        self._model: GgufModel | None = None
+        self._decoder: BatchDecoder | None = None
+        self._embedder: Context | None = None
+        self._formatter: Any = None
+        self._warned_no_template = False
+
+    # ----------------------------------------------------------------- finding and loading the GGUF
+    def source(self) -> hf_loading.ModelSource:
+        """The GGUF file to load (resolved once); raises ModelNotFoundError with what to do."""
+        with self._lock:
+            if self._source is None:
+                self._source = self._resolve()
+            return self._source
+
+    def _resolve(self) -> hf_loading.ModelSource:
+        """A GGUF the size names (size.source=ollama, size.path, size.package), else one adam shared as GGUF."""
+        size = self.size
+        if size.source == WeightsSource.ollama or size.path or size.package:
+            named = hf_loading.resolve_source(size, download=False)  # its errors say what is missing
+            if named.is_gguf:
+                return named
+            what = f"the model directory {named.path}"
+        else:
+            what = f"the Hugging Face model {size.hf_id}" if size.hf_id else "no weights"
+        shared = self._shared_gguf()
+        if shared is not None:
+            return shared
+        raise ModelNotFoundError(
+            f"llama.cpp runs GGUF files and size={size.name} names {what}: write it as GGUF once with "
+            f"`python -m adam job=share share.register=false size={size.name}`, or set size.path=<file.gguf>"
+        )
+
+    def _shared_gguf(self) -> hf_loading.ModelSource | None:
+        """The store's GGUF shared under the size's Ollama name, else the newest one made from its hub id."""
+        from adam.sharing.store import SharedStore
+
+        store = SharedStore(self.share_store)
+        entry = store.find_by_ollama_model(self.size.ollama_tag) if self.size.ollama_tag else None
+        if entry is None and self.size.hf_id:
+            made = [
+                e
+                for e in store.entries()
+                if e.metadata.get("model_id") == self.size.hf_id and e.metadata.get("revision") == self.size.revision
+            ]
+            entry = max(made, key=lambda e: e.metadata["created"], default=None)
+        if entry is None:
+            return None
+        return hf_loading.ModelSource("gguf", f"shared:{entry.key}", entry.gguf_path, self.size.revision)
+
+    def check_available(self) -> None:
+        """Find the GGUF and llama-cpp-python without loading the weights."""
+        self.source()
+        _native()
+
+    def weights(self) -> dict[str, Any]:
+        """Where the GGUF is, or why there is none; never downloads."""
+        try:
+            src = self.source()
+        except ModelNotFoundError as err:
+            return {"cached": False, "error": str(err)}
+        return {"cached": True, "source": src.kind, "path": str(src.path)}
+
+    def load(self) -> None:
+        """Load the model and create the context the size's kind uses, now instead of on first use."""
+        if self.size.kind == ModelKind.embed:
+            self._embedding_context()
+        else:
+            self._batch_decoder()
+
+    def _gguf(self) -> GgufModel:
+        with self._lock:
+            if self._model is None:
+                native, path = _native(), self.source().path
+                layers = 0 if self.hardware.device == Device.cpu else -1  # -1: all, where the build has a GPU
+                log.info("loading %s with llama.cpp (%d threads)", path, self.threads)
+                self._model = loaded_models.get_or_load(
+                    ("llamacpp", str(path), layers), lambda: native.GgufModel(path, gpu_layers=layers)
+                )
+            return self._model
+
+    def _batch_decoder(self) -> BatchDecoder:
+        with self._lock:
+            if self._decoder is None:
+                native, model = _native(), self._gguf()
+                window = self.context_window()
+                trained = _int(model.meta(f"{model.meta('general.architecture')}.context_length"))
+                if trained and window > trained:
+                    log.warning("backend.n_ctx=%d is past the %d tokens %s was trained on", window, trained, model.path)
+                context = native.Context(
+                    model, n_seq=self.n_seq, n_ctx=window, n_batch=self.n_batch, threads=self.threads
+                )
+                self._decoder = native.BatchDecoder(context)
+            return self._decoder
+
+    def _embedding_context(self) -> Context:
+        with self._lock:
+            if self._embedder is None:
+                native, model = _native(), self._gguf()
+                limit = self._embed_limit()
+                # an encoder (BERT) reads a whole text in one micro-batch, so a batch holds the longest text
+                self._embedder = native.Context(
+                    model,
+                    n_seq=self.n_seq,
+                    n_ctx=limit,
+                    n_batch=max(self.n_batch, limit),
+                    threads=self.threads,
+                    pooling=self._pooling(native, model),
+                )
+            return self._embedder
+
+    def _pooling(self, native: Any, model: GgufModel) -> int:
+        """size.pooling, else the GGUF's own (encoders record it), else the last token (decoder embedders)."""
+        if self.size.pooling is not None:
+            return int(native.POOLING[self.size.pooling.value])
+        if model.meta(f"{model.meta('general.architecture')}.pooling_type") is not None:
+            return -1  # LLAMA_POOLING_TYPE_UNSPECIFIED: llama.cpp applies the file's
+        return int(native.POOLING["last"])
+
+    # ----------------------------------------------------------------- prompts and tokens
+    def context_window(self) -> int:
+        """backend.n_ctx: the context each sequence has (prompt and answer), never more than the size's."""
+        return min(self.n_ctx, super().context_window())
+
+    def _ids(self, text: str) -> list[int]:
+        """Token ids the model reads for ``text``: BOS added where the vocabulary wants it and the text lacks it."""
+        model = self._gguf()
+        add = model.add_bos and not (model.bos_text and text.startswith(model.bos_text))
+        return model.tokenize(text, add_special=add)
+
+    def count_tokens(self, text: str) -> int:
+        """Tokens the model reads for ``text``, as generation tokenizes it."""
+        return len(self._ids(text))
+
+    def sort_keys(self, texts: Sequence[str]) -> list[int]:
+        """Token counts (llama.cpp tokenizes fast enough to count every text)."""
+        if self.size.kind == ModelKind.embed:
+            return [len(self._gguf().tokenize(t, add_special=True)) for t in texts]
+        return [self.count_tokens(t) for t in texts]
+
+    def format_prompt(self, request: GenerationRequest) -> str:
+        """The exact text fed to the model: the GGUF's chat template applied to messages, or the raw prompt."""
+        if request.prompt is not None:
+            return request.prompt
+        from jinja2 import TemplateError
+
+        formatter = self._chat_formatter()
+        if formatter is None:
+            return super().format_prompt(request)
+        try:
+            return str(formatter(messages=[dict(m) for m in request.messages], enable_thinking=request.thinking).prompt)
+        except (TemplateError, TypeError, ValueError, KeyError) as err:  # raise_exception() in a template: ValueError
+            raise BackendError(f"the chat template rejected the messages: {_first_line(err)}") from err
+
+    def _chat_formatter(self) -> Any:
+        """llama-cpp-python's Jinja2 formatter over the GGUF's tokenizer.chat_template, or None without one."""
+        with self._lock:
+            if self._formatter is None:
+                model = self._gguf()
+                template = model.meta("tokenizer.chat_template")
+                if not template:
+                    if not self._warned_no_template:
+                        self._warned_no_template = True
+                        log.warning("%s has no chat template; using plain role: content lines", model.path.name)
+                    return None
+                from llama_cpp.llama_chat_format import Jinja2ChatFormatter
+
+                self._formatter = Jinja2ChatFormatter(template, eos_token=model.eos_text, bos_token=model.bos_text)
+            return self._formatter
+
+    def opens_thinking(self, request: GenerationRequest) -> bool:
+        """Chat templates of reasoning models end the prompt inside <think>."""
+        return request.prompt is None and self.format_prompt(request).rstrip().endswith(THINK_OPEN)
+
+    def has_thinking_mode(self) -> bool:
+        """Whether the GGUF's chat template has Qwen3's enable_thinking switch or opens a <think> block."""
+        template = self._gguf().meta("tokenizer.chat_template") or ""
+        return "enable_thinking" in template or THINK_OPEN in template
+
+    # ----------------------------------------------------------------- generation
+    def _prepare(self, request: GenerationRequest) -> Prompt | BackendError:
+        """The decoder's view of a request, or the error that is this request's alone."""
+        if request.max_tokens < 1:
+            return BackendError(f"max_tokens must be at least 1, not {request.max_tokens}")
+        try:
+            ids = self._ids(self.format_prompt(request))
+        except BackendError as err:
+            return err
+        if not ids:
+            return BackendError("the prompt is empty: the model has nothing to continue")
+        window = self.context_window()
+        if len(ids) + request.max_tokens > window:
+            return ContextOverflowError(
+                f"prompt is {len(ids)} tokens; with max_tokens={request.max_tokens} it does not fit the "
+                f"{window}-token context of each sequence: shorten it, lower max_tokens, or raise backend.n_ctx"
+            )
+        stops = tuple(s for s in request.stop if s)
+        return _native().Prompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+
+    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
+        """Every request in one continuous batch; a request that cannot run gets its own error in its place,
+        so the others keep their batch."""
+        results: list[Generation | BackendError | None] = []
+        prompts: list[Prompt] = []
+        where: list[int] = []  # request index of each prompt
+        for i, request in enumerate(requests):
+            prepared = self._prepare(request)
+            if isinstance(prepared, BackendError):
+                results.append(prepared)
+            else:
+                results.append(None)
+                prompts.append(prepared)
+                where.append(i)
+        texts: list[list[str]] = [[] for _ in prompts]
+        if prompts:
+            with self._lock:
+                for events in self._batch_decoder().run(prompts):
+                    for event in events:
+                        texts[event.index].append(event.text)
+                        if event.finish_reason is not None:
+                            request = requests[where[event.index]]
+                            results[where[event.index]] = finish_generation(
+                                "".join(texts[event.index]),
+                                request,
+                                finish_reason=event.finish_reason,
+                                prompt_tokens=len(prompts[event.index].ids),
+                                completion_tokens=event.tokens,
+                                thinking_open=self.opens_thinking(request),
+                            )
+        return [r for r in results if r is not None]
+
+    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        """Raw text as each token is decoded; the base class cuts stop strings and thinking."""
+        prompt = self._prepare(request)
+        if isinstance(prompt, BackendError):
+            raise prompt
+        with self._lock:
+            for events in self._batch_decoder().run([prompt]):
+                for event in events:
+                    reason = event.finish_reason
+                    yield StreamChunk(event.text, "", reason, len(prompt.ids), event.tokens)
+
+    # ----------------------------------------------------------------- embeddings
+    def _embed_limit(self) -> int:
+        """Tokens of a text that are embedded: size.max_seq_length, else the context, within backend.n_ctx."""
+        return min(self.size.max_seq_length or self.context_window(), self.context_window())
+
+    def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
+        import numpy as np
+
+        native = _native()
+        ctx = self._embedding_context()
+        model, limit = ctx.model, self._embed_limit()
+        encoded = []
+        for text in texts:
+            ids = model.tokenize(text, add_special=True)
+            if not ids:
+                raise BackendError("an empty text has no tokens to embed")
+            cut = ids[: limit - 1] + ids[-1:] if model.adds_end and len(ids) > limit else ids[:limit]  # keep SEP/EOS
+            encoded.append((cut, len(ids)))
+        width = int(native.llama_cpp.llama_model_n_embd_out(model.ptr))
+        vectors: list[Any] = []
+        batch = native.Batch(min(ctx.n_batch, ctx.n_seq * limit))  # the shared KV stream holds n_seq x limit
+        with self._lock:
+            start = 0
+            while start < len(encoded):
+                batch.clear()
+                group = []
+                while start < len(encoded) and len(group) < ctx.n_seq and len(encoded[start][0]) <= batch.room:
+                    for pos, token in enumerate(encoded[start][0]):
+                        batch.add(token, pos, len(group), True)  # every token is an output when embedding
+                    group.append(start)
+                    start += 1
+                if not group:  # cannot happen: the context's batch holds the longest text
+                    raise BackendError(f"a text of {len(encoded[start][0])} tokens does not fit one batch")
+                try:
+                    ctx.decode(batch.raw)
+                    vectors += [ctx.embedding(seq, width) for seq in range(len(group))]
+                finally:
+                    ctx.clear()
+        out = []
+        for vector, (ids, total) in zip(vectors, encoded, strict=True):
+            norm = float(np.linalg.norm(vector))
+            out.append(Embedding(vector / norm if norm > 0 else vector, tokens=len(ids), truncated=total > len(ids)))
+        return out
+
+    # ----------------------------------------------------------------- description
+    def info(self) -> dict[str, Any]:
+        """The GGUF, its hash, the context per sequence and the batch shape; never loads the weights."""
+        out: dict[str, Any] = {
+            "backend": self.name,
+            "model": self.size.path or self.size.package or self.size.ollama_tag or self.size.hf_id,
+            "source": None,
+            "path": None,
+            "sha256": None,
+            "kind": self.size.kind.value,
+            "context_length": self.context_window(),
+            "n_seq": self.n_seq,
+            "n_ctx": self.n_ctx,
+            "n_batch": self.n_batch,
+            "threads": self.threads,
+            "format": "gguf",
+            "llama_cpp_python": _version(),
+        }
+        try:
+            src = self.source()
+        except ModelNotFoundError as err:
+            out["error"] = str(err)
+        else:
+            out.update(model=src.model, source=src.kind, path=str(src.path), sha256=_sha256(src.path))
+        model = self._model
+        if model is not None:
+            native = _native()
+            out.update(
+                architecture=model.meta("general.architecture"),
+                parameters=int(native.llama_cpp.llama_model_n_params(model.ptr)),
+                embedding_dim=int(native.llama_cpp.llama_model_n_embd_out(model.ptr)),
+                device="gpu"
+                if native.llama_cpp.llama_supports_gpu_offload() and self.hardware.device != Device.cpu
+                else "cpu",
+            )
+        return out
+
+    def export_weights(self) -> WeightsLocation:
+        """The GGUF itself, for the shared store (linked there, not converted)."""
+        src = self.source()
+        return WeightsLocation(
+            path=str(src.path),
+            format="gguf",
+            model_id=self.size.hf_id or src.model,
+            revision=self.size.revision,
+            extra={"source": src.kind, "sha256": _sha256(src.path)},
+        )
+
+    def close(self) -> None:
+        """Free this backend's contexts; the model stays loaded for other backends until the registry lets go."""
+        with self._lock:
+            self._decoder = None
+            self._embedder = None
+            self._formatter = None
+            self._model = None
+
+
+def _sha256(path: Path) -> str:
+    """A GGUF's sha256: from an Ollama blob's name, else hashed once and remembered by size and mtime."""
+    match = _OLLAMA_BLOB.match(path.name)
+    return match.group(1) if match else hf_loading.file_sha256(path, cache_root())
+
+
+def _version() -> str | None:
+    try:
+        return importlib.metadata.version("llama_cpp_python")
+    except importlib.metadata.PackageNotFoundError:
+        return None
+
+
+def _int(value: str | None) -> int | None:
+    return int(value) if value and value.isdigit() else None
+
+
+def _first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

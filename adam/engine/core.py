@@ -1,0 +1,205 @@
+"""The engine: every rule between a record and a backend, in one place for jobs, ModelManager and the server.
+
+A job is reader -> engine -> writer; ModelManager and the HTTP server are thin faces over the same
+engine. The engine resolves settings (record, then job, then domain), fits prompts into the
+backend's one context window (or refuses them), adds query instructions for embedders, checks
+vectors before they are written, and turns backend answers into result and error lines. It never
+reads files or writes them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, StreamChunk
+from adam.engine.fitting import fit_prompt, text_overflow
+from adam.engine.settings import Settings
+from adam.engine.vectors import VectorCheck
+from adam.errors import BackendError, ContextOverflowError, InvalidOutputError
+from adam.io.openai_batch import embedding_result, error_result, generation_result
+from adam.io.records import Record
+from adam.job_schemas import Overflow
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Outcome:
+    """What the engine made of a batch of records: result and error lines, with what the writers need."""
+
+    results: list[dict[str, Any]] = field(default_factory=list)
+    errors: list[dict[str, Any]] = field(default_factory=list)
+    tokens: int = 0  # generated tokens (generate) or input tokens (embed)
+    rejected: int = 0  # how many of ``errors`` are the records' own problems (context overflow), not the backend's
+    truncated: int = 0
+    vectors: list[Any] = field(default_factory=list)  # embed: the float32 array of each result line, in order
+
+    def fail(self, record: Record, err: BackendError) -> None:
+        """Add ``record``'s error line for ``err`` (its code says what kind of failure)."""
+        self.errors.append(error_result(record, str(err), code=err.code))  # type: ignore[arg-type]
+        self.rejected += isinstance(err, ContextOverflowError)
+
+
+class Engine:
+    """Requests from records, answers into lines; built once per job, manager or server model."""
+
+    def __init__(
+        self,
+        backend: ModelBackend,
+        settings: Settings | None = None,
+        *,
+        model_name: str | None = None,
+        vector_width: int | None = None,
+        on_vector_width: Callable[[int], None] | None = None,
+    ) -> None:
+        self.backend = backend
+        self.settings = settings or Settings()
+        self.model_name = model_name or backend.size.name
+        self._check = VectorCheck(vector_width, on_width=on_vector_width)  # one width for everything it embeds
+        self._thinking_checked = False  # job.thinking on a model without a thinking mode: warned once
+
+    @classmethod
+    def from_config(cls, backend: ModelBackend, job: Any, domain: Any, **kwargs: Any) -> Engine:
+        """An engine with the settings of a composed config's job and domain."""
+        return cls(backend, Settings.from_config(job, domain), **kwargs)
+
+    # ----------------------------------------------------------------- generation
+    def request(self, **kwargs: Any) -> GenerationRequest:
+        """A request from messages or a prompt and per-request params (see Settings.request)."""
+        return self.settings.request(**kwargs)
+
+    def request_for(self, record: Record) -> GenerationRequest:
+        """The request a record asks for."""
+        return self.settings.request(
+            messages=record.messages, prompt=record.prompt, chat=record.chat, params=record.params
+        )
+
+    def fit(self, request: GenerationRequest) -> tuple[GenerationRequest, ContextOverflowError | None, bool]:
+        """(the request to send, the overflow refusing it, whether it was truncated) under job.overflow."""
+        if request.thinking and not self._thinking_checked:
+            self._thinking_checked = True
+            self._warn_without_thinking()
+        if not self.backend.local_prompt_check:  # no local tokenizer: the server refuses what does not fit
+            return request, None, False
+        fitted, problem = fit_prompt(self.backend, request, truncate=self.settings.overflow is Overflow.truncate)
+        if problem == "truncated":
+            return fitted, None, True
+        return fitted, (ContextOverflowError(problem) if problem else None), False
+
+    def _warn_without_thinking(self) -> None:
+        if self.backend.has_thinking_mode() is False:
+            log.warning(
+                "job.thinking=true, but %s has no thinking mode (no enable_thinking switch or <think> in its chat "
+                "template): it answers as it would without it",
+                self.model_name,
+            )
+
+    def complete(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
+        """Generate for requests (ModelManager, the server): each fitted first, a refusal in its place."""
+        out: list[Generation | BackendError | None] = []
+        sent: list[tuple[int, GenerationRequest]] = []
+        for request in requests:
+            fitted, refused, _ = self.fit(request)
+            out.append(refused)
+            if refused is None:
+                sent.append((len(out) - 1, fitted))
+        for (index, _), result in zip(sent, self.backend.generate([r for _, r in sent]), strict=True):
+            out[index] = result
+        return out  # type: ignore[return-value]
+
+    def generate(self, records: Sequence[Record]) -> Outcome:
+        """One result or error line per record."""
+        outcome = Outcome()
+        sent: list[tuple[Record, GenerationRequest]] = []
+        for record in records:
+            request, refused, truncated = self.fit(self.request_for(record))
+            if refused is not None:
+                outcome.fail(record, refused)
+                continue
+            outcome.truncated += truncated
+            sent.append((record, request))
+        results = self.backend.generate([request for _, request in sent]) if sent else []
+        for (record, _), result in zip(sent, results, strict=True):
+            if isinstance(result, BackendError):
+                outcome.fail(record, result)
+            else:
+                outcome.results.append(generation_result(record, result, model=self.model_name))
+                outcome.tokens += result.completion_tokens
+        return outcome
+
+    def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+        """One generation in pieces; joined, it equals what complete() returns. Raises the overflow refusal."""
+        fitted, refused, _ = self.fit(request)
+        if refused is not None:
+            raise refused
+        return self.backend.stream(fitted)
+
+    # ----------------------------------------------------------------- embeddings
+    def query_prefix(self, task: str | None = None) -> str:
+        """The text put before each query (Qwen3-Embedding's instruction with {task}); documents get none."""
+        task = task if task is not None else self.settings.query_task
+        if not task:
+            return ""
+        instruction = self.backend.size.query_instruction
+        if not instruction:
+            log.warning("a query task is set but this model has no query instruction (size.query_instruction)")
+            return ""
+        return instruction.replace("{task}", task)
+
+    def embed_texts(
+        self, texts: Sequence[str], *, query_task: str | None = None, truncate: bool | None = None
+    ) -> list[Embedding | BackendError]:
+        """Vectors for texts, in order: the query prefix added, overflow refused under job.overflow=error (or
+        ``truncate=False``), every vector checked (finite, one width) before anyone writes it."""
+        prefix = self.query_prefix(query_task)
+        refuse = self.settings.overflow is Overflow.error if truncate is None else not truncate
+        out: list[Embedding | BackendError | None] = []
+        sent: list[tuple[int, str]] = []
+        for text in texts:
+            full = prefix + text
+            problem = text_overflow(self.backend, full) if refuse else None
+            out.append(ContextOverflowError(problem) if problem else None)
+            if problem is None:
+                sent.append((len(out) - 1, full))
+        for (index, _), result in zip(sent, self.backend.embed([t for _, t in sent]), strict=True):
+            if isinstance(result, Embedding) and (problem := self._check.problem(result.vector)) is not None:
+                result = InvalidOutputError(problem)
+            out[index] = result
+        return out  # type: ignore[return-value]
+
+    def embed(self, records: Sequence[Record]) -> Outcome:
+        """One result line (and its vector) or error line per record."""
+        outcome = Outcome()
+        for record, result in zip(records, self.embed_texts([r.text or "" for r in records]), strict=True):
+            if isinstance(result, BackendError):
+                outcome.fail(record, result)
+                continue
+            outcome.results.append(embedding_result(record, result, model=self.model_name))
+            outcome.vectors.append(result.vector)
+            outcome.tokens += result.tokens
+            outcome.truncated += int(result.truncated)
+        return outcome
+
+    @property
+    def vector_width(self) -> int | None:
+        """The width every vector of this engine has (None before the first)."""
+        return self._check.width
+
+    def store_key(self, info: Mapping[str, Any]) -> str:
+        """The model part of an embedding store's key: name, revision or file hash, and kept dimensions."""
+        key = str(info.get("model") or "unknown")
+        pin = info.get("revision") or info.get("sha256")
+        if pin:
+            key += f"@{str(pin)[:16]}"
+        if self.backend.size.dimensions:
+            key += f"#{self.backend.size.dimensions}"
+        return key
+
+    def content_sha(self, text: str, *, query_task: str | None = None) -> str:
+        """sha256 of the exact text the model reads for ``text`` (prefix included)."""
+        full = self.query_prefix(query_task) + text
+        return hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()

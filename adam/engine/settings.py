@@ -1,0 +1,96 @@
+"""Request settings, resolved once per engine: a record's own value, else the job's, else the domain's."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from adam.backends.types import GenerationRequest
+from adam.job_schemas import Overflow
+
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")  # what a record may set
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The job's and the domain's defaults for every request an engine builds."""
+
+    max_tokens: int = 256
+    temperature: float = 0.0
+    top_p: float = 1.0
+    stop: tuple[str, ...] = ()
+    seed: int | None = 0
+    system_prompt: str | None = None
+    thinking: bool = False
+    overflow: Overflow = Overflow.error  # prompts (or texts) longer than the context window
+    query_task: str | None = None  # embeddings: every text is a query for this task
+
+    @classmethod
+    def from_config(cls, job: Any, domain: Any) -> Settings:
+        """From the typed job and domain nodes (or their dataclasses); job values win where set."""
+        job, domain = _typed(job), _typed(domain)
+
+        def first(*values: Any) -> Any:
+            return next((v for v in values if v is not None), None)
+
+        return cls(
+            max_tokens=int(first(getattr(job, "max_tokens", None), domain.max_tokens)),
+            temperature=float(first(getattr(job, "temperature", None), domain.temperature)),
+            top_p=float(first(getattr(job, "top_p", None), domain.top_p)),
+            stop=tuple(getattr(job, "stop", None) or ()),
+            seed=getattr(job, "seed", None),
+            system_prompt=domain.system_prompt,
+            thinking=bool(getattr(job, "thinking", False)),
+            overflow=Overflow(getattr(job, "overflow", Overflow.truncate)),  # search: queries are cut as texts are
+            query_task=getattr(job, "query_task", None),
+        )
+
+    def request(
+        self,
+        *,
+        messages: Sequence[Mapping[str, Any]] | None = None,
+        prompt: str | None = None,
+        chat: bool = True,
+        params: Mapping[str, Any] | None = None,
+        system_prompt: str | None = None,
+        thinking: bool | None = None,
+    ) -> GenerationRequest:
+        """A request from a record's own params, falling back to these settings.
+
+        The system prompt (``system_prompt``, else the domain's) is added only when the messages bring
+        no system message of their own; a raw prompt (``chat=False``) gets no template and no system prompt.
+        """
+        params = dict(params or {})
+
+        def pick(key: str) -> Any:
+            return params[key] if params.get(key) is not None else getattr(self, key)
+
+        system = self.system_prompt if system_prompt is None else system_prompt
+        if chat:
+            msgs = [dict(m) for m in messages] if messages is not None else [{"role": "user", "content": prompt or ""}]
+            if system and not any(m.get("role") == "system" for m in msgs):
+                msgs.insert(0, {"role": "system", "content": system})
+            text: dict[str, Any] = {"messages": tuple(msgs)}
+        else:
+            text = {"prompt": prompt or ""}
+        stop = pick("stop") or ()
+        return GenerationRequest(
+            **text,
+            max_tokens=int(pick("max_tokens")),
+            temperature=float(pick("temperature")),
+            top_p=float(pick("top_p")),
+            stop=tuple([stop] if isinstance(stop, str) else stop),
+            seed=pick("seed"),
+            thinking=self.thinking if thinking is None else bool(thinking),
+            response_format=params.get("response_format"),
+        )
+
+
+def _typed(node: Any) -> Any:
+    """A config node as its dataclass (enums as enums), so settings never compare strings."""
+    if isinstance(node, DictConfig):
+        return OmegaConf.to_object(node)
+    return node

@@ -1,0 +1,27 @@
+"""adam's one cache root, and the folders under it."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from pathlib import Path
+
+
+def cache_root(override: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Path:
+    """``override``, else $ADAM_CACHE_DIR, else the user cache dir (~/.cache/adam on Linux)."""
+    env = os.environ if env is None else env
+    if override:
+        return Path(override).expanduser()
+    if env.get("ADAM_CACHE_DIR"):
+        return Path(env["ADAM_CACHE_DIR"]).expanduser()
+    import platformdirs
+
+    return Path(platformdirs.user_cache_dir("adam"))
+
+
+def share_root(env: Mapping[str, str] | None = None) -> Path:
+    """The shared-model store: $ADAM_SHARE_DIR, else ``shared`` under the cache root."""
+    env = os.environ if env is None else env
+    if env.get("ADAM_SHARE_DIR"):
+        return Path(env["ADAM_SHARE_DIR"]).expanduser()
+    return cache_root(env=env) / "shared"

@@ -1,0 +1,194 @@
+"""llama.cpp in-process: adam's llamacpp backend against a llama-cpp-python loop and adam's HF backend.
+
+The same chat prompts (bench.generate's, with a short system prompt), 64 new tokens each, greedy, on the
+bundled demo GGUF (SmolLM2-135M, Q4_1). Contenders:
+- adam, backend=llamacpp: the whole job through run(cfg), ``n_seq`` sequences decoded together;
+- a llama-cpp-python loop: ``Llama.create_chat_completion`` one prompt at a time, the same file and threads;
+- adam, backend=huggingface: the whole job, batch 32, on the float32 copy transformers makes of the same file.
+Then embeddings: all-MiniLM-L6-v2 written as a BERT GGUF (tests/bert_gguf.py), job=embed with
+backend=llamacpp against backend=huggingface on the same weights (no target; the issue asks for the
+comparison). The answers are compared too: llama.cpp computes with the quantized weights, transformers with their
+dequantized float32 values, so greedy answers can differ; the differences are reported, not hidden.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+from bench.common import ROOT, Section, Timing, compose, fresh_dir, interleave
+from bench.embed import _min_cosine, make_texts, write_input
+from bench.generate import machine_bounds, make_prompts
+
+MAX_TOKENS = 64
+N_SEQ = 32
+HF_BATCH = 32
+SYSTEM = "You are a helpful assistant. Answer clearly and concisely."
+CAPITAL = "What is the capital of France?"
+
+
+def run(*, quick: bool = False) -> Section:
+    """The three contenders on the demo model, interleaved, then the answers side by side."""
+    threads = os.cpu_count() or 1
+    n, reps = (16, 1) if quick else (64, 2)
+    sec = Section(
+        f"llama.cpp in-process (demo GGUF, Q4_1, greedy, max_tokens={MAX_TOKENS}, {threads} threads)",
+        f"python -m bench llamacpp{' --quick' if quick else ''}  (adam: run(cfg) for `python -m adam backend=llamacpp "
+        f"size=demo hardware=cpu backend.n_seq={N_SEQ} job.batch_size={n} job.max_tokens={MAX_TOKENS} "
+        f"job.temperature=0 domain.system_prompt='{SYSTEM}'`)",
+    )
+    try:
+        import llama_cpp
+    except Exception as err:  # not installed, or its shared library will not load
+        sec.lines.append(f"- skipped: llama-cpp-python is not importable ({type(err).__name__}: {err})")
+        return sec
+    work = fresh_dir("llamacpp")
+    try:
+        _measure(sec, llama_cpp, work, n, reps, threads)
+        _embeddings(sec, work, 500 if quick else 2000, threads)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return sec
+
+
+def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, threads: int) -> None:
+    from adam.engine import Settings
+    from adam.registry import loaded_models
+    from adam.runner import build_backend
+    from adam.runner import run as adam_run
+
+    source = work / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(make_prompts(n))))
+    common = ["size=demo", "hardware=cpu", f"hardware.threads={threads}", f"job.input={source}"]
+    common += [f"job.max_tokens={MAX_TOKENS}", "job.temperature=0", f"domain.system_prompt={SYSTEM}"]
+    variants = {
+        "llamacpp": ["backend=llamacpp", f"backend.n_seq={N_SEQ}", "backend.n_ctx=512", f"job.batch_size={n}"],
+        "huggingface": ["backend=huggingface", f"job.batch_size={HF_BATCH}"],
+    }
+    configs = {k: [compose([*common, *v], work / f"{k}{i}") for i in range(reps)] for k, v in variants.items()}
+    backends = {k: build_backend(compose([*common, *v], work / f"probe-{k}")) for k, v in variants.items()}
+    for backend in backends.values():
+        backend.load()  # loads (and for transformers converts) once, outside the timing; runs reuse the model
+    settings = Settings.from_config(configs["llamacpp"][0].job, configs["llamacpp"][0].domain)
+    requests = [settings.request(prompt=p) for p in make_prompts(n)]
+    gguf = backends["llamacpp"].source().path
+    llama = llama_cpp.Llama(model_path=str(gguf), n_ctx=512, n_threads=threads, n_threads_batch=threads, verbose=False)
+    answers: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
+
+    def adam_job(kind: str) -> None:
+        summary = adam_run(configs[kind].pop(0))
+        assert summary.stats.ok == n, summary
+        rows = [json.loads(line) for line in (summary.run_dir / "results.jsonl").read_text().splitlines()]
+        by_id = {r["id"]: r["text"] for r in rows}
+        answers[kind] = [by_id[f"p{i}"] for i in range(n)]
+        tokens[kind] = summary.stats.tokens
+        shutil.rmtree(summary.run_dir)
+
+    def loop() -> None:
+        texts, total = [], 0
+        for request in requests:
+            out = llama.create_chat_completion(
+                messages=[dict(m) for m in request.messages], max_tokens=MAX_TOKENS, temperature=0.0
+            )
+            texts.append(out["choices"][0]["message"]["content"] or "")
+            total += out["usage"]["completion_tokens"]
+        answers["loop"], tokens["loop"] = texts, total
+
+    llama.create_chat_completion(messages=[{"role": "user", "content": "Hi"}], max_tokens=4, temperature=0.0)
+    times = interleave(
+        {"llamacpp": lambda: adam_job("llamacpp"), "loop": loop, "huggingface": lambda: adam_job("huggingface")},
+        reps=reps,
+        warmup=0,
+    )
+    names = {
+        "llamacpp": f"adam backend=llamacpp (n_seq {N_SEQ})",
+        "loop": "llama-cpp-python loop, one prompt at a time",
+        "huggingface": f"adam backend=huggingface (batch {HF_BATCH}, float32)",
+    }
+    for key, name in names.items():
+        sec.timings.append(Timing(name, times[key], tokens[key], "tok", note=f"{n} prompts, {tokens[key]} tokens"))
+    sec.ratio("llamacpp / llama-cpp-python loop", names["llamacpp"], names["loop"], 3.0)
+    sec.ratio("llamacpp / huggingface backend", names["llamacpp"], names["huggingface"], 1.5)
+
+    model = backends["llamacpp"]._gguf()
+    params = int(llama_cpp.llama_model_n_params(model.ptr))
+    weight_bytes = int(llama_cpp.llama_model_size(model.ptr))
+    flops, bandwidth, bound_batched, bound_single = machine_bounds(params, weight_bytes)
+    rate = sec.get(names["llamacpp"]).rate
+    sec.lines.append(
+        f"- Bound: {params / 1e6:.1f}M parameters in {weight_bytes / 2**20:.0f} MiB of Q4_1 weights. Measured copy "
+        f"bandwidth {bandwidth / 1e9:.1f} GB/s, so one sequence at a time is bounded near {bound_single:,.0f} tok/s "
+        f"(weight bytes over bandwidth; the loop reaches {sec.get(names['loop']).rate / bound_single:.0%}); "
+        f"measured float32 matmul {flops / 1e9:.0f} GFLOP/s bounds batched decode near {bound_batched:,.0f} tok/s "
+        f"(2 FLOPs per parameter per token; llama.cpp reaches {rate / bound_batched:.0%}, with int8 dot products "
+        "that are not float32 matmuls, so this bound is approximate)."
+    )
+    same = sum(a == b for a, b in zip(answers["llamacpp"], answers["loop"], strict=True))
+    sec.lines.append(
+        f"- Answers: backend=llamacpp and the llama-cpp-python loop agree on {same} of {n} (the same engine; "
+        "a difference would be batching changing the numbers)."
+    )
+    same = sum(a == b for a, b in zip(answers["llamacpp"], answers["huggingface"], strict=True))
+    sec.lines.append(
+        f"- Answers: llama.cpp (quantized Q4_1) and transformers (the same file dequantized to float32) agree on "
+        f"{same} of {n} greedy answers."
+    )
+    for label, system in (("the template's default system prompt", None), (f'"{SYSTEM}"', SYSTEM)):
+        messages = ({"role": "user", "content": CAPITAL},) if system is None else None
+        asked = Settings(max_tokens=24).request(messages=messages, prompt=CAPITAL, system_prompt=system or "")
+        said = {k: b.generate_one(asked).text.strip().replace("\n", " ") for k, b in backends.items()}
+        sec.lines.append(
+            f'- "{CAPITAL}" with {label}: llama.cpp answers "{said["llamacpp"]}"; '
+            f'transformers answers "{said["huggingface"]}".'
+        )
+    for backend in backends.values():
+        backend.close()
+    llama.close()
+    loaded_models.clear()
+
+
+def _embeddings(sec: Section, work: Path, n: int, threads: int) -> None:
+    """job=embed on MiniLM: backend=llamacpp on its BERT GGUF against backend=huggingface, interleaved."""
+    from adam.backends.hf_loading import resolve_source
+    from adam.config import SizeSpec, to_spec
+    from adam.registry import loaded_models
+    from adam.runner import run as adam_run
+
+    spec = importlib.util.spec_from_file_location("adam_bert_gguf", ROOT / "tests" / "bert_gguf.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    folder = resolve_source(to_spec(SizeSpec, compose(["size=minilm"], work / "probe-minilm").size), download=False)
+    gguf = module.write_bert_gguf(folder.path, work / "minilm.gguf")
+    source = write_input(make_texts(n), work / "texts.jsonl")
+    common = ["job=embed", "size=minilm", "hardware=cpu", f"hardware.threads={threads}", f"job.input={source}"]
+    variants = {
+        "llamacpp": [*common, "backend=llamacpp", f"size.path={gguf}", "size.package=null", "backend.n_seq=32",
+                     "backend.n_batch=2048", "job.batch_size=32"],
+        "huggingface": [*common, "backend=huggingface", "job.batch_size=32"],
+    }  # fmt: skip
+
+    def job(kind: str) -> None:
+        run_dir = work / f"{kind}-embed"
+        shutil.rmtree(run_dir, ignore_errors=True)
+        summary = adam_run(compose(variants[kind], run_dir))
+        assert summary.stats.ok == n, summary
+
+    times = interleave({k: (lambda k=k: job(k)) for k in variants}, reps=2, warmup=1)
+    names = {
+        "llamacpp": "job=embed, backend=llamacpp (MiniLM as a float32 BERT GGUF, n_seq 32)",
+        "huggingface": "job=embed, backend=huggingface (MiniLM, float32, batch 32)",
+    }
+    for key, name in names.items():
+        sec.timings.append(Timing(name, times[key], n, "texts", note=f"{n} mixed-length texts"))
+    sec.ratio("embeddings: llamacpp / huggingface", names["llamacpp"], names["huggingface"], None)
+    cosine = _min_cosine(
+        work / "llamacpp-embed" / "embeddings.parquet", work / "huggingface-embed" / "embeddings.parquet"
+    )
+    sec.lines.append(f"- Embeddings: the lowest cosine between the two backends' vectors for a text is {cosine:.6f}.")
+    loaded_models.clear()
