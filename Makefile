@@ -9,6 +9,12 @@ TORCH_VERSION := 2.13.0
 # PyTorch's CPU wheels: the default index's Linux torch is the multi-GB CUDA build, with its CUDA packages.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_PROBE_S ?= 5
+# llama.cpp for backend=llamacpp, built from source once (about 8 minutes on 2 cores; pip caches the wheel). A
+# native build (-DGGML_NATIVE=ON) crashes with SIGILL where the CPU reports AMX but the VM traps it, so the default
+# is a portable AVX2/AVX512 build; LLAMA_CMAKE_ARGS= overrides it (empty: llama.cpp's own native build).
+LLAMA_VERSION := 0.3.36
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+LLAMA_STAMP := $(VENV)/.llamacpp-tried
 # The index torch comes from, printed (empty: the default index). TORCH_INDEX= (empty) or TORCH_INDEX=<url>
 # decides; else Linux without an NVIDIA driver takes the CPU index when it answers within TORCH_PROBE_S seconds
 # (one try: the thread is abandoned at the deadline, so make never stalls), and anything else the default index.
@@ -22,7 +28,7 @@ echo "$(TORCH_CPU_INDEX)"; \
 else echo "no NVIDIA driver, but $(TORCH_CPU_INDEX) did not answer: torch comes from the default index" >&2; echo; fi
 endef
 
-.PHONY: help run test lint bench clean torch-index
+.PHONY: help run test lint bench clean torch-index llamacpp
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -40,14 +46,22 @@ $(STAMP): pyproject.toml
 run: $(STAMP)  ## run the default job (generation with the bundled demo model, offline)
 	HF_HUB_OFFLINE=1 $(PY) -m adam $(ARGS)
 
-test: $(STAMP)  ## run the test suite (offline)
+# Tried once: if the build fails, the llamacpp tests skip with the reason and everything else runs.
+$(LLAMA_STAMP): $(STAMP)
+	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_VERSION)" \
+	  || echo "llama-cpp-python did not build: the backend=llamacpp tests will skip (retry: rm $(LLAMA_STAMP))"
+	touch $(LLAMA_STAMP)
+
+llamacpp: $(LLAMA_STAMP)  ## build llama-cpp-python for backend=llamacpp (once; make test does it too)
+
+test: $(STAMP) $(LLAMA_STAMP)  ## run the test suite (offline)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check adam tests bench
 	$(PY) -m ruff format --check adam tests bench
 
-bench: $(STAMP)  ## run the benchmarks in bench/
+bench: $(STAMP) $(LLAMA_STAMP)  ## run the benchmarks in bench/
 	HF_HUB_OFFLINE=1 $(PY) -m bench $(ARGS)
 
 torch-index:  ## print the index torch would be installed from (empty: the default; TORCH_INDEX= overrides)

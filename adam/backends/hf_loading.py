@@ -1,37 +1,31 @@
-"""Where a Hugging Face model's files come from, and how they become a directory transformers loads fast.
+"""Where a model's files come from: a path, a Python package, Ollama's pulled blobs, or the Hugging Face hub.
 
-A size names its weights in one of a few ways (``size.path``, ``size.package``, ``size.hf_id``). Each
-way is one resolver function in ``RESOLVERS``; the first that applies decides. A ``.gguf`` file is
-converted once into an HF-format directory in adam's cache, keyed by the file's sha256, because
-reading a GGUF through transformers (de-quantising every tensor) takes many times longer than
-loading safetensors. Heavy libraries (torch, transformers) are imported inside the functions.
+A size names its weights in one of a few ways (``size.path``, ``size.package``, ``size.hf_id``,
+``size.source=ollama``). Each way is one resolver function in ``RESOLVERS``; the first that applies
+decides. The hub is reached only when it answers and HF_HUB_OFFLINE is not set. GGUF files become
+loadable directories in ``gguf_import``; device and dtype choice is ``hf_facts``.
 """
 
 from __future__ import annotations
 
 import contextlib
-import copy
 import importlib.util
-import json
 import logging
 import os
 import shlex
 import shutil
 import sys
 import sysconfig
-import tempfile
-import threading
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
-from adam.config import Device, DType, HardwareSpec, SizeSpec, WeightsSource
-from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError, first_line
-from adam.hashing import cached_file_sha256
+from adam.config import SizeSpec, WeightsSource
+from adam.errors import ConfigError, ModelNotFoundError, first_line
 
 if TYPE_CHECKING:
-    import torch
+    pass
 
 log = logging.getLogger(__name__)
 
@@ -40,7 +34,6 @@ WEIGHT_PATTERNS = ("*.safetensors", "*.bin", "*.pt", "*.pth")
 # Hub files transformers never reads; skipping them keeps a first download to what is needed.
 IGNORED_HUB_FILES = ["*.gguf", "*.onnx", "onnx/*", "openvino/*", "*.msgpack", "*.h5", "*.ot", "*.tflite", "coreml/*"]
 _TRUE = {"1", "true", "yes", "on"}
-_convert_lock = threading.Lock()  # one conversion at a time in this process; os.replace guards across processes
 
 
 @dataclass(frozen=True)
@@ -294,182 +287,3 @@ def _refusal(err: BaseException, hf_id: str) -> str | None:
     if isinstance(err, RepositoryNotFoundError) or status == 401:
         return f"the hub has no such repo, or it is private or gated: check size.hf_id, or {token}"
     return None
-
-
-# ----------------------------------------------------------------- GGUF conversion cache
-def file_sha256(path: Path, cache_dir: Path) -> str:
-    """The sha256 of a file, remembered by (path, size, mtime) so a large GGUF is hashed once."""
-    return cached_file_sha256(path, cache_dir / "gguf" / "hashes.json")
-
-
-def converted_dir(gguf: Path, cache_dir: Path) -> Path:
-    """Where the HF-format copy of a GGUF file lives (it may not exist yet)."""
-    return cache_dir / "gguf" / file_sha256(gguf, cache_dir)
-
-
-def ensure_converted(gguf: Path, cache_dir: Path) -> Path:
-    """The HF-format copy of a GGUF file, converting it the first time."""
-    target = converted_dir(gguf, cache_dir)
-    if (target / "config.json").is_file():
-        return target
-    with _convert_lock:
-        if not (target / "config.json").is_file():
-            _convert(gguf, target)
-    return target
-
-
-def _gguf_field(reader: Any, key: str) -> Any:
-    """A scalar or string metadata value of a GGUF file, or None."""
-    field = reader.fields.get(key)
-    if field is None or not field.data:
-        return None
-    value = field.parts[field.data[0]]
-    return bytes(value).decode("utf-8") if field.types and field.types[0].name == "STRING" else value[0].item()
-
-
-def _gguf_config(gguf: Path, reader: Any) -> Any:
-    """The transformers config of a GGUF, with the head size the file records.
-
-    transformers 5.x does not read ``<arch>.attention.key_length`` for Qwen3 and assumes 128; a model
-    with another head size would load with mismatched attention shapes.
-    """
-    from transformers import AutoConfig
-
-    config = AutoConfig.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-    arch = _gguf_field(reader, "general.architecture")
-    key_length = _gguf_field(reader, f"{arch}.attention.key_length")
-    if key_length and getattr(config, "head_dim", None) not in (None, key_length):
-        config.head_dim = int(key_length)
-    return config
-
-
-def _gguf_dtype(reader: Any) -> torch.dtype:
-    """float16/bfloat16 when every float tensor already is one, else float32 so de-quantised values stay exact."""
-    import torch
-    from gguf import GGMLQuantizationType
-
-    kinds = {t.tensor_type for t in reader.tensors} - {GGMLQuantizationType.F32}
-    if kinds == {GGMLQuantizationType.F16}:
-        return torch.float16
-    if kinds == {GGMLQuantizationType.BF16}:
-        return torch.bfloat16
-    return torch.float32
-
-
-def _convert(gguf: Path, target: Path) -> None:
-    """Write the HF-format copy of ``gguf`` at ``target`` through a temp dir, so a crash leaves no half copy."""
-    import torch
-    from transformers import AutoModelForCausalLM, AutoTokenizer
-
-    log.info("one-time conversion of %s into %s; later runs load the converted copy", gguf.name, target)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=target.parent, prefix=f".{target.name[:16]}-"))
-    try:
-        try:
-            from gguf import GGUFReader
-
-            reader = GGUFReader(gguf)
-            dtype = _gguf_dtype(reader)
-            config = _gguf_config(gguf, reader)
-            tokenizer = AutoTokenizer.from_pretrained(str(gguf.parent), gguf_file=gguf.name)
-            loaded = AutoModelForCausalLM.from_pretrained(
-                str(gguf.parent), gguf_file=gguf.name, dtype=dtype, config=config
-            )
-        except (ValueError, KeyError, OSError, NotImplementedError) as err:
-            raise UnsupportedError(f"transformers cannot read {gguf}: {first_line(err)}") from err
-        # A GGUF-loaded model refuses save_pretrained; an unquantised twin sharing its tensors does not.
-        config = copy.deepcopy(loaded.config)
-        if hasattr(config, "quantization_config"):
-            del config.quantization_config
-        with torch.device("meta"):
-            twin = AutoModelForCausalLM.from_config(config, dtype=dtype)
-        twin.load_state_dict(loaded.state_dict(), assign=True)
-        twin.generation_config = loaded.generation_config
-        twin.save_pretrained(tmp)
-        tokenizer.save_pretrained(tmp)
-        (tmp / "adam_source.json").write_text(
-            json.dumps({"gguf": str(gguf), "sha256": target.name, "dtype": str(dtype).removeprefix("torch.")}),
-            encoding="utf-8",
-        )
-        try:
-            os.replace(tmp, target)
-        except OSError:
-            if not (target / "config.json").is_file():  # else another process finished first
-                raise
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
-
-
-# ----------------------------------------------------------------- device, dtype, model facts
-def choose_device(hardware: HardwareSpec) -> str:
-    """hardware.device, with auto meaning cuda, then mps, then cpu."""
-    import torch
-
-    wanted = hardware.device
-    if wanted == Device.cuda and not torch.cuda.is_available():
-        raise ConfigError("hardware.device=cuda but torch sees no CUDA GPU; use hardware=cpu or hardware.device=auto")
-    if wanted != Device.auto:
-        return wanted.value
-    if torch.cuda.is_available():
-        return "cuda"
-    mps = getattr(torch.backends, "mps", None)
-    if mps is not None and mps.is_available():
-        return "mps"
-    return "cpu"
-
-
-def choose_dtype(hardware: HardwareSpec, device: str) -> torch.dtype:
-    """hardware.dtype, with auto meaning bfloat16 (or float16) on GPUs and float32 on the CPU."""
-    import torch
-
-    if hardware.dtype != DType.auto:
-        return getattr(torch, hardware.dtype.value)
-    if device.startswith("cuda"):
-        return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    if device == "mps":
-        return torch.float16
-    return torch.float32
-
-
-def is_decoder(config: Any) -> bool:
-    """Whether a model config describes a causal (decoder-only) language model."""
-    names = getattr(config, "architectures", None) or []
-    return bool(getattr(config, "is_decoder", False)) or any(n.endswith(("ForCausalLM", "LMHeadModel")) for n in names)
-
-
-_ST_POOLING = {"pooling_mode_cls_token": "cls", "pooling_mode_mean_tokens": "mean", "pooling_mode_lasttoken": "last"}
-_ST_APPLIED = {"Transformer", "Pooling", "Normalize"}
-
-
-def sentence_transformers_pooling(folder: Path) -> str | None:
-    """The pooling a sentence-transformers model directory declares, if it declares one we implement."""
-    pooling_dir = folder / "1_Pooling"
-    modules = _read_json(folder / "modules.json")
-    if isinstance(modules, list):
-        for module in modules:
-            kind = str(module.get("type", "")).rsplit(".", 1)[-1]
-            if kind == "Pooling":
-                pooling_dir = folder / str(module.get("path", "1_Pooling"))
-            elif kind not in _ST_APPLIED:
-                log.warning("%s: sentence-transformers module %s is not applied by adam", folder.name, kind)
-    settings = _read_json(pooling_dir / "config.json")
-    if not isinstance(settings, dict):
-        return None
-    for key, pooling in _ST_POOLING.items():
-        if settings.get(key):
-            return pooling
-    return None
-
-
-def sentence_transformers_max_length(folder: Path) -> int | None:
-    """max_seq_length from sentence_bert_config.json, if the directory has one."""
-    settings = _read_json(folder / "sentence_bert_config.json")
-    value = settings.get("max_seq_length") if isinstance(settings, dict) else None
-    return int(value) if isinstance(value, int) and value > 0 else None
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError):
-        return None

@@ -8,7 +8,6 @@ two backends for the same weights, device and dtype hold one copy.
 from __future__ import annotations
 
 import contextlib
-import functools
 import logging
 import queue
 import threading
@@ -18,7 +17,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading, hf_options
+from adam.backends import gguf_import, hf_facts, hf_loading, hf_options, hf_tensors
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -141,7 +140,7 @@ class HuggingFaceBackend(ModelBackend):
             if self._folder is None:
                 src = self.source()
                 with hf_loading.loading_bars(self.progress, gguf=src.is_gguf):
-                    converted = hf_loading.ensure_converted(src.path, self.cache_dir) if src.is_gguf else None
+                    converted = gguf_import.ensure_converted(src.path, self.cache_dir) if src.is_gguf else None
                 self._folder = converted or src.path
             return self._folder
 
@@ -174,8 +173,8 @@ class HuggingFaceBackend(ModelBackend):
 
     def _model(self) -> LoadedModel:
         if self._loaded is None:
-            device = hf_loading.choose_device(self.hardware)
-            dtype = hf_loading.choose_dtype(self.hardware, device)
+            device = hf_facts.choose_device(self.hardware)
+            dtype = hf_facts.choose_dtype(self.hardware, device)
             key = self._cache_key(
                 device, str(dtype), self.size.kind.value, *hf_options.cache_parts(self.size, self.hardware)
             )
@@ -203,7 +202,7 @@ class HuggingFaceBackend(ModelBackend):
         except (OSError, ValueError, KeyError) as err:
             raise ConfigError(f"cannot load {self.source().model} from {folder}: {first_line(err)}") from err
         model.eval()
-        decoder = self.size.kind == ModelKind.generate or hf_loading.is_decoder(model.config)
+        decoder = self.size.kind == ModelKind.generate or hf_facts.is_decoder(model.config)
         return LoadedModel(model, tokenizer, folder, device, dtype, decoder)
 
     @contextmanager
@@ -214,7 +213,7 @@ class HuggingFaceBackend(ModelBackend):
 
         plain_cpu = lm.device == "cpu" and lm.dtype == torch.float32
         try:
-            with torch.inference_mode(), _without_onednn() if plain_cpu else contextlib.nullcontext():
+            with torch.inference_mode(), hf_tensors.without_onednn() if plain_cpu else contextlib.nullcontext():
                 yield
         except MODEL_FAILURES as err:
             raise BackendError(f"{what} failed: {first_line(err)}") from err
@@ -234,7 +233,7 @@ class HuggingFaceBackend(ModelBackend):
     def token_budget(self) -> int | None:  # type: ignore[override]
         """backend.token_budget; unset, CPU_EMBED_TOKEN_BUDGET for embeddings on a CPU, else no limit."""
         if self._token_budget is None and self.size.kind == ModelKind.embed:
-            device = self._loaded.device if self._loaded is not None else hf_loading.choose_device(self.hardware)
+            device = self._loaded.device if self._loaded is not None else hf_facts.choose_device(self.hardware)
             self._token_budget = CPU_EMBED_TOKEN_BUDGET if device == "cpu" else 0  # 0: decided, no limit
         return self._token_budget or None
 
@@ -242,7 +241,7 @@ class HuggingFaceBackend(ModelBackend):
         """Tokens an embedding model reads: the size's max_seq_length, the sentence-transformers file's, the context."""
         return (
             self.size.max_seq_length
-            or hf_loading.sentence_transformers_max_length(self.model_dir())
+            or hf_facts.sentence_transformers_max_length(self.model_dir())
             or self.size.context_length
         )
 
@@ -317,7 +316,7 @@ class HuggingFaceBackend(ModelBackend):
         import torch
 
         prompts = [self._prompt_ids(r) for r in requests]
-        input_ids, attention_mask = pad_rows(
+        input_ids, attention_mask = hf_tensors.pad_rows(
             prompts, lm.tokenizer.pad_token_id, "left"
         )  # decoders continue on the right
         input_ids, attention_mask = input_ids.to(lm.device), attention_mask.to(lm.device)
@@ -384,7 +383,7 @@ class HuggingFaceBackend(ModelBackend):
         prompt = self._prompt_ids(request)
         tokens: queue.Queue[Any] = queue.Queue()
         cancelled = threading.Event()
-        streamer_cls, cancel_cls = _stream_classes()
+        streamer_cls, cancel_cls = hf_tensors.stream_classes()
         kwargs = self._generate_kwargs(lm, request, request.max_tokens)
         kwargs.update(streamer=streamer_cls(tokens), stopping_criteria=StoppingCriteriaList([cancel_cls(cancelled)]))
 
@@ -438,10 +437,10 @@ class HuggingFaceBackend(ModelBackend):
         if any(not ids for ids, _ in encoded):
             raise BackendError("an empty text has no tokens to embed")
         tok = lm.tokenizer
-        input_ids, mask = pad_rows([ids for ids, _ in encoded], tok.pad_token_id or 0, tok.padding_side)
+        input_ids, mask = hf_tensors.pad_rows([ids for ids, _ in encoded], tok.pad_token_id or 0, tok.padding_side)
         with self._running(lm, "embedding"):
             hidden = lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device))
-            vectors = pool(hidden.last_hidden_state, mask.to(lm.device), pooling).float()
+            vectors = hf_tensors.pool(hidden.last_hidden_state, mask.to(lm.device), pooling).float()
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).cpu().numpy()
         return [
             Embedding(vector, tokens=len(ids), truncated=total > len(ids))
@@ -451,7 +450,7 @@ class HuggingFaceBackend(ModelBackend):
     def _pooling(self, lm: LoadedModel) -> str:
         """The size's pooling, else the sentence-transformers files', else last token (decoders) or mean."""
         pooling = self.size.pooling.value if self.size.pooling else None
-        return pooling or hf_loading.sentence_transformers_pooling(lm.folder) or ("last" if lm.decoder else "mean")
+        return pooling or hf_facts.sentence_transformers_pooling(lm.folder) or ("last" if lm.decoder else "mean")
 
     # ----------------------------------------------------------------- description
     def info(self) -> dict[str, Any]:
@@ -473,7 +472,7 @@ class HuggingFaceBackend(ModelBackend):
         else:
             out.update(source=src.kind, path=str(src.path))
             if src.is_gguf:
-                out["sha256"] = hf_loading.file_sha256(src.path, self.cache_dir)
+                out["sha256"] = gguf_import.file_sha256(src.path, self.cache_dir)
         lm = self._loaded
         if lm is not None:
             config = lm.model.config
@@ -484,8 +483,8 @@ class HuggingFaceBackend(ModelBackend):
                 embedding_dim=getattr(config, "hidden_size", None),
             )
         else:
-            device = hf_loading.choose_device(self.hardware)
-            out.update(device=device, dtype=str(hf_loading.choose_dtype(self.hardware, device)).removeprefix("torch."))
+            device = hf_facts.choose_device(self.hardware)
+            out.update(device=device, dtype=str(hf_facts.choose_dtype(self.hardware, device)).removeprefix("torch."))
         return out
 
     def export_weights(self) -> WeightsLocation:
@@ -493,7 +492,7 @@ class HuggingFaceBackend(ModelBackend):
         src = self.source()
         extra: dict[str, Any] = {"source": src.kind}
         if src.is_gguf:
-            extra.update(gguf=str(src.path), sha256=hf_loading.file_sha256(src.path, self.cache_dir))
+            extra.update(gguf=str(src.path), sha256=gguf_import.file_sha256(src.path, self.cache_dir))
         return WeightsLocation(
             path=str(self.model_dir()), format="hf", model_id=self.size.hf_id, revision=self.size.revision, extra=extra
         )
@@ -504,103 +503,8 @@ class HuggingFaceBackend(ModelBackend):
         self._tokenizer = None
 
 
-_onednn_lock = threading.Lock()
-_onednn_users = 0
-_onednn_was_enabled = True
-
-
-@contextmanager
-def _without_onednn() -> Iterator[None]:
-    """oneDNN off for float32 on the CPU, where torch would run only elementwise ops (GELU, SiLU)
-    through it: each new tensor shape JIT-compiles and caches a kernel (up to 1024 of them), so
-    a long run of variously padded batches grows memory with its input. torch's own kernels are
-    as fast here (bench/RESULTS.md). Counted, so overlapping callers restore the flag once."""
-    import torch
-
-    global _onednn_users, _onednn_was_enabled
-    with _onednn_lock:
-        if _onednn_users == 0:
-            _onednn_was_enabled = torch.backends.mkldnn.enabled
-            torch.backends.mkldnn.enabled = False
-        _onednn_users += 1
-    try:
-        yield
-    finally:
-        with _onednn_lock:
-            _onednn_users -= 1
-            if _onednn_users == 0:
-                torch.backends.mkldnn.enabled = _onednn_was_enabled
-
-
-def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
-    """Token rows padded to the longest on ``side``: (input_ids, attention_mask), both int64."""
-    import torch
-
-    width = max(len(row) for row in rows)
-    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
-    mask = torch.zeros((len(rows), width), dtype=torch.long)
-    for i, row in enumerate(rows):
-        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
-        ids[i, span] = torch.tensor(row, dtype=torch.long)
-        mask[i, span] = 1
-    return ids, mask
-
-
-def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
-    """One vector per row of ``hidden`` (batch, tokens, dim): mean, first (cls) or last real token."""
-    import torch
-
-    if how == "mean":
-        weights = mask.unsqueeze(-1).to(hidden.dtype)
-        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
-    rows = torch.arange(hidden.shape[0], device=hidden.device)
-    if how == "cls":
-        index = mask.int().argmax(dim=1)  # first real token, whichever side is padded
-    elif how == "last":
-        index = mask.shape[1] - 1 - mask.int().flip(dims=[1]).argmax(dim=1)  # last real token
-    else:
-        raise ConfigError(f"unknown pooling {how!r}; use mean, cls or last")
-    return hidden[rows, index]
-
-
 def _sampling_key(request: GenerationRequest) -> tuple[Any, ...]:
     """Requests with equal keys can share one generate() call."""
     if request.temperature > 0:
         return ("sample", request.temperature, request.top_p, request.seed, request.stop)
     return ("greedy", request.stop)
-
-
-@functools.cache
-def _stream_classes() -> tuple[type, type]:
-    """(streamer, stopping criterion) for streaming, defined on first use so transformers loads lazily."""
-    import torch
-    from transformers import StoppingCriteria
-    from transformers.generation.streamers import BaseStreamer
-
-    class QueueStreamer(BaseStreamer):
-        """Hands each step's new token ids to a queue; generate() passes the prompt first, which is skipped."""
-
-        def __init__(self, out: queue.Queue[Any]) -> None:
-            self._out = out
-            self._prompt_seen = False
-
-        def put(self, value: torch.Tensor) -> None:
-            if not self._prompt_seen:
-                self._prompt_seen = True
-                return
-            self._out.put([int(t) for t in value.reshape(-1).tolist()])
-
-        def end(self) -> None:
-            """The worker thread signals the end itself, after generate() returns or raises."""
-
-    class Cancelled(StoppingCriteria):
-        """Stops generation once the consumer has gone away."""
-
-        def __init__(self, event: threading.Event) -> None:
-            self._event = event
-
-        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
-            stop = self._event.is_set()
-            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
-
-    return QueueStreamer, Cancelled

@@ -18,7 +18,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading
+from adam.backends import gguf_import, hf_loading
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -424,7 +424,7 @@ class LlamaCppBackend(ModelBackend):
 def _sha256(path: Path) -> str:
     """A GGUF's sha256: from an Ollama blob's name, else hashed once and remembered by size and mtime."""
     match = _OLLAMA_BLOB.match(path.name)
-    return match.group(1) if match else hf_loading.file_sha256(path, cache_root())
+    return match.group(1) if match else gguf_import.file_sha256(path, cache_root())
 
 
 def _version() -> str | None:

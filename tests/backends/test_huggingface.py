@@ -24,7 +24,8 @@ from helpers import compose_cfg
 from hydra.utils import instantiate
 
 from adam.backends import hf_loading
-from adam.backends.huggingface import CPU_EMBED_TOKEN_BUDGET, HuggingFaceBackend, pad_rows, pool
+from adam.backends.hf_tensors import pad_rows, pool
+from adam.backends.huggingface import CPU_EMBED_TOKEN_BUDGET, HuggingFaceBackend
 from adam.backends.text import finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest
 from adam.errors import BackendError, ModelNotFoundError
@@ -507,7 +508,7 @@ def test_minilm_job_keeps_each_forward_pass_in_the_budget_and_off_onednn(
 # ----------------------------------------------------------------- the bundled GGUF
 @pytest.mark.slow
 def test_demo_gguf_is_converted_once_and_answers(adam_cache_dir: Path, caplog: pytest.LogCaptureFixture) -> None:
-    with caplog.at_level(logging.INFO, logger="adam.backends.hf_loading"):
+    with caplog.at_level(logging.INFO, logger="adam.backends.gguf_import"):
         backend = make_backend("size=demo", "hardware=cpu")
         folder = backend.model_dir()
     gguf = backend.source().path
@@ -521,7 +522,7 @@ def test_demo_gguf_is_converted_once_and_answers(adam_cache_dir: Path, caplog: p
     before = {p.name: p.stat().st_mtime_ns for p in folder.iterdir()}
 
     caplog.clear()
-    with caplog.at_level(logging.INFO, logger="adam.backends.hf_loading"):
+    with caplog.at_level(logging.INFO, logger="adam.backends.gguf_import"):
         again = make_backend("size=demo", "hardware=cpu")
         assert again.model_dir() == folder
         by_path = make_backend("size=local", f"size.path={gguf}", "hardware=cpu")  # same file, named by path

@@ -1,0 +1,112 @@
+"""The torch side of the HuggingFace backend: padding, pooling, streaming hooks, and oneDNN off for float32 CPU passes.
+
+Everything here imports torch inside its functions, so importing the backend stays cheap.
+"""
+
+from __future__ import annotations
+
+import functools
+import queue
+import threading
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any
+
+from adam.errors import ConfigError
+
+if TYPE_CHECKING:
+    import torch
+
+_onednn_lock = threading.Lock()
+_onednn_users = 0
+_onednn_was_enabled = True
+
+
+@contextmanager
+def without_onednn() -> Iterator[None]:
+    """oneDNN off for float32 on the CPU, where torch would run only elementwise ops (GELU, SiLU)
+    through it: each new tensor shape JIT-compiles and caches a kernel (up to 1024 of them), so
+    a long run of variously padded batches grows memory with its input. torch's own kernels are
+    as fast here (bench/RESULTS.md). Counted, so overlapping callers restore the flag once."""
+    import torch
+
+    global _onednn_users, _onednn_was_enabled
+    with _onednn_lock:
+        if _onednn_users == 0:
+            _onednn_was_enabled = torch.backends.mkldnn.enabled
+            torch.backends.mkldnn.enabled = False
+        _onednn_users += 1
+    try:
+        yield
+    finally:
+        with _onednn_lock:
+            _onednn_users -= 1
+            if _onednn_users == 0:
+                torch.backends.mkldnn.enabled = _onednn_was_enabled
+
+
+def pad_rows(rows: Sequence[Sequence[int]], pad_id: int, side: str = "right") -> tuple[torch.Tensor, torch.Tensor]:
+    """Token rows padded to the longest on ``side``: (input_ids, attention_mask), both int64."""
+    import torch
+
+    width = max(len(row) for row in rows)
+    ids = torch.full((len(rows), width), pad_id, dtype=torch.long)
+    mask = torch.zeros((len(rows), width), dtype=torch.long)
+    for i, row in enumerate(rows):
+        span = slice(width - len(row), width) if side == "left" else slice(0, len(row))
+        ids[i, span] = torch.tensor(row, dtype=torch.long)
+        mask[i, span] = 1
+    return ids, mask
+
+
+def pool(hidden: torch.Tensor, mask: torch.Tensor, how: str) -> torch.Tensor:
+    """One vector per row of ``hidden`` (batch, tokens, dim): mean, first (cls) or last real token."""
+    import torch
+
+    if how == "mean":
+        weights = mask.unsqueeze(-1).to(hidden.dtype)
+        return (hidden * weights).sum(dim=1) / weights.sum(dim=1).clamp(min=1.0)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    if how == "cls":
+        index = mask.int().argmax(dim=1)  # first real token, whichever side is padded
+    elif how == "last":
+        index = mask.shape[1] - 1 - mask.int().flip(dims=[1]).argmax(dim=1)  # last real token
+    else:
+        raise ConfigError(f"unknown pooling {how!r}; use mean, cls or last")
+    return hidden[rows, index]
+
+
+@functools.cache
+def stream_classes() -> tuple[type, type]:
+    """(streamer, stopping criterion) for streaming, defined on first use so transformers loads lazily."""
+    import torch
+    from transformers import StoppingCriteria
+    from transformers.generation.streamers import BaseStreamer
+
+    class QueueStreamer(BaseStreamer):
+        """Hands each step's new token ids to a queue; generate() passes the prompt first, which is skipped."""
+
+        def __init__(self, out: queue.Queue[Any]) -> None:
+            self._out = out
+            self._prompt_seen = False
+
+        def put(self, value: torch.Tensor) -> None:
+            if not self._prompt_seen:
+                self._prompt_seen = True
+                return
+            self._out.put([int(t) for t in value.reshape(-1).tolist()])
+
+        def end(self) -> None:
+            """The worker thread signals the end itself, after generate() returns or raises."""
+
+    class Cancelled(StoppingCriteria):
+        """Stops generation once the consumer has gone away."""
+
+        def __init__(self, event: threading.Event) -> None:
+            self._event = event
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor, **kwargs: Any) -> torch.Tensor:
+            stop = self._event.is_set()
+            return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
+
+    return QueueStreamer, Cancelled
