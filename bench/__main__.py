@@ -12,6 +12,7 @@ BENCHES = {
     "startup": "`python -m adam --help` and `--cfg job`: time and imports",
     "runner": "backend=echo over 200,000 records, end to end",
     "ollama": "a local Ollama-protocol server with 50 ms per request: concurrency 8 vs 1, embed batching",
+    "openai": "backend=openai on a local OpenAI-protocol server with 50 ms per request: concurrency 8 vs 1",
     "embed": "job=embed size=minilm vs sentence-transformers encode and a one-by-one loop",
     "generate": "transformers generation: adam vs per-prompt and plain batch-32 loops",
     "llamacpp": "backend=llamacpp on the demo GGUF vs a llama-cpp-python loop and the HF backend",
