@@ -1,26 +1,30 @@
 """An incremental embedding store in SQLite: embed only new or changed texts, batch by batch.
 
 Vectors are keyed by model + sha256 of the text the model read, so a text seen before under any
-id is never embedded again; records map (model, id) to a content hash plus metadata and
-timestamps. Every batch is one transaction: a crash loses at most the batch in flight.
+id is never embedded again; records map (model, id) to a content hash plus metadata, the text itself
+(unless job.store_text=false) and timestamps. Every batch is one transaction: a crash loses at most
+the batch in flight. A store written by an older adam is migrated in place when it is opened.
 """
 
 from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sqlite3
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 
 from adam.errors import ConfigError, StoreBusy
 
-SCHEMA_VERSION = 1
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 2  # 2: records.text
 BUSY_TIMEOUT_S = 30.0  # how long a statement waits for another process's write lock before the run stops
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -30,7 +34,7 @@ CREATE TABLE IF NOT EXISTS vectors (
 );
 CREATE TABLE IF NOT EXISTS records (
     model TEXT NOT NULL, id TEXT NOT NULL, sha256 TEXT NOT NULL, metadata TEXT,
-    created TEXT NOT NULL, updated TEXT NOT NULL,
+    created TEXT NOT NULL, updated TEXT NOT NULL, text TEXT,
     PRIMARY KEY (model, id)
 );
 CREATE INDEX IF NOT EXISTS records_by_sha ON records (model, sha256);
@@ -44,6 +48,18 @@ class StoredRecord:
     id: str
     sha256: str
     metadata: str | None  # JSON text
+
+
+class Hit(NamedTuple):
+    """One search result: a stored record and its cosine similarity to the query."""
+
+    id: str
+    score: float
+    metadata: str | None  # JSON text
+    text: str | None  # None when the store keeps no text for it (job.store_text=false, or stored before it did)
+
+
+StoreRow = tuple[str, str, str | None] | tuple[str, str, str | None, str | None]  # id, sha256, metadata[, text]
 
 
 def metadata_text(metadata: Any) -> str | None:
@@ -69,6 +85,22 @@ class EmbeddingStore:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         self._db.execute("INSERT OR IGNORE INTO meta VALUES ('schema_version', ?)", (str(SCHEMA_VERSION),))
+        self._migrate()
+
+    def _migrate(self) -> None:
+        """Bring a store from an older adam up to SCHEMA_VERSION in place, keeping every row."""
+        if "text" in self._columns("records"):
+            return
+        with self._transaction():
+            if "text" not in self._columns("records"):  # another process may have migrated it meanwhile
+                self._db.execute("ALTER TABLE records ADD COLUMN text TEXT")
+                self._db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+                log.info(
+                    "migrated the embedding store %s to schema %d (records keep their text)", self.path, SCHEMA_VERSION
+                )
+
+    def _columns(self, table: str) -> set[str]:
+        return {row[1] for row in self._db.execute(f"PRAGMA table_info({table})")}
 
     def close(self) -> None:
         """Close the database."""
@@ -116,6 +148,10 @@ class EmbeddingStore:
             )
         return int(rows[0][0]) if rows else None
 
+    def models(self) -> list[str]:
+        """Every model this store holds records of (for a search with the wrong size to name the right ones)."""
+        return [row[0] for row in self._db.execute("SELECT DISTINCT model FROM records ORDER BY model")]
+
     def count(self) -> int:
         """Records stored for this model."""
         return int(self._db.execute("SELECT COUNT(*) FROM records WHERE model = ?", (self.model,)).fetchone()[0])
@@ -133,8 +169,11 @@ class EmbeddingStore:
         return [r[0] for r in rows], [r[1] for r in rows], matrix
 
     # ------------------------------------------------------------------ writes
-    def commit_batch(self, new_vectors: dict[str, np.ndarray], records: Sequence[tuple[str, str, str | None]]) -> None:
-        """In one transaction: add vectors by hash, then upsert (id, sha256, metadata) records."""
+    def commit_batch(self, new_vectors: dict[str, np.ndarray], records: Sequence[StoreRow]) -> None:
+        """In one transaction: add vectors by hash, then upsert (id, sha256, metadata[, text]) records.
+
+        ``updated`` follows the content and metadata only: filling in (or dropping) a record's text is not a change.
+        """
         stamp = now()
         with self._transaction():
             self._db.executemany(
@@ -145,11 +184,41 @@ class EmbeddingStore:
                 ],
             )
             self._db.executemany(
-                "INSERT INTO records VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (model, id) DO UPDATE SET "
-                "sha256 = excluded.sha256, metadata = excluded.metadata, updated = excluded.updated "
-                "WHERE records.sha256 IS NOT excluded.sha256 OR records.metadata IS NOT excluded.metadata",
-                [(self.model, id_, sha, meta, stamp, stamp) for id_, sha, meta in records],
+                "INSERT INTO records (model, id, sha256, metadata, created, updated, text) VALUES (?, ?, ?, ?, ?, ?, ?)"
+                " ON CONFLICT (model, id) DO UPDATE SET sha256 = excluded.sha256, metadata = excluded.metadata,"
+                " text = excluded.text, updated = CASE WHEN " + _CHANGED + " THEN excluded.updated ELSE records.updated"
+                " END WHERE " + _CHANGED + " OR records.text IS NOT excluded.text",
+                [(self.model, row[0], row[1], row[2], stamp, stamp, (*row, None)[3]) for row in records],
             )
+
+    def merge_from(self, other: str | Path) -> int:
+        """Copy this model's vectors and records from another store (a shard's), in one transaction.
+
+        Returns how many records it holds. A record both stores hold keeps the more recently updated one.
+        """
+        with EmbeddingStore(other, self.model) as source:  # brings it to this schema version first
+            theirs, count = source.width(), source.count()
+        mine = self.width()
+        if theirs is not None and mine is not None and theirs != mine:
+            raise ConfigError(f"the store {other} holds {theirs}-wide vectors, {self.path} {mine}-wide ones")
+        self._db.execute("ATTACH DATABASE ? AS other", (str(other),))
+        try:
+            with self._transaction():
+                self._db.execute(
+                    "INSERT OR IGNORE INTO vectors (model, sha256, dim, vector, created)"
+                    " SELECT model, sha256, dim, vector, created FROM other.vectors WHERE model = ?",
+                    (self.model,),
+                )
+                self._db.execute(
+                    "INSERT INTO records (model, id, sha256, metadata, created, updated, text)"
+                    " SELECT model, id, sha256, metadata, created, updated, text FROM other.records WHERE model = ?"
+                    " ON CONFLICT (model, id) DO UPDATE SET sha256 = excluded.sha256, metadata = excluded.metadata,"
+                    " text = excluded.text, updated = excluded.updated WHERE excluded.updated > records.updated",
+                    (self.model,),
+                )
+        finally:
+            self._db.execute("DETACH DATABASE other")
+        return count
 
     def prune(self, keep: Iterable[str]) -> int:
         """Remove this model's records whose id is not in ``keep`` and the vectors no record uses; returns the count."""
@@ -197,8 +266,8 @@ class EmbeddingStore:
                 out.add(id_, np.frombuffer(blob, dtype=np.float32), metadata, sha256, updated)
         return out.rows
 
-    def search(self, query: np.ndarray, top_k: int) -> list[tuple[str, float, str | None]]:
-        """(id, cosine similarity, metadata text) of the ``top_k`` stored records most similar to ``query``."""
+    def search(self, query: np.ndarray, top_k: int) -> list[Hit]:
+        """The ``top_k`` stored records most similar to ``query`` (cosine), most similar first, with their text."""
         ids, metas, matrix = self.all_vectors()
         if not ids:
             return []
@@ -206,7 +275,23 @@ class EmbeddingStore:
         norms = np.linalg.norm(matrix, axis=1) * max(float(np.linalg.norm(q)), 1e-12)
         scores = (matrix @ q) / np.maximum(norms, 1e-12)
         order = np.argsort(-scores, kind="stable")[:top_k]
-        return [(ids[i], float(scores[i]), metas[i]) for i in order]
+        texts = self.texts([ids[i] for i in order])  # only the hits' texts are read, not every record's
+        return [Hit(ids[i], float(scores[i]), metas[i], texts.get(ids[i])) for i in order]
+
+    def texts(self, ids: Sequence[str]) -> dict[str, str]:
+        """The stored texts among ``ids`` (records stored without text are left out)."""
+        out: dict[str, str] = {}
+        for chunk in _chunks(list(ids), 500):
+            marks = ",".join("?" * len(chunk))
+            rows = self._db.execute(
+                f"SELECT id, text FROM records WHERE model = ? AND text IS NOT NULL AND id IN ({marks})",
+                (self.model, *chunk),
+            )
+            out.update(dict(rows))
+        return out
+
+
+_CHANGED = "(records.sha256 IS NOT excluded.sha256 OR records.metadata IS NOT excluded.metadata)"
 
 
 class _Connection:

@@ -8,6 +8,7 @@ input record ends up exactly once in one of the two files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import re
@@ -21,8 +22,9 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam.atomic import write_atomic
+from adam.config import SizeSpec
 from adam.errors import ConfigError
-from adam.io.readers import RecordReader
+from adam.io.readers import RecordReader, input_exists
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import ERRORS_NAME, RESULTS_NAME, dumps_line
 from adam.manifest import MANIFEST_NAME
@@ -99,6 +101,11 @@ def input_sha256(source: str, *, follow_symlinks: bool = False) -> str:
     return RecordReader(source, "embed", follow_symlinks=follow_symlinks).source_sha256()
 
 
+def job_input_sha256(job: Any) -> str:
+    """sha256 of job.input as its RecordReader computes it (a dataset's job.split and job.subset count)."""
+    return RecordReader.for_job(job, "embed").source_sha256()
+
+
 def _flatten(node: Any, prefix: str = "") -> dict[str, Any]:
     """{"job.batch_size": 8, ...} from a nested config dict; lists stay values."""
     if not isinstance(node, dict):
@@ -167,34 +174,92 @@ def choose_run_dir(cfg: DictConfig, fresh_dir: Path) -> tuple[Path, str]:
     source = str(cfg.job.input)
     if source == "-":
         raise ConfigError("job.resume needs job.input to be a file: standard input cannot be read again")
-    if not Path(source).exists():
+    if not input_exists(source):
         raise ConfigError(f"input {source} does not exist: set job.input=<file>")
-    sha = input_sha256(source, follow_symlinks=bool(cfg.job.get("follow_symlinks")))
+    sha = job_input_sha256(cfg.job)
     config = run_config(cfg)
+    own_size = not size_on_command_line(cfg)  # a job's default size is for new runs: a resumed one keeps its own
+    job = str(cfg.job.name)
+
+    def fits(doc: dict[str, Any]) -> tuple[str | None, bool]:
+        """(why it cannot be resumed, whether it can with the size it ran with)."""
+        why = _mismatch(doc, job, sha, config)
+        if why and own_size and _mismatch(doc, job, sha, _with_recorded_size(config, doc)) is None:
+            return None, True
+        return why, False
+
     value = str(cfg.job.resume)
     if value.lower() != "true":
         run_dir = Path(value)
         doc = _read_manifest(run_dir)
         if doc is None:
             raise ConfigError(f"cannot resume {run_dir}: it holds no manifest.json from an adam run")
-        why = _mismatch(doc, str(cfg.job.name), sha, config)
+        why, adopt = fits(doc)
         if why:
             raise ConfigError(f"cannot resume {run_dir}: {why}; start a new run without job.resume")
+        if adopt:
+            _adopt_recorded_size(cfg, doc)
         return run_dir, sha
     parent = fresh_dir.parent
     candidates = []
     for child in parent.iterdir() if parent.is_dir() else ():
-        if child == fresh_dir or not child.is_dir():
+        if not child.is_dir():  # the fresh dir too: a sweep run again into its sweep dir gets each job's old dir
             continue
         doc = _read_manifest(child)
-        if doc is not None and _mismatch(doc, str(cfg.job.name), sha, config) is None:
-            candidates.append((str(doc.get("first_started") or doc.get("started") or ""), child.name, child))
+        if doc is not None and (found := fits(doc))[0] is None:
+            started = str(doc.get("first_started") or doc.get("started") or "")
+            candidates.append((started, child.name, child, doc if found[1] else None))
     if not candidates:
         raise ConfigError(
             f"job.resume=true found no run of job={cfg.job.name} in {parent} with this input and model; "
             "name the run dir (job.resume=<dir>) or start a new run"
         )
-    return max(candidates)[2], sha
+    _, _, run_dir, adopted = max(candidates, key=lambda c: (c[0], c[1]))
+    if adopted is not None:
+        _adopt_recorded_size(cfg, adopted)
+    return run_dir, sha
+
+
+def size_on_command_line(cfg: DictConfig) -> bool:
+    """Whether size= (or a size.* key) was set on the command line, rather than left to the job's default."""
+    from hydra.core.hydra_config import HydraConfig
+
+    if HydraConfig.initialized():
+        overrides = list(HydraConfig.get().overrides.task)
+    elif "hydra" in cfg:  # composed with return_hydra_config=True (tests, the Python API)
+        overrides = list(cfg.hydra.overrides.task)
+    else:
+        return True  # unknown: keep the size as given
+    keys = (str(o).split("=", 1)[0].lstrip("+~") for o in overrides)
+    return any(key == "size" or key.startswith("size.") for key in keys)
+
+
+def _with_recorded_size(config: dict[str, Any], doc: dict[str, Any]) -> dict[str, Any]:
+    """``config`` with the size a recorded run ran with, and what quantization=auto made of it there."""
+    recorded = doc.get("config") or {}
+    out = dict(config)
+    if isinstance(recorded.get("size"), dict):
+        out["size"] = recorded["size"]
+    now, then = config.get("hardware"), recorded.get("hardware")
+    if isinstance(now, dict) and isinstance(then, dict) and now.get("selected_by") and then.get("selected_by"):
+        out["hardware"] = {**now, "quantization": then.get("quantization"), "selected_by": then["selected_by"]}
+    return out
+
+
+def _adopt_recorded_size(cfg: DictConfig, doc: dict[str, Any]) -> None:
+    """Run on with the size (and resolved quantization) a resumed run started with."""
+    recorded = doc["config"]
+    known = {f.name for f in dataclasses.fields(SizeSpec)}
+    cfg.size = OmegaConf.merge(
+        OmegaConf.structured(SizeSpec), {k: v for k, v in recorded["size"].items() if k in known}
+    )
+    then = recorded.get("hardware") or {}
+    if cfg.hardware.get("selected_by") and then.get("selected_by"):
+        cfg.hardware.quantization = then.get("quantization")
+        cfg.hardware.selected_by = then["selected_by"]
+    log.info(
+        "resuming with size=%s, the size that run started with (size= on the command line picks another)", cfg.size.name
+    )
 
 
 def load_done(run_dir: Path, *, retry_errors: bool) -> Done:

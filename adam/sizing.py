@@ -11,10 +11,13 @@ The estimate is weights (parameters x bytes per parameter) plus a KV-cache allow
 sliding-window layer counting at most its window; none for embedders) plus 10% and 0.5 GiB for
 activations and the runtime. Layer and head counts are in each size's YAML, copied from the model's
 config.json on the Hugging Face hub. ``size=auto`` picks within ``size.family`` (Qwen3 by default).
+For embeddings on the HuggingFace backend it falls back to a bundled embedder (MiniLM, shipped in a
+Python package) when no catalog embedder that fits is in the cache offline, or none fits at all.
 """
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -322,6 +325,10 @@ def _resolve_size(
     fits, smallest = candidates(kind, plan, model_field=traits.model_field, carried=carried, family=family)
     where = f"{plan.budget_gb:.1f} of {plan.memory_gb:.1f} GiB ({plan.source}, {plan.margin:.0%} kept free)"
     where += f" on {plan.device}"
+    # a bundled embedder needs no download: the pick when nothing of the catalog can be had
+    bundled = bundled_fits(kind, plan, carried) if traits.reads_hf_cache and kind == ModelKind.embed else []
+    if not fits and bundled:
+        return _pick_bundled(cfg, bundled[0], f"no {kind.value} model of the catalog fits {where}")
     if not fits:
         need = f"; the smallest, {smallest[0].name}, needs {smallest[1].total_gb:.1f} GiB" if smallest else ""
         raise ConfigError(
@@ -332,6 +339,10 @@ def _resolve_size(
     fits = prefer(fits, preferred)
     if traits.reads_hf_cache:
         usable = cached_only(fits, cached)
+        if not usable and bundled:
+            return _pick_bundled(
+                cfg, bundled[0], f"HF_HUB_OFFLINE is set and no {kind.value} model that fits is cached"
+            )
         if not usable:
             from adam.backends.hf_loading import download_command
 
@@ -366,6 +377,43 @@ def _resolve_size(
 
 
 Fit = tuple[SizeSpec, Estimate]
+
+
+def bundled_fits(kind: ModelKind, plan: Plan, carried: dict[str, Any] | None = None) -> list[Fit]:
+    """Sizes of ``kind`` whose weights ship in an installed Python package (size.package) and fit, largest first."""
+    fits: list[Fit] = []
+    for name in size_options():
+        if name == AUTO:
+            continue
+        spec = load_size(name)
+        if spec.kind != kind or not spec.package or not _importable(spec.package.partition(":")[0]):
+            continue
+        for key, value in (carried or {}).items():
+            setattr(spec, key, value)
+        est = plan.first_fit(spec)
+        if est is not None:
+            fits.append((spec, est))
+    return sorted(fits, key=lambda f: f[0].parameters or 0, reverse=True)
+
+
+def _importable(module: str) -> bool:
+    try:
+        return importlib.util.find_spec(module) is not None
+    except (ImportError, ValueError):
+        return False
+
+
+def _pick_bundled(cfg: DictConfig, fit: Fit, reason: str) -> dict[str, Any]:
+    """Put a bundled embedder in ``cfg.size``, saying why in size.selected_by."""
+    spec, est = fit
+    why = f"{spec.name}: bundled (needs no download), {est.total_gb:.1f} GiB as {est.mode}; {reason}"
+    log.info("size=auto picked %s", why)
+    spec.selected_by = why
+    cfg.size = OmegaConf.structured(spec)
+    if str(cfg.hardware.quantization) == Quantization.auto.value:
+        cfg.hardware.quantization = est.mode if est.mode in ("8bit", "4bit") else Quantization.none.value
+        cfg.hardware.selected_by = f"quantization=auto with size=auto: {cfg.hardware.quantization}"
+    return {"size": spec.name, "mode": est.mode, "estimate": est.as_dict(), "why": why}
 
 
 def candidates(

@@ -164,6 +164,7 @@ def test_search_returns_the_most_similar_stored_records(tmp_path: Path, capsys: 
     cfg = compose_cfg(
         "backend=echo",
         "job=search",
+        "size=demo",  # the size the store was filled with (job=search defaults to minilm)
         f"job.store={store}",
         "job.query=cats chase mice",
         "job.top_k=2",
@@ -175,12 +176,14 @@ def test_search_returns_the_most_similar_stored_records(tmp_path: Path, capsys: 
     assert json.loads(capsys.readouterr().out) == line
     assert line["hits"][0]["id"] == "cats" and len(line["hits"]) == 2
     assert line["hits"][0]["metadata"] == {"kind": "animal"}
+    assert line["hits"][0]["text"] == "cats purr and chase mice"  # the store keeps texts by default
     assert line["hits"][0]["score"] > line["hits"][1]["score"]
     queries = tmp_path / "queries.txt"
     queries.write_text("rust compiler borrows\ngreen tea temperature\n")
     cfg = compose_cfg(
         "backend=echo",
         "job=search",
+        "size=demo",
         f"job.store={store}",
         f"job.queries={queries}",
         "job.top_k=1",

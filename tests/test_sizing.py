@@ -232,3 +232,16 @@ def test_info_with_quantization_auto_plans_as_size_auto_does() -> None:
     picks = recommendations(to_spec(HardwareSpec, cfg.hardware), report)
     assert picks["huggingface"]["generate"]["size"] == auto.size.name
     assert picks["huggingface"]["generate"]["mode"] in ("8bit", "4bit")  # quantized, as auto may
+
+
+def test_size_auto_for_embeddings_falls_back_to_the_bundled_embedder(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    cfg, decided = resolved("size=auto", "job=embed", report=machine("cpu", 23), cached=lambda spec: False)
+    assert cfg.size.name == decided["size"] == "minilm"  # nothing cached: the bundled one, not a refusal
+    assert cfg.size.selected_by.startswith("minilm: bundled (needs no download)") and cfg.backend.size.name == "minilm"
+    cached = resolved("size=auto", "job=embed", report=machine("cpu", 23), cached=lambda s: s.name.endswith("0_6b"))
+    assert cached[0].size.name == "qwen3_embedding_0_6b"  # a cached catalog embedder still wins
+    monkeypatch.setenv("HF_HUB_OFFLINE", "0")
+    assert resolved("size=auto", "job=embed", report=machine("cpu", 0.9))[0].size.name == "minilm"  # none fits
+    online = resolved("size=auto", "job=embed", report=machine("cpu", 23))[0]
+    assert online.size.name.startswith("qwen3_embedding_")  # online, the largest that fits, as before

@@ -1,7 +1,10 @@
-"""Records from one input source (a file, a gzip file, a directory of documents, or standard input).
+"""Records from one input source: JSON Lines, text, CSV, TSV (each maybe gzipped), Parquet, a directory
+of documents, a Hugging Face dataset, or standard input.
 
-Input is streamed line by line and hashed as it is read, so a multi-gigabyte input costs one line
-of memory and the manifest can still name exactly what ran.
+Input is streamed (lines, or batches of table rows) and hashed as it is read, so a multi-gigabyte
+input costs little memory and the manifest can still name exactly what ran. The reader is chosen by
+the file's extension; tables live in tabular.py and hf_dataset.py, and every format ends in the same
+RecordParser validation, with the row number standing in for the line where a format has no lines.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from typing import Any, BinaryIO, Literal
 
 from adam.errors import InputError
 from adam.hashing import file_sha256
+from adam.io import hf_dataset, tabular
 from adam.io.record_parser import RecordParser
 from adam.io.records import InvalidRecord, Record
 
@@ -28,12 +32,32 @@ log = logging.getLogger(__name__)
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line (or directory file) is reported, not held in memory
 _CHUNK = 1 << 20
 _BOM = b"\xef\xbb\xbf"
-_JSONL_SUFFIXES = frozenset({".jsonl", ".json", ".ndjson"})
-_TEXT_SUFFIXES = frozenset({".txt"})
+_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's little-endian mark starts like UTF-16's
+_HEAD_BYTES = 1 << 16  # what is read up front to refuse a UTF-16 or CR-only file before any model loads
 _READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError; a cut-off .gz is an EOFError
 
 Layout = Literal["jsonl", "text", "sniff"]
+Format = Literal["lines", "csv", "tsv", "parquet", "directory", "dataset", "hub"]
 _Line = tuple[int, bytes, bool]  # (line number, bytes without the line ending, too long)
+# The reader for each extension (also under .gz, except Parquet); no extension (or only .gz) is sniffed.
+_SUFFIXES: dict[str, tuple[Format, Layout]] = {
+    ".jsonl": ("lines", "jsonl"),
+    ".json": ("lines", "jsonl"),
+    ".ndjson": ("lines", "jsonl"),
+    ".txt": ("lines", "text"),
+    ".csv": ("csv", "sniff"),
+    ".tsv": ("tsv", "sniff"),
+    ".parquet": ("parquet", "sniff"),
+}
+SUPPORTED = (
+    ".jsonl, .json, .ndjson, .txt, .csv, .tsv (each also as .gz), .parquet, a file without an extension, "
+    "a directory (of text files, or a dataset saved with save_to_disk), hf://datasets/<name>, or - for standard input"
+)
+
+
+def input_exists(source: str) -> bool:
+    """Whether job.input names something to read: standard input, a hub dataset, or a path that exists."""
+    return source == "-" or hf_dataset.is_hub_source(source) or Path(source).exists()
 
 
 class RecordReader:
@@ -48,6 +72,8 @@ class RecordReader:
         text_field: str | None = None,
         stdin: BinaryIO | None = None,
         follow_symlinks: bool = False,
+        split: str | None = None,
+        subset: str | None = None,
     ) -> None:
         self.source = str(source)
         self.kind = kind
@@ -56,19 +82,44 @@ class RecordReader:
         self.sha256: str | None = None  # set once iteration finishes
         self._stdin = stdin
         self.follow_symlinks = follow_symlinks  # read links in a directory input that point outside it
-        self._path = None if self.source == "-" else Path(self.source)
+        self.split = split  # a Hugging Face dataset's split (job.split)
+        self.subset = subset  # a hub dataset's subset, its config name (job.subset)
+        remote = self.source == "-" or hf_dataset.is_hub_source(self.source)
+        self._path = None if remote else Path(self.source)
         self._files: list[str] | None = None
         self._count: int | None = None
+        self._dataset: Any = None  # a Hugging Face dataset, loaded once
         self._line = 0  # last line read, for error messages
-        self._is_dir, self._gzip, self._layout = self._inspect()
+        self._format, self._gzip, self._layout = self._inspect()
+
+    @classmethod
+    def for_job(cls, job: Any, kind: Literal["generate", "embed"]) -> RecordReader:
+        """The reader of a job config's job.input, with its field names and source options."""
+
+        def opt(key: str) -> Any:
+            return job.get(key) if hasattr(job, "get") else getattr(job, key, None)
+
+        return cls(
+            job.input,
+            kind,
+            id_field=opt("id_field") or "id",
+            text_field=opt("text_field"),
+            follow_symlinks=bool(opt("follow_symlinks")),
+            split=opt("split"),
+            subset=opt("subset"),
+        )
 
     # ------------------------------------------------------------------ public
     def __iter__(self) -> Iterator[Record | InvalidRecord]:
         """Every record of the input in order; sets ``sha256`` when the input is exhausted."""
         self.sha256 = None
         parser = RecordParser(self.kind, id_field=self.id_field, text_field=self.text_field)
-        if self._is_dir:
+        if self._format == "directory":
             yield from self._iter_directory(parser)
+            return
+        if self._format in ("parquet", "dataset", "hub"):
+            yield from tabular.table_records(self._batches(), parser)
+            self.sha256 = self.source_sha256()  # Parquet is read out of order (footer first): hashed as a whole
             return
         digest = hashlib.sha256()
         with self._open() as raw:
@@ -77,7 +128,14 @@ class RecordReader:
             if self._gzip:
                 stream = gzip.GzipFile(fileobj=stream, mode="rb")
             try:
-                yield from self._iter_lines(stream, parser)
+                lines = self._numbered_lines(stream)
+                if self._format == "lines":
+                    yield from self._iter_lines(lines, parser)
+                else:
+                    delimiter = "\t" if self._format == "tsv" else ","
+                    yield from tabular.delimited_records(
+                        lines, parser, delimiter=delimiter, name=self._name, max_bytes=MAX_LINE_BYTES
+                    )
                 hashing.drain()
             except _READ_ERRORS as err:
                 raise InputError(f"cannot read {self._name} after line {self._line}: {err}") from err
@@ -87,36 +145,45 @@ class RecordReader:
         """Roughly how many records there are, for a progress bar; None where that costs a full decode."""
         if self._count is not None:
             return self._count
-        if self._is_dir:
+        if self._format == "directory":
             self._count = len(self._directory_files())
+        elif self._format in ("dataset", "hub"):
+            self._count = int(self._load().num_rows)
         elif self._path is None or self._gzip or not self._path.is_file():
             return None
+        elif self._format == "parquet":
+            self._count = tabular.parquet_rows(self._path)
         else:
-            self._count = _count_lines(self._path)
+            header = 1 if self._format in ("csv", "tsv") else 0  # a quoted cell over many lines makes it rough
+            self._count = max(_count_lines(self._path) - header, 0)
         return self._count
 
     # ------------------------------------------------------------------ opening
     @property
     def _name(self) -> str:
-        return "standard input" if self._path is None else str(self._path)
+        if self._path is None:
+            return "standard input" if self.source == "-" else self.source
+        return str(self._path)
 
-    def _inspect(self) -> tuple[bool, bool, Layout]:
-        """(is a directory, is gzip, line layout), or an InputError saying what to fix."""
+    def _inspect(self) -> tuple[Format, bool, Layout]:
+        """(format, is gzip, line layout), or an InputError saying what to fix."""
         path = self._path
         if path is None:
-            return False, False, "sniff"
+            return ("lines" if self.source == "-" else "hub"), False, "sniff"
         if not path.exists():
             raise InputError(
                 f"input {path} does not exist: set job.input to a file (a directory for job=embed, - for stdin)"
             )
         if path.is_dir():
+            if hf_dataset.is_saved_dataset(path):
+                return "dataset", False, "sniff"
             if self.kind != "embed":
                 raise InputError(
                     f"input {path} is a directory, which only job=embed reads: give a .jsonl or .txt file instead"
                 )
             if not os.access(path, os.R_OK | os.X_OK):
                 raise InputError(f"cannot read the directory {path}: check its permissions")
-            return True, False, "sniff"
+            return "directory", False, "sniff"
         if not path.is_file():  # a device or a FIFO would be read forever (or block) instead of refused
             raise InputError(
                 f"input {path} is neither a regular file nor a directory: give a file, or pipe it in with job.input=-"
@@ -126,8 +193,45 @@ class RecordReader:
         suffixes = [s.lower() for s in path.suffixes]
         is_gzip = bool(suffixes) and suffixes[-1] == ".gz"
         inner = suffixes[-2] if is_gzip and len(suffixes) > 1 else (suffixes[-1] if suffixes and not is_gzip else "")
-        layout: Layout = "jsonl" if inner in _JSONL_SUFFIXES else "text" if inner in _TEXT_SUFFIXES else "sniff"
-        return False, is_gzip, layout
+        fmt, layout = _SUFFIXES.get(inner, ("lines", "sniff")) if inner else ("lines", "sniff")
+        if (inner and inner not in _SUFFIXES) or (is_gzip and fmt == "parquet"):
+            shown = f"{inner}.gz" if is_gzip else inner
+            raise InputError(f"adam does not read {shown} files ({path}): give {SUPPORTED}")
+        if fmt != "parquet" and not is_gzip:
+            self._check_head(path)
+        return fmt, is_gzip, layout
+
+    def _check_head(self, path: Path) -> None:
+        """The whole-input encoding refusals, from the file's first bytes: at once, not when reading begins."""
+        try:
+            with open(path, "rb") as fh:
+                head = fh.read(_HEAD_BYTES)
+        except OSError:
+            return  # reading reports it, in its own words
+        first, newline, _ = head.partition(b"\n")
+        if newline or len(head) < _HEAD_BYTES:  # the first line is all there; else reading checks it whole
+            self._check_encoding(first + newline)
+        elif head.startswith(_UTF16_BOMS):
+            self._check_encoding(head)
+
+    def _load(self) -> Any:
+        """The Hugging Face dataset of a dataset input, loaded (memory-mapped) once."""
+        if self._dataset is None:
+            if self._format == "hub":
+                self._dataset = hf_dataset.load_hub(self.source, self.split, self.subset)
+            else:
+                assert self._path is not None
+                if self.subset is not None:
+                    log.warning("job.subset=%s is for hf://datasets/ inputs; %s is read whole", self.subset, self._path)
+                self._dataset = hf_dataset.load_saved(self._path, self.split)
+        return self._dataset
+
+    def _batches(self) -> Iterator[Any]:
+        """Arrow batches of a Parquet file or dataset."""
+        if self._format == "parquet":
+            assert self._path is not None
+            return tabular.parquet_batches(self._path, batch_rows=tabular.BATCH_ROWS)
+        return iter(hf_dataset.arrow_batches(self._load(), batch_rows=tabular.BATCH_ROWS))
 
     def _open(self) -> contextlib.AbstractContextManager[BinaryIO]:
         if self._path is None:
@@ -138,8 +242,7 @@ class RecordReader:
             raise InputError(f"cannot open {self._path}: {err.strerror}; check the path and its permissions") from err
 
     # ------------------------------------------------------------------ line inputs
-    def _iter_lines(self, stream: Any, parser: RecordParser) -> Iterator[Record | InvalidRecord]:
-        lines = self._numbered_lines(stream)
+    def _iter_lines(self, lines: Iterator[_Line], parser: RecordParser) -> Iterator[Record | InvalidRecord]:
         layout = self._layout
         if layout == "sniff":
             head: list[_Line] = []
@@ -170,8 +273,9 @@ class RecordReader:
         self._line = 0
         while chunk := stream.readline(MAX_LINE_BYTES + 1):
             self._line += 1
-            if self._line == 1 and chunk.startswith(_BOM):
-                chunk = chunk[len(_BOM) :]
+            if self._line == 1:
+                self._check_encoding(chunk)
+                chunk = chunk.removeprefix(_BOM)
             if len(chunk) > MAX_LINE_BYTES and not chunk.endswith(b"\n"):
                 while (rest := stream.readline(_CHUNK)) and not rest.endswith(b"\n"):
                     pass
@@ -183,6 +287,18 @@ class RecordReader:
                 chunk = chunk[:-1]
             yield self._line, chunk, False
 
+    def _check_encoding(self, first: bytes) -> None:
+        """Refuse, as a whole, input that no line of could be read: UTF-16, or lines ended by CR alone."""
+        if first.startswith(_UTF16_BOMS):
+            raise InputError(
+                f"{self._name} is UTF-16 text (it starts with a UTF-16 byte order mark): save as UTF-8 "
+                "(iconv -f UTF-16 -t UTF-8, or your editor's Save as UTF-8)"
+            )
+        if not first.endswith(b"\n") and b"\r" in first.rstrip(b"\r"):  # no LF at all, yet CRs inside: one long line
+            raise InputError(
+                f"{self._name} ends its lines with CR alone (old Mac style): convert them to LF (tr '\\r' '\\n')"
+            )
+
     def _reject_pretty_json(self, first_line: bytes) -> None:
         """A JSON document spread over many lines would give one error per line; say so once instead."""
         if first_line.strip() in (b"[", b"{"):
@@ -193,9 +309,12 @@ class RecordReader:
 
     def source_sha256(self) -> str:
         """The ``sha256`` that iterating would set, computed without parsing (so it can be recorded up front)."""
-        if not self._is_dir:
+        if self._format == "hub":
+            return hf_dataset.hub_sha256(self.source, self.split, self.subset, self._load())
+        if self._format not in ("directory", "dataset"):
             assert self._path is not None, "standard input can only be hashed while it is read"
             return file_sha256(self._path)
+        assert self._path is not None
         digest = hashlib.sha256()
         for rel in self._directory_files():
             try:

@@ -72,12 +72,17 @@ class RecordParser:
         if not isinstance(obj, dict):
             kind = "null" if obj is None else _JSON_TYPES.get(type(obj), type(obj).__name__)
             return self._invalid(line, None, f"expected a JSON object, got {kind}", snippet=text)
-        problem = _structure_problem(obj, text)
-        if problem is not None:
-            return self._invalid(line, None, problem, snippet=text)
-        if is_openai_request(obj):
-            return self._openai(line, obj, text)
-        return self._native(line, obj, text)
+        return self._object(line, obj, text)
+
+    def from_row(self, line: int, row: dict[str, Any], *, number: int) -> Record | InvalidRecord:
+        """A row of a table: errors name ``line``; without an id column, its id is ``number``."""
+        try:
+            text = json.dumps(row, ensure_ascii=False, allow_nan=False)
+        except ValueError:  # NaN or infinity: JSON has neither, and results are written as JSON
+            column = next((k for k, v in row.items() if isinstance(v, float) and not math.isfinite(v)), None)
+            what = f"'{column}' is" if column is not None else "a value is"
+            return self._invalid(line, None, f"{what} NaN or infinity, which is not a JSON value: leave it empty")
+        return self._object(line, row, text, number=number)
 
     def from_text_line(self, line: int, raw: bytes) -> Record | InvalidRecord | None:
         """A line of a plain-text input: the whole line is the prompt (or text); its id is its line number."""
@@ -112,8 +117,24 @@ class RecordParser:
         snippet = None if id_ is not None else raw[: SNIPPET_CHARS * 4].decode("utf-8", "replace")
         return self._invalid(line, id_, msg, snippet=snippet)
 
+    def undecodable(self, line: int, raw: bytes, *, id_: str | None = None) -> InvalidRecord | None:
+        """The error for bytes that are not UTF-8 (None when they are), as a line of a text input gets it."""
+        text = self._decode(line, raw, id_=id_)
+        return text if isinstance(text, InvalidRecord) else None
+
+    def _object(
+        self, line: int, obj: dict[str, Any], text: str, *, number: int | None = None
+    ) -> Record | InvalidRecord:
+        """A decoded JSON object or table row, checked as one record; ``text`` is its JSON for snippets."""
+        problem = _structure_problem(obj, text)
+        if problem is not None:
+            return self._invalid(line, None, problem, snippet=text)
+        if is_openai_request(obj):
+            return self._openai(line, obj, text)
+        return self._native(line, obj, text, number=line if number is None else number)
+
     # ------------------------------------------------------------------ native records
-    def _native(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
+    def _native(self, line: int, obj: dict[str, Any], raw: str, *, number: int) -> Record | InvalidRecord:
         self._note_format("native")
         view: dict[str, Any] = {}
         extra: dict[str, Any] = {}
@@ -124,7 +145,7 @@ class RecordParser:
             else:
                 view[canon] = value
         own_id = "id" in view
-        id_ = view.get("id", line)
+        id_ = view.get("id", number)
         if not _is_id(id_):
             msg = f"'{self.id_field}' must be a non-empty string or an integer, got {json.dumps(id_)[:60]}"
             return self._invalid(line, None, msg, snippet=raw)

@@ -7,6 +7,7 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
+from adam.config import ModelKind
 from adam.engine import Outcome
 from adam.errors import ConfigError
 from adam.io.records import Record
@@ -21,6 +22,17 @@ def check_embed(cfg: DictConfig) -> None:
     """job.prune reads the input a second time, which standard input cannot give."""
     if cfg.job.get("store") and str(cfg.job.input) == "-" and cfg.job.get("prune"):
         raise ConfigError("job.prune=true needs job.input to be a file or directory: stdin cannot be read twice")
+    warn_generation_model(cfg)
+
+
+def warn_generation_model(cfg: DictConfig) -> None:
+    """A chat model embeds poorly (its neighbours are weak): say so, and name the embedders."""
+    if str(cfg.size.kind) == ModelKind.generate.value:
+        log.warning(
+            "size=%s is a generation model: its embeddings make poor neighbours; use an embedding size "
+            "(size=minilm, bundled, or a qwen3_embedding_* size), or set size.kind=embed if it is one",
+            cfg.size.name,
+        )
 
 
 def run_embed(ctx: JobContext) -> JobStats:

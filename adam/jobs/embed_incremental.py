@@ -39,7 +39,8 @@ def run_embed_store(ctx: JobContext) -> JobStats:
         model = probe.store_key(ctx.info)
         store = EmbeddingStore(ctx.job.store, model)
         engine = ctx.make_engine(store.width())  # new vectors match the store's
-        stats = ctx.run_batches("embed", _processor(engine, store, model, counts))
+        keep_text = bool(ctx.job.get("store_text", True))
+        stats = ctx.run_batches("embed", _processor(engine, store, model, counts, keep_text=keep_text))
         if ctx.job.get("prune"):
             if not lock.try_exclusive():  # another run is filling the store: its records are not in our input
                 raise JobStopped(
@@ -66,9 +67,12 @@ def run_embed_store(ctx: JobContext) -> JobStats:
 
 
 def _processor(
-    engine: Engine, store: EmbeddingStore, model: str, counts: dict[str, int]
+    engine: Engine, store: EmbeddingStore, model: str, counts: dict[str, int], *, keep_text: bool = True
 ) -> Callable[[Sequence[Record]], Outcome]:
-    """The batch step: embed each text the store lacks once, commit the batch, say what happened to each record."""
+    """The batch step: embed each text the store lacks once, commit the batch, say what happened to each record.
+
+    With ``keep_text`` each record's own text (a chunk's, for chunked documents) is stored beside its hash.
+    """
 
     def process(batch: Sequence[Record]) -> Outcome:
         out = Outcome()
@@ -104,7 +108,7 @@ def _processor(
             else:
                 status = "reused"
             counts[status] += 1
-            rows.append((str(record.id), sha, meta))
+            rows.append((str(record.id), sha, meta, record.text if keep_text else None))
             line: dict[str, Any] = {"id": record.id, "status": status, "sha256": sha, "model": model}
             if record.metadata is not None:
                 line["metadata"] = record.metadata
@@ -117,13 +121,7 @@ def _processor(
 
 def _valid_ids(ctx: JobContext) -> set[str]:
     """Every valid record id of the whole input (a resumed run skips some, but they are still in it)."""
-    records: Iterable[Record | InvalidRecord] = RecordReader(
-        ctx.job.input,
-        "embed",
-        id_field=ctx.job.id_field,
-        text_field=ctx.job.text_field,
-        follow_symlinks=bool(ctx.job.get("follow_symlinks")),
-    )
+    records: Iterable[Record | InvalidRecord] = RecordReader.for_job(ctx.job, "embed")
     if ctx.job.get("chunk_tokens"):
         tokens, overlap = int(ctx.job.chunk_tokens), int(ctx.job.get("chunk_overlap") or 0)
         records = chunk_records(records, ctx.backend.count_tokens, tokens, overlap)

@@ -16,6 +16,7 @@ from adam.io.readers import RecordReader
 from adam.io.records import Record
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
+from adam.jobs.embed import warn_generation_model
 
 
 def _queries(job: Any) -> list[Record]:
@@ -33,6 +34,9 @@ def check_search(cfg: DictConfig) -> None:
         raise ConfigError(f"store {cfg.job.store} does not exist: fill it with job=embed job.store=...")
     if cfg.job.query is None and (cfg.job.queries is None or not Path(cfg.job.queries).is_file()):
         raise ConfigError('job=search needs job.query="..." or job.queries=<file of queries>')
+    if cfg.job.query is None:
+        RecordReader(cfg.job.queries, "embed")  # an unknown extension or a UTF-16 file is refused now
+    warn_generation_model(cfg)
 
 
 def run_search(ctx: JobContext) -> JobStats:
@@ -42,8 +46,10 @@ def run_search(ctx: JobContext) -> JobStats:
     out = Outcome()
     with EmbeddingStore(job.store, model) as store:
         if store.count() == 0:
+            held = ", ".join(store.models()) or "none"
             raise ConfigError(
-                f"{job.store} holds no vectors for model {model}: search with the size and backend that filled it"
+                f"{job.store} holds no vectors for model {model} (it holds: {held}): "
+                "search with the size and backend that filled it"
             )
         engine = ctx.make_engine(store.width())  # a store of mixed widths is refused here, in one line
         queries = _queries(job)
@@ -52,8 +58,13 @@ def run_search(ctx: JobContext) -> JobStats:
                 out.fail(query, vector)
                 continue
             hits = [
-                {"id": id_, "score": round(score, 6), "metadata": None if meta is None else json.loads(meta)}
-                for id_, score, meta in store.search(vector.vector, int(job.top_k))
+                {
+                    "id": hit.id,
+                    "score": round(hit.score, 6),
+                    "text": hit.text,  # a chunk's own text for chunked documents; null where the store kept none
+                    "metadata": None if hit.metadata is None else json.loads(hit.metadata),
+                }
+                for hit in store.search(vector.vector, int(job.top_k))
             ]
             out.results.append({"id": query.id, "query": query.text, "hits": hits})
     ctx.writer.write(out.results, out.errors)

@@ -100,7 +100,7 @@ def test_a_store_keeps_one_width_and_search_refuses_a_store_of_several(tmp_path:
             "check backend.dimensions and size.dimensions",
         )
     }
-    with EmbeddingStore(store, "echo/demo") as db:
+    with EmbeddingStore(store, "echo/minilm") as db:  # job=embed defaults to size=minilm
         assert db.width() == 32 and db.count() == 2
         db.commit_batch({"odd": np.ones(16, dtype=np.float32)}, [("d", "odd", None)])  # as an older adam could
     cfg = compose_cfg("backend=echo", "job=search", f"job.store={store}", "job.query=alpha", run_dir=tmp_path / "s")

@@ -377,13 +377,18 @@ def test_stdin_records_flow_as_lines_arrive() -> None:
     assert reader.sha256 == hashlib.sha256(b'{"prompt": "first"}\n{"prompt": "second"}\n').hexdigest()
 
 
-def test_unknown_suffix_is_sniffed(tmp_path: Path) -> None:
-    jsonl = tmp_path / "data.input"
+def test_no_extension_is_sniffed_and_an_unknown_one_refused(tmp_path: Path) -> None:
+    jsonl = tmp_path / "data"
     jsonl.write_text('{"id": 7, "text": "json it is"}\n')
     assert [(r.id, r.text) for r in RecordReader(jsonl, "embed")] == [(7, "json it is")]
-    text = tmp_path / "data"
+    text = tmp_path / "notes"
     text.write_text("plain text it is\n")
     assert [(r.id, r.text) for r in RecordReader(text, "embed")] == [(1, "plain text it is")]
+    unknown = tmp_path / "data.input"
+    unknown.write_text('{"id": 7, "text": "json it is"}\n')
+    with pytest.raises(InputError, match=r"^adam does not read \.input files .*: give \.jsonl, .*\.csv, \.tsv") as err:
+        RecordReader(unknown, "embed")
+    assert "\n" not in str(err.value)
 
 
 def test_id_and_text_fields_can_be_renamed(tmp_path: Path) -> None:
