@@ -1,0 +1,144 @@
+"""Safe by default: loopback unless a key is set, the key on every endpoint but /health, Host checked, bodies capped.
+
+A server bound to 127.0.0.1 is still reachable from a web page through DNS rebinding (a name the
+attacker controls resolves to 127.0.0.1), so the Host header must name the bound host. No CORS
+headers are sent at all: browsers keep other origins from reading the answers.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import os
+from collections.abc import Awaitable, Callable, Iterable, MutableMapping
+from typing import Any
+
+from adam.errors import ConfigError
+from adam.server.errors import error_body
+
+Scope = MutableMapping[str, Any]
+Message = MutableMapping[str, Any]
+Receive = Callable[[], Awaitable[Message]]
+Send = Callable[[Message], Awaitable[None]]
+ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
+
+LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
+OPEN_PATHS = frozenset({"/health"})  # answered without a key: liveness probes carry none
+
+
+def read_key(env: str) -> str | None:
+    """The API key from the environment variable ``env`` (None when unset or blank)."""
+    key = os.environ.get(env, "").strip() if env else ""
+    return key or None
+
+
+def is_loopback(host: str) -> bool:
+    """Whether ``host`` (a name or address to bind) is reachable from this machine only."""
+    if host.lower() in LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+def is_wildcard(host: str) -> bool:
+    """Whether binding ``host`` listens on every interface (0.0.0.0, ::)."""
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_unspecified
+    except ValueError:
+        return False
+
+
+def check_bind(host: str, *, key: str | None, insecure: bool, key_env: str) -> None:
+    """Refuse to listen beyond this machine without a key, unless told to (job.insecure=true)."""
+    if is_loopback(host) or key or insecure:
+        return
+    raise ConfigError(
+        f"job.host={host} would serve every machine that can reach this one, without a key: set ${key_env} to a "
+        "secret (clients send it as 'Authorization: Bearer <key>'), keep job.host=127.0.0.1, "
+        "or set job.insecure=true"
+    )
+
+
+def allowed_hosts(host: str, extra: Iterable[str] = ()) -> frozenset[str] | None:
+    """Host header names to accept (lower case, no port); None: any (a wildcard bind, guarded by its key)."""
+    if is_wildcard(host):
+        return None
+    names = {host.lower().strip("[]"), *(h.lower().strip("[]") for h in extra)}
+    if is_loopback(host):
+        names |= LOOPBACK_NAMES
+    return frozenset(names)
+
+
+def host_name(header: str) -> str:
+    """The name in a Host header, without its port ("[::1]:8000" -> "::1")."""
+    header = header.strip().lower()
+    if header.startswith("["):
+        return header[1 : header.find("]")] if "]" in header else header
+    return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
+
+
+class Guard:
+    """ASGI middleware in front of every route: Host check, bearer key, body size limit."""
+
+    def __init__(self, app: ASGIApp, *, key: str | None, hosts: frozenset[str] | None, max_body: int) -> None:
+        self.app = app
+        self.key = key.encode() if key else None
+        self.hosts = hosts
+        self.max_body = max_body
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        path = scope.get("path", "")
+        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers", [])}
+        if self.hosts is not None and host_name(headers.get("host", "")) not in self.hosts:
+            await _reject(send, path, 400, "invalid Host header: this server answers to its own host name only")
+            return
+        if self.key is not None and path not in OPEN_PATHS and not self._authorized(headers):
+            await _reject(
+                send, path, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "invalid_api_key"
+            )
+            return
+        length = headers.get("content-length", "")
+        if length.isdigit() and int(length) > self.max_body:
+            await _reject(send, path, 413, self._too_large())  # unread: uvicorn closes the connection after it
+            return
+        await self.app(scope, self._counting(receive), send)
+
+    def _authorized(self, headers: dict[str, str]) -> bool:
+        scheme, _, token = headers.get("authorization", "").partition(" ")
+        assert self.key is not None
+        return scheme.lower() == "bearer" and hmac.compare_digest(token.strip().encode(), self.key)
+
+    def _too_large(self) -> str:
+        return f"request body larger than {self.max_body / 2**20:g} MB (job.max_body_mb)"
+
+    def _counting(self, receive: Receive) -> Receive:
+        """``receive`` that fails with 413 once a body without Content-Length grows past the limit."""
+        seen = 0
+
+        async def counted() -> Message:
+            nonlocal seen
+            message = await receive()
+            if message.get("type") == "http.request":
+                seen += len(message.get("body", b""))
+                if seen > self.max_body:
+                    from starlette.exceptions import HTTPException
+
+                    raise HTTPException(413, self._too_large())  # FastAPI passes HTTPExceptions through
+            return message
+
+        return counted
+
+
+async def _reject(send: Send, path: str, status: int, message: str, code: str | None = None) -> None:
+    body = json.dumps(error_body(path, status, message, code)).encode()
+    headers = [(b"content-type", b"application/json"), (b"content-length", str(len(body)).encode())]
+    if status == 401:
+        headers.append((b"www-authenticate", b"Bearer"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})

@@ -1,0 +1,113 @@
+"""The models a server serves, by the names each protocol uses, and what routes reach through the request."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
+
+from adam.config import ModelKind
+from adam.engine import Engine
+from adam.server.batcher import Batcher
+from adam.server.errors import ApiError, model_not_found
+
+if TYPE_CHECKING:
+    from fastapi import Request
+
+    from adam.server.batch_store import BatchStore
+    from adam.server.batch_worker import BatchWorker
+    from adam.server.file_store import FileStore
+    from adam.server.metrics import Metrics
+
+
+@dataclass
+class ServeOptions:
+    """How the app guards and batches (job=serve's keys, with the key itself read from the environment)."""
+
+    host: str = "127.0.0.1"  # the bound host: Host headers must name it
+    api_key: str | None = None
+    allowed_hosts: Sequence[str] = ()
+    max_body_mb: float = 100
+    batch_wait_ms: float = 10
+    max_batch: int = 32
+    state_dir: str | None = None  # the Files and Batch APIs' store (job.state_dir); None: they answer 404
+    batch_window_s: float = 24 * 3600  # completion_window "24h"; shorter only in tests, to watch expiry
+
+
+@dataclass
+class Served:
+    """One model the server serves: its engine and batcher, and the names clients may call it by."""
+
+    engine: Engine
+    batcher: Batcher
+    openai_id: str  # /v1/models lists it: the hub id, else the size name
+    ollama_name: str  # /api/tags lists it: name:tag
+    aliases: frozenset[str]
+    created: int = field(default_factory=lambda: int(time.time()))
+
+    @property
+    def kind(self) -> ModelKind:
+        """What the model is for."""
+        return self.engine.backend.size.kind
+
+    @property
+    def can_embed(self) -> bool:
+        """Whether it answers embedding requests."""
+        return self.engine.backend.supports_embeddings
+
+    @property
+    def can_generate(self) -> bool:
+        """Whether it answers generation requests (an embedding model does not)."""
+        return self.kind is ModelKind.generate and self.engine.backend.supports_generation
+
+
+def names_of(engine: Engine) -> tuple[str, str, frozenset[str]]:
+    """(OpenAI id, Ollama name:tag, every name a request may use) for an engine's model."""
+    size = engine.backend.size
+    openai_id = size.hf_id or size.name
+    tag = size.ollama_tag or size.name
+    ollama = tag if ":" in tag.rsplit("/", 1)[-1] else f"{tag}:latest"
+    aliases = {openai_id, ollama, size.name, f"{size.name}:latest"}
+    if ollama.endswith(":latest"):
+        aliases.add(ollama.removesuffix(":latest"))
+    return openai_id, ollama, frozenset(aliases)
+
+
+class ServerState:
+    """What the routes reach through ``request.app.state.adam``."""
+
+    def __init__(self, models: list[Served], options: ServeOptions, metrics: Metrics) -> None:
+        self.models = models
+        self.options = options
+        self.metrics = metrics
+        self.started = time.time()
+        self.files: FileStore | None = None  # the Files API's store, when the server has a state dir
+        self.batches: BatchStore | None = None
+        self.batch_worker: BatchWorker | None = None
+
+    def find(self, name: str, *, ollama: bool = False) -> Served:
+        """The served model called ``name``; 404 model_not_found for any other."""
+        for served in self.models:
+            if name in served.aliases:
+                return served
+        raise model_not_found(name, [s.ollama_name if ollama else s.openai_id for s in self.models])
+
+    def for_generation(self, name: str, *, ollama: bool = False) -> Served:
+        """The model called ``name``, if it generates text."""
+        served = self.find(name, ollama=ollama)
+        if not served.can_generate:
+            raise ApiError(400, f"model '{name}' is an embedding model: it does not generate text", param="model")
+        return served
+
+    def for_embeddings(self, name: str, *, ollama: bool = False) -> Served:
+        """The model called ``name``, if it embeds."""
+        served = self.find(name, ollama=ollama)
+        if not served.can_embed:
+            raise ApiError(400, f"model '{name}' cannot embed text on the {served.engine.backend.name} backend")
+        return served
+
+
+def state_of(request: Request) -> ServerState:
+    """The server's state, from a route."""
+    return request.app.state.adam  # type: ignore[no-any-return]

@@ -1,0 +1,281 @@
+"""The Batch API with the official openai client (echo): create, poll, download, list, cancel, expiry, restart."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import httpx
+import openai
+import pytest
+from helpers import REPO, compose_cfg, read_jsonl
+from serving import CHAT_ID, engine_for, serving
+
+from adam.runner import run
+
+ENDED = ("completed", "failed", "cancelled", "expired")
+
+
+def batch_file(count: int, url: str = "/v1/chat/completions") -> bytes:
+    lines = []
+    for i in range(count):
+        if url == "/v1/embeddings":
+            body: dict[str, Any] = {"model": "minilm", "input": f"text {i}"}
+        else:
+            body = {"model": CHAT_ID, "messages": [{"role": "user", "content": f"question {i}"}], "max_tokens": 8}
+        lines.append(json.dumps({"custom_id": f"req-{i}", "method": "POST", "url": url, "body": body}))
+    return ("\n".join(lines) + "\n").encode()
+
+
+def client_for(url: str) -> openai.OpenAI:
+    return openai.OpenAI(base_url=f"{url}/v1", api_key="unused", max_retries=0)
+
+
+def wait_for(client: openai.OpenAI, batch_id: str, statuses: tuple[str, ...] = ENDED, timeout: float = 20) -> Any:
+    deadline = time.monotonic() + timeout
+    while True:
+        batch = client.batches.retrieve(batch_id)
+        if batch.status in statuses or time.monotonic() > deadline:
+            return batch
+        time.sleep(0.05)
+
+
+def lines_of(data: bytes) -> list[dict[str, Any]]:
+    return [json.loads(line) for line in data.decode().splitlines()]
+
+
+def answers(rows: list[dict[str, Any]]) -> dict[str, str]:
+    return {r["custom_id"]: r["response"]["body"]["choices"][0]["message"]["content"] for r in rows}
+
+
+def test_create_poll_download_matches_a_plain_run(tmp_path: Path) -> None:
+    data = batch_file(12)
+    with serving(engine_for(), state_dir=str(tmp_path / "state"), max_batch=4) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("requests.jsonl", data), purpose="batch")
+        batch = client.batches.create(
+            input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h", metadata={"k": "v"}
+        )
+        assert batch.status == "validating" and batch.metadata == {"k": "v"} and batch.completion_window == "24h"
+        done = wait_for(client, batch.id)
+        assert done.status == "completed", done
+        assert done.request_counts.total == 12 and done.request_counts.completed == 12
+        assert done.request_counts.failed == 0 and done.error_file_id is None
+        assert done.in_progress_at and done.finalizing_at and done.completed_at
+        served = lines_of(client.files.content(done.output_file_id).content)
+        assert [b.id for b in client.batches.list().data] == [batch.id]
+    (tmp_path / "requests.jsonl").write_bytes(data)
+    cfg = compose_cfg("backend=echo", "size=demo", f"job.input={tmp_path / 'requests.jsonl'}", run_dir=tmp_path / "run")
+    run(cfg)
+    plain = read_jsonl(tmp_path / "run" / "results.jsonl")
+    assert answers(served) == answers(plain) and len(served) == 12
+    assert all(r["response"]["status_code"] == 200 for r in served)
+
+
+def test_a_malformed_file_fails_with_its_errors(tmp_path: Path) -> None:
+    good = batch_file(2).decode().splitlines()
+    data = "\n".join([good[0], "{not json", good[0], json.dumps({"custom_id": "x", "url": "/v1/chat/completions"})])
+    with serving(engine_for(), state_dir=str(tmp_path)) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("bad.jsonl", data.encode()), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        failed = wait_for(client, batch.id)
+        assert failed.status == "failed" and failed.failed_at
+        assert failed.errors is not None
+        assert [e.line for e in failed.errors.data] == [2, 3, 4]
+        assert "duplicate id" in failed.errors.data[1].message
+        assert client.models.list().data  # the server is still up
+
+
+def test_create_refuses_other_windows_endpoints_and_unknown_files(tmp_path: Path) -> None:
+    with serving(engine_for(), state_dir=str(tmp_path)) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(1)), purpose="batch")
+        with pytest.raises(openai.BadRequestError):
+            client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="1h")  # type: ignore[arg-type]
+        with pytest.raises(openai.BadRequestError):
+            client.batches.create(input_file_id=upload.id, endpoint="/v1/responses", completion_window="24h")
+        with pytest.raises(openai.NotFoundError):
+            client.batches.create(input_file_id="file-nope", endpoint="/v1/chat/completions", completion_window="24h")
+        with pytest.raises(openai.NotFoundError):
+            client.batches.retrieve("batch_nope")
+
+
+def test_list_pages_with_after_and_limit(tmp_path: Path) -> None:
+    with serving(engine_for(), state_dir=str(tmp_path)) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(1)), purpose="batch")
+        ids = [
+            client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h").id
+            for _ in range(3)
+        ]
+        first = client.batches.list(limit=2)
+        assert [b.id for b in first.data] == ids[::-1][:2] and first.has_more
+        second = client.batches.list(limit=2, after=first.data[-1].id)
+        assert [b.id for b in second.data] == [ids[0]] and not second.has_more
+        assert [b.id for b in client.batches.list(limit=2)] == ids[::-1]  # the client follows the pages
+        for batch_id in ids:
+            assert wait_for(client, batch_id).status == "completed"
+
+
+def test_cancel_stops_after_the_chunk_in_flight(tmp_path: Path) -> None:
+    with serving(engine_for("backend.delay=0.05"), state_dir=str(tmp_path), max_batch=2) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        wait_for(client, batch.id, ("in_progress",))
+        time.sleep(0.2)
+        cancelling = client.batches.cancel(batch.id)
+        assert cancelling.status in ("cancelling", "cancelled")
+        cancelled = wait_for(client, batch.id)
+        assert cancelled.status == "cancelled" and cancelled.cancelled_at and cancelled.cancelling_at
+        done = cancelled.request_counts.completed
+        assert 0 < done < 200
+        assert len(lines_of(client.files.content(cancelled.output_file_id).content)) == done
+
+
+def test_a_batch_past_its_window_expires_with_what_it_finished(tmp_path: Path) -> None:
+    options = {"state_dir": str(tmp_path), "max_batch": 2, "batch_window_s": 0.5}
+    with serving(engine_for("backend.delay=0.05"), **options) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        expired = wait_for(client, batch.id)
+        assert expired.status == "expired" and expired.expired_at
+        done = expired.request_counts.completed
+        assert 0 < done < 200
+        rows = lines_of(client.files.content(expired.output_file_id).content)
+        assert [r["custom_id"] for r in rows] == [f"req-{i}" for i in range(done)]
+
+
+def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> None:
+    engine = engine_for("backend.delay=0.02")
+    with serving(engine, state_dir=str(tmp_path), max_batch=4) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(300)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 10
+        while client.batches.retrieve(batch.id).request_counts.completed < 40 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    stopped = json.loads((tmp_path / "batches" / batch.id / "batch.json").read_text())
+    assert stopped["status"] == "in_progress" and 0 < stopped["request_counts"]["completed"] < 300
+    with serving(engine_for(), state_dir=str(tmp_path), max_batch=32) as server:
+        client = client_for(server.url)
+        done = wait_for(client, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 300
+        rows = lines_of(client.files.content(done.output_file_id).content)
+    counts = Counter(r["custom_id"] for r in rows)
+    assert set(counts) == {f"req-{i}" for i in range(300)} and set(counts.values()) == {1}
+
+
+def start_serve(state_dir: Path, run_dir: Path, port: int, *overrides: str) -> subprocess.Popen[str]:
+    """python -m adam job=serve on ``port``, once it answers /health."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ADAM_API_KEY", None)
+    command = [sys.executable, "-m", "adam", "job=serve", "backend=echo", f"job.port={port}",
+               f"job.state_dir={state_dir}", f"hydra.run.dir={run_dir}", *overrides]  # fmt: skip
+    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 60
+    while True:
+        try:
+            httpx.get(f"http://127.0.0.1:{port}/health", timeout=1)
+            return proc
+        except httpx.TransportError:
+            if proc.poll() is not None or time.monotonic() > deadline:
+                proc.kill()
+                raise AssertionError(proc.communicate()[1][-3000:]) from None
+            time.sleep(0.1)
+
+
+def test_sigkill_mid_batch_then_restart_answers_every_line_once(tmp_path: Path) -> None:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = sock.getsockname()[1]
+    url, state = f"http://127.0.0.1:{port}", tmp_path / "state"
+    proc = start_serve(state, tmp_path / "run1", port, "backend.delay=0.05", "job.max_batch=2")
+    try:
+        client = client_for(url)
+        upload = client.files.create(file=("r.jsonl", batch_file(300)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 20
+        while client.batches.retrieve(batch.id).request_counts.completed < 20 and time.monotonic() < deadline:
+            time.sleep(0.02)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(10)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert json.loads((state / "batches" / batch.id / "batch.json").read_text())["status"] == "in_progress"
+    proc = start_serve(state, tmp_path / "run2", port)
+    try:
+        done = wait_for(client_for(url), batch.id)
+        rows = lines_of(client_for(url).files.content(done.output_file_id).content) if done.output_file_id else []
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    assert done.status == "completed" and done.request_counts.completed == 300
+    counts = Counter(r["custom_id"] for r in rows)
+    assert set(counts) == {f"req-{i}" for i in range(300)} and set(counts.values()) == {1}
+
+
+def test_an_embeddings_batch(tmp_path: Path) -> None:
+    with serving(engine_for("size=minilm"), state_dir=str(tmp_path)) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("e.jsonl", batch_file(5, "/v1/embeddings")), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h")
+        done = wait_for(client, batch.id)
+        assert done.status == "completed" and done.request_counts.completed == 5
+        rows = lines_of(client.files.content(done.output_file_id).content)
+        assert all(len(r["response"]["body"]["data"][0]["embedding"]) > 0 for r in rows)
+
+
+def test_a_chat_batch_on_an_embedding_only_server_fails_cleanly(tmp_path: Path) -> None:
+    with serving(engine_for("size=minilm"), state_dir=str(tmp_path)) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(2)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        failed = wait_for(client, batch.id)
+        assert failed.status == "failed" and failed.errors is not None
+        assert failed.errors.data[0].code == "unsupported"
+
+
+def test_interactive_requests_go_first_while_a_batch_runs(tmp_path: Path) -> None:
+    with serving(engine_for("backend.delay=0.05"), state_dir=str(tmp_path), max_batch=2) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        wait_for(client, batch.id, ("in_progress",))
+        reply = client.chat.completions.create(model=CHAT_ID, messages=[{"role": "user", "content": "me first"}])
+        assert reply.choices[0].message.content == "me first"
+        assert client.batches.retrieve(batch.id).status == "in_progress"  # answered in a gap, not after the batch
+        client.batches.cancel(batch.id)
+        assert wait_for(client, batch.id).status == "cancelled"
+
+
+def test_a_batch_on_the_tiny_model_matches_a_plain_run(tmp_path: Path, tiny_qwen3_dir: Path) -> None:
+    model = ("backend=huggingface", "size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu")
+    rows = [
+        {"custom_id": f"t{i}", "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": "local", "messages": [{"role": "user", "content": f"Count to {i}"}], "max_tokens": 6,
+                  "temperature": 0}}
+        for i in range(3)
+    ]  # fmt: skip
+    data = ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
+    with serving(engine_for(*model), state_dir=str(tmp_path / "state")) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("t.jsonl", data), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        done = wait_for(client, batch.id, timeout=120)
+        assert done.status == "completed", done
+        served = lines_of(client.files.content(done.output_file_id).content)
+    (tmp_path / "t.jsonl").write_bytes(data)
+    run(compose_cfg(*model, f"job.input={tmp_path / 't.jsonl'}", run_dir=tmp_path / "run"))
+    assert answers(served) == answers(read_jsonl(tmp_path / "run" / "results.jsonl"))
