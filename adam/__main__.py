@@ -13,13 +13,16 @@ import adam.schemas  # noqa: F401  (registers the config schemas, backends inclu
 from adam.errors import AdamError, ExitCode, RunDirLocked
 
 log = logging.getLogger("adam")
-_worst = ExitCode.OK  # the worst status of the jobs this process ran (several in a multirun)
+_run_status = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (adam/sweep.py)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")
 def _task(cfg: DictConfig) -> int:
-    """Run one job; in a multirun, record its status and return so the sweep goes on."""
-    global _worst
+    """Run one job; in a multirun, record its status in its manifest and return so the sweep goes on."""
+    global _run_status
+    from hydra.core.hydra_config import HydraConfig
+    from hydra.types import RunMode
+
     from adam.runner import run
 
     try:
@@ -32,7 +35,8 @@ def _task(cfg: DictConfig) -> int:
         _record_failure(cfg, message, code)
     if message:
         log.error("%s", message)
-    _worst = max(_worst, code)
+    if HydraConfig.get().mode == RunMode.RUN:  # a multirun's jobs may run in other processes (joblib, SLURM, Ray)
+        _run_status = max(_run_status, code)
     return int(code)
 
 
@@ -53,10 +57,11 @@ def _record_failure(cfg: DictConfig, message: str, code: int) -> None:
 def main() -> None:
     """Entry point of `python -m adam` and the `adam` script."""
     from adam.config_errors import one_line_config_errors
+    from adam.sweep import ended_sweeps_status
 
     with one_line_config_errors():
         _task()
-    sys.exit(int(_worst))
+    sys.exit(int(max(_run_status, ended_sweeps_status())))
 
 
 if __name__ == "__main__":

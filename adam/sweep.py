@@ -3,7 +3,9 @@
 A Hydra callback (conf/hydra/callbacks/sweep_report.yaml) builds it from the jobs' manifest.json files,
 never from in-process state, so it also works for jobs that failed: ``python -m adam`` records every
 job's outcome in its manifest and returns normally (Hydra 1.3 skips ``on_multirun_end`` when a job
-raises), and exits with the worst job's status after the report is written.
+raises). A second callback, SweepStatus, reads the worst status those manifests record, and
+``python -m adam`` exits with it. Both hold under every launcher: joblib, submitit and Ray run the
+jobs in other processes, and ``on_multirun_end`` runs in the one that launched them.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
+from adam.errors import ExitCode
 from adam.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
@@ -89,9 +92,33 @@ def _job_dirs(sweep_dir: Path) -> list[Path]:
     return sorted(dirs, key=lambda p: (not p.name.isdigit(), int(p.name) if p.name.isdigit() else 0, p.name))
 
 
+def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
+    """One row per job dir of the sweep, from its manifest."""
+    return [job_row(d) for d in _job_dirs(sweep_dir)]
+
+
+def worst_exit_code(rows: list[dict[str, Any]]) -> int:
+    """The worst status the jobs' manifests record; a job without one failed, one still "running" was killed."""
+    return max((_exit_code(row) for row in rows), default=int(ExitCode.OK))
+
+
+def _exit_code(row: dict[str, Any]) -> int:
+    if isinstance(row.get("exit_code"), int):
+        return int(row["exit_code"])
+    return int(ExitCode.STOPPED if row.get("status") == "running" else ExitCode.CONFIG)
+
+
+_ended: list[int] = []  # the statuses of the multiruns that ended in this process, read from their manifests
+
+
+def ended_sweeps_status() -> int:
+    """The worst status of the multiruns this process launched (0 when it launched none)."""
+    return max(_ended, default=int(ExitCode.OK))
+
+
 def build_report(sweep_dir: Path) -> list[dict[str, Any]]:
     """Write report.csv, report.md and report.png in ``sweep_dir``; returns the rows."""
-    rows = [job_row(d) for d in _job_dirs(sweep_dir)]
+    rows = sweep_rows(sweep_dir)
     with (sweep_dir / "report.csv").open("w", newline="", encoding="utf-8") as fh:
         writer = csv.DictWriter(fh, fieldnames=COLUMNS, extrasaction="ignore")
         writer.writeheader()
@@ -203,3 +230,15 @@ class SweepReport(Callback):
         rows = build_report(sweep_dir)
         failed = sum(1 for r in rows if r["status"] not in ("completed",))
         log.info("sweep report: %d jobs (%d not completed) in %s", len(rows), failed, sweep_dir / "report.md")
+
+
+class SweepStatus(Callback):
+    """Hydra callback: keeps the worst status the sweep's manifests record, for ``python -m adam`` to exit with.
+
+    Apart from SweepReport, so a sweep run without the report (``~hydra.callbacks.sweep_report``) keeps it.
+    """
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        """Read the jobs' statuses from their manifests."""
+        sweep_dir = Path(config.hydra.sweep.dir)
+        _ended.append(worst_exit_code(sweep_rows(sweep_dir)) if sweep_dir.is_dir() else int(ExitCode.OK))
