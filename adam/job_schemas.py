@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from enum import StrEnum
-from typing import ClassVar
+from typing import Any, ClassVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
@@ -34,7 +34,9 @@ class JobSpec:
     needs_model: ClassVar[bool] = True  # False: describes the model without weights or a server (job=info)
 
     name: str = MISSING
-    input: str = MISSING  # a file, a directory (embed), or - for standard input
+    input: str = MISSING  # a file, a directory (embed), a saved dataset, hf://datasets/<name>, or - for standard input
+    split: str | None = None  # a Hugging Face dataset input: the split to read; null: its only one
+    subset: str | None = None  # an hf://datasets/ input: the subset (config name) to read
     id_field: str = "id"  # field holding the record id
     text_field: str | None = None  # field holding the prompt or text, when not the usual name
     batch_size: int = 8  # records per backend call
@@ -46,10 +48,17 @@ class JobSpec:
     dry_run: bool = False  # validate the config and the whole input, load no model, report what would run
     max_errors: float | None = None  # stop (exit 4) past this many failed records; below 1: a fraction of those seen
     max_consecutive_failures: int | None = 100  # stop (exit 4) after this many backend errors in a row; null: never
+    # Sharding (adam/sharding.py): this run takes the records whose id hashes to job.shard, modulo job.num_shards
+    shard: int = 0
+    num_shards: int = 1
 
     def __post_init__(self) -> None:  # value checks run in check_values, before any model loads
-        at_least("job", 1, batch_size=self.batch_size, window=self.window)
+        at_least("job", 1, batch_size=self.batch_size, window=self.window, num_shards=self.num_shards)
         at_least("job", 0, max_errors=self.max_errors)
+        if not 0 <= self.shard < self.num_shards:
+            raise ConfigError(f"'job.shard' must be at least 0 and below job.num_shards={self.num_shards}")
+        if self.num_shards > 1 and str(self.input) == "-":
+            raise ConfigError("standard input cannot be sharded: write it to a file and set job.input=<file>")
 
 
 @dataclass
@@ -83,6 +92,7 @@ class EmbedJob(JobSpec):
     query_task: str | None = None  # every record is a query for this task (size.query_instruction); null: documents
     overflow: Overflow = Overflow.truncate  # texts over the model's max length
     store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
+    store_text: bool = True  # with store: keep each text beside its hash, so search hits carry it
     prune: bool = False  # with store: remove ids that are no longer in the input
     chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#<n>; null: whole
     chunk_overlap: int = 0  # tokens each chunk repeats from the end of the one before
@@ -141,6 +151,52 @@ class ShareJob:
     name: str = "share"
 
 
+@dataclass
+class ServeJob:
+    """The OpenAI- and Ollama-compatible HTTP server over the size's model (adam/server/)."""
+
+    reads_input: ClassVar[bool] = False
+    model_kind: ClassVar[ModelKind | None] = None  # a chat model or an embedder: the server offers what it can do
+    needs_embeddings: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = True
+
+    name: str = "serve"
+    host: str = "127.0.0.1"  # 0.0.0.0 needs a key in $api_key_env, or insecure=true
+    port: int = 8000
+    api_key_env: str = "ADAM_API_KEY"  # the variable holding the key; the key itself is never a config value
+    state_dir: str = "outputs/serve"  # state kept across restarts (the Batch API's files and batches)
+    embed_size: str | None = None  # a second size served for embeddings beside the chat model (minilm)
+    max_body_mb: float = 100  # larger request bodies get 413
+    insecure: bool = False  # allow a non-loopback host without a key
+    allowed_hosts: list[str] = field(default_factory=list)  # Host header names accepted besides the bound host
+    batch_wait_ms: float = 10  # how long a request waits for others to share its batch
+    max_batch: int = 32  # requests per batch at most
+    overflow: Overflow = Overflow.error  # prompts over the context window: a 400 error | truncate
+
+    def __post_init__(self) -> None:
+        at_least("job", 1, max_batch=self.max_batch, port=self.port)
+        at_least("job", 0, batch_wait_ms=self.batch_wait_ms)
+        if self.port > 65535:
+            raise ConfigError(f"'job.port' must be at most 65535, got {self.port}")
+        if not self.max_body_mb > 0:
+            raise ConfigError(f"'job.max_body_mb' must be above 0, got {self.max_body_mb}")
+
+
+@dataclass
+class MergeJob:
+    """Shard run dirs (a sweep over job.shard) combined into one run dir: results, errors, vectors, manifest."""
+
+    reads_input: ClassVar[bool] = False
+    model_kind: ClassVar[ModelKind | None] = None
+    needs_embeddings: ClassVar[bool] = False
+    needs_model: ClassVar[bool] = False  # reads run dirs; loads no model
+
+    name: str = "merge"
+    runs: Any = None  # required: a sweep dir, or a list of shard run dirs
+    store: str | None = None  # merge the shards' embedding stores (their job.store) into this one
+    parquet: bool = True  # merge the shards' embeddings.parquet files (job=embed) into one
+
+
 def check_values(cfg: DictConfig) -> None:
     """Build the domain and job nodes into their dataclasses, so the checks in ``__post_init__`` run now:
     composing checks types, not ranges, and a bad value would otherwise fail every record after the model loads."""
@@ -156,4 +212,6 @@ JOB_SCHEMAS: dict[str, type] = {
     "search": SearchJob,
     "info": InfoJob,
     "share": ShareJob,
+    "serve": ServeJob,
+    "merge": MergeJob,
 }

@@ -19,6 +19,7 @@ from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
 from adam.manifest import MANIFEST_NAME, Manifest
 from adam.resume import Done, load_done
+from adam.sharding import job_shard, shard_records
 from adam.signals import StopRequest
 from adam.summary import RunSummary
 
@@ -110,17 +111,12 @@ def totals(done: Done, stats: JobStats) -> dict[str, int]:
 def dry_run(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, resuming: bool) -> RunSummary:
     """Validate the whole input and say what would run; load no model and write no results."""
     kind = "embed" if getattr(OmegaConf.get_type(cfg.job), "model_kind", None) is ModelKind.embed else "generate"
-    reader = RecordReader(
-        cfg.job.input,
-        kind,
-        id_field=cfg.job.id_field,
-        text_field=cfg.job.text_field,
-        follow_symlinks=bool(cfg.job.get("follow_symlinks")),
-    )
+    reader = RecordReader.for_job(cfg.job, kind)
     done = load_done(run_dir, retry_errors=False) if resuming else None
     stats = JobStats()
     examples: list[str] = []
-    for record in done.filter(reader) if done is not None else reader:
+    records = shard_records(reader, *job_shard(cfg.job))
+    for record in done.filter(records) if done is not None else records:
         if isinstance(record, Record):
             stats.ok += 1
         else:

@@ -23,17 +23,19 @@ from omegaconf import DictConfig, OmegaConf
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
 from adam.errors import AdamError, ConfigError, ExitCode, RunStopped
+from adam.io.readers import RecordReader, input_exists
 from adam.io.writers import RunWriter
 from adam.job_schemas import check_values
 from adam.jobs.batching import JobStopped
 from adam.jobs.context import JobContext
 from adam.jobs.kinds import JOBS, JobKind
 from adam.jobs.share import share_model
+from adam.launchers import default_threads
 from adam.locks import RunDirLock
 from adam.manifest import Manifest
 from adam.resume import (
     choose_run_dir,
-    input_sha256,
+    job_input_sha256,
     load_done,
     remove_stale_temp_files,
     resume_command,
@@ -93,8 +95,9 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
         raise ConfigError(f"size={cfg.size.name} is an embedding model; use job=embed, or a generation size")
     if job.reads_input:
         source = str(cfg.job.input)
-        if source != "-" and not Path(source).exists():
+        if not input_exists(source):
             raise ConfigError(f"input {source} does not exist: set job.input=<file>, or job.input=- for standard input")
+        RecordReader.for_job(cfg.job, job.records)  # its format and encoding are refused here, before a model loads
     if job.preflight is not None:
         job.preflight(cfg)
     try:
@@ -140,6 +143,7 @@ def run(cfg: DictConfig) -> RunSummary:
     """Run the configured job and return its outcome; raises AdamError for config mistakes."""
     run_dir = run_dir_of(cfg)
     resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
+    default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
     batch = job_kind(cfg).reads_input
     resuming = batch and wants_resume(cfg.job)
     if resuming:
@@ -161,7 +165,7 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
     done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
     manifest = Manifest(run_dir, cfg)
     if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
-        sha = input_sha256(str(cfg.job.input), follow_symlinks=bool(cfg.job.get("follow_symlinks")))
+        sha = job_input_sha256(cfg.job)
         manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
     if previous is None:
         manifest.write()  # before results.jsonl exists: a run killed from here on can be resumed
@@ -170,9 +174,11 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
     touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
     writer = RunWriter(run_dir)
     ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
+    ctx.config = cfg
     ctx.done = done
     ctx.vector_width = (previous or {}).get("dimensions")  # a resumed run's vectors keep the recorded width
     ctx.on_vector_width = lambda width: manifest.update(dimensions=width)
+    ctx.update_manifest = manifest.update
 
     def stop(status: str, message: str) -> RunSummary:
         msg = f"{message}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}" if batch else message

@@ -21,7 +21,9 @@ def test_bench_help_lists_every_benchmark() -> None:
         assert name in out.stdout
 
 
-@pytest.mark.parametrize("name", ["common", "embed", "generate", "llamacpp", "runner", "ollama", "startup"])
+@pytest.mark.parametrize(
+    "name", ["common", "embed", "generate", "llamacpp", "runner", "ollama", "serve", "shard", "startup"]
+)
 def test_bench_module_imports(name: str) -> None:
     module = importlib.import_module(f"bench.{name}")
     assert module.__doc__

@@ -42,7 +42,7 @@ def test_help_and_cfg_do_not_import_torch() -> None:
         assert done.stderr.rsplit("HEAVY=", 1)[1] == "", done.stderr
     help_text = adam("--help").stdout
     assert "size: auto, demo, gemma2_2b, gemma2_9b, llama3_1_8b, llama3_70b, llama3_8b, local, minilm" in help_text
-    assert "job: embed, generate, info, search, share" in help_text
+    assert "job: embed, generate, info, merge, search, serve, share" in help_text
     assert "base_" not in help_text  # the schemas are not options
 
 

@@ -36,6 +36,9 @@ PLUGINS = {
     "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
     "ray": "hydra_plugins.hydra_ray_launcher",
     "ray_aws": "hydra_plugins.hydra_ray_launcher",
+    "adam_joblib": "hydra_plugins.hydra_joblib_launcher",  # adam's presets (conf/hydra/launcher/) extend them
+    "adam_slurm": "hydra_plugins.hydra_submitit_launcher",
+    "adam_ray": "hydra_plugins.hydra_ray_launcher",
     "rq": "hydra_plugins.hydra_rq_launcher",
     "optuna": "hydra_plugins.hydra_optuna_sweeper",
     "ax": "hydra_plugins.hydra_ax_sweeper",

@@ -107,3 +107,17 @@ def test_help_imports_neither_torch_nor_an_engine() -> None:
     )
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, cwd=REPO, timeout=120)
     assert "HEAVY []" in out.stdout, out.stdout[-500:] + out.stderr[-2000:]
+
+
+def test_the_documented_import_paths_still_work() -> None:
+    import importlib
+
+    for module, name in (
+        ("adam", "ModelManager"),
+        ("adam.embed_store", "EmbeddingStore"),
+        ("adam.sweep", "SweepReport"),  # named in conf/hydra/callbacks/sweep_report.yaml
+        ("adam.backends.ollama", "OllamaBackend"),  # named in share.ollama and in users' configs
+        ("adam.backends.openai", "OpenAIBackend"),
+        ("adam.engine", "Engine"),
+    ):
+        assert isinstance(getattr(importlib.import_module(module), name), type), f"{module}.{name}"

@@ -43,15 +43,14 @@ def test_the_composed_defaults_are_the_constructors(name: str) -> None:
         assert getattr(composed[key], "value", composed[key]) == default, f"backend.{key}"
 
 
-def test_share_ollama_writes_only_what_differs_from_the_constructor() -> None:
-    cfg = compose_cfg()
-    node = OmegaConf.to_container(cfg.share.ollama, resolve=False)
+def test_share_ollama_is_the_ollama_backend_plus_only_what_differs() -> None:
+    written = yaml.safe_load(resources.files(CONFIG_MODULE).joinpath("config.yaml").read_text())["share"]["ollama"]
     params = inspect.signature(BACKENDS["ollama"].__init__).parameters
-    for key, value in node.items():
-        if key == "_target_" or "${" in str(value):
-            continue
+    for key, value in written.items():
         default = getattr(params[key].default, "value", params[key].default)
         assert value != default, f"share.ollama.{key} repeats the constructor's default"
+    composed = compose_cfg("share.ollama.host=http://gpu-box:11434").share.ollama
+    assert composed.host == "http://gpu-box:11434" and composed.pull == "never" and composed.concurrency == 4
 
 
 def test_a_typo_in_a_backend_key_fails_at_compose() -> None:

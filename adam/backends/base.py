@@ -46,6 +46,7 @@ class ModelBackend(ABC):
     model_field: ClassVar[str] = "hf_id"  # the size field naming this backend's model (size=auto needs it set)
     memory_modes: ClassVar[tuple[str, ...]] = ()  # fixed ways the model sits in memory; (): from hardware settings
     reads_hf_cache: ClassVar[bool] = False  # weights come from the Hugging Face cache (size=auto checks it offline)
+    concurrent_calls: ClassVar[bool] = False  # safe to call from many threads at once (a server does the work)
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)

@@ -67,6 +67,7 @@ class GgufModel:
         )
         self.bos_text = self.token_text(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos_text = self.token_text(llama_cpp.llama_vocab_eos(self.vocab))
+        self._pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are generated
         self._free = llama_cpp.llama_model_free  # kept: module globals may be gone when __del__ runs at exit
 
     def __del__(self) -> None:
@@ -105,12 +106,15 @@ class GgufModel:
 
     def piece(self, token: int) -> bytes:
         """The bytes a generated token stands for; control tokens (EOS, <|im_end|>) give none."""
-        buf = ctypes.create_string_buffer(_PIECE_BYTES)
-        n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, _PIECE_BYTES, 0, False)
-        if n < 0:
-            buf = ctypes.create_string_buffer(-n)
-            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
-        return buf.raw[:n]
+        known = self._pieces.get(token)
+        if known is None:
+            buf = ctypes.create_string_buffer(_PIECE_BYTES)
+            n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, _PIECE_BYTES, 0, False)
+            if n < 0:
+                buf = ctypes.create_string_buffer(-n)
+                n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
+            known = self._pieces[token] = buf.raw[:n]
+        return known
 
     def is_end(self, token: int) -> bool:
         """Whether a token ends generation (EOS, EOT, <|im_end|>...)."""
@@ -261,6 +265,7 @@ class BatchDecoder:
         self.ctx = context
         self.model = context.model
         self.batch = Batch(context.n_batch)
+        self._prompt_turn = False  # whether the last batch was a prompt chunk
 
     def run(self, prompts: Sequence[Prompt]) -> Iterator[list[Progress]]:
         """Decode every prompt; after each llama_decode call yield what each running request produced.
@@ -301,22 +306,31 @@ class BatchDecoder:
             ctx.clear()
 
     def _fill(self, running: list[_Running]) -> None:
-        """The next batch: one token per generating sequence first, then prompt chunks in arrival order."""
+        """The next batch: one new token of every generating sequence, or the next chunk of one waiting prompt.
+
+        A prompt is never mixed with other sequences in a batch: llama.cpp splits a mixed batch into
+        micro-batches by sequence, which would cut the prompt where decoding it alone does not, and the
+        different kernel shapes change the last bits of its numbers (and so, now and then, a greedy token).
+        Decode steps and prompt chunks take turns, so neither waits for the other to finish.
+        """
         batch = self.batch
         batch.clear()
         for job in running:
             job.row = None
-            if job.next_token is not None:
-                pos = len(job.prompt.ids) + job.tokens - 1
-                job.row = batch.add(job.next_token, pos, job.seq, True)
-        for job in running:
-            ids = job.prompt.ids
-            take = min(batch.room, len(ids) - job.fed)
-            for pos in range(job.fed, job.fed + take):
-                row = batch.add(ids[pos], pos, job.seq, pos == len(ids) - 1)
-                if pos == len(ids) - 1:
-                    job.row = row
-            job.fed += take
+        generating = [job for job in running if job.next_token is not None]
+        reading = next((job for job in running if job.fed < len(job.prompt.ids)), None)
+        self._prompt_turn = reading is not None and (not generating or not self._prompt_turn)
+        if self._prompt_turn and reading is not None:
+            ids, start = reading.prompt.ids, reading.fed
+            reading.fed = min(len(ids), start + batch.capacity)
+            for pos in range(start, reading.fed):
+                row = batch.add(ids[pos], pos, reading.seq, pos == len(ids) - 1)
+            if reading.fed == len(ids):
+                reading.row = row
+            return
+        for job in generating:
+            pos = len(job.prompt.ids) + job.tokens - 1
+            job.row = batch.add(job.next_token, pos, job.seq, True)
 
     def _advance(self, job: _Running) -> Progress:
         """Sample the sequence's next token and turn it into text; says when the sequence is done."""

@@ -29,6 +29,7 @@ class ServerBackend(ModelBackend):
     """Bounded concurrency with ordered results, retries, error translation and streaming for HTTP backends."""
 
     label: ClassVar[str] = "server"  # how messages name the server ("Ollama", "OpenAI server")
+    concurrent_calls: ClassVar[bool] = True  # every call is its own HTTP request; the server batches
 
     def __init__(
         self,

@@ -13,6 +13,7 @@ from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
 from adam.jobs.batching import JobStats, Progress, run_batches
+from adam.sharding import job_shard, shard_records
 
 if TYPE_CHECKING:
     from adam.resume import Done
@@ -35,6 +36,8 @@ class JobContext:
     stats: JobStats = field(default_factory=JobStats)  # filled in as batches finish, kept if the job stops early
     vector_width: int | None = None  # embeddings: the width a resumed run's manifest recorded; new vectors match it
     on_vector_width: Callable[[int], None] | None = None  # embeddings: records the run's width (in the manifest)
+    config: Any = None  # the whole composed config, for a job that builds a second backend (job=serve's embed_size)
+    update_manifest: Callable[..., None] | None = None  # sets fields of the run's manifest.json (job=merge's shards)
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -44,14 +47,8 @@ class JobContext:
 
     def records(self, kind: Literal["generate", "embed"]) -> Iterable[Record | InvalidRecord]:
         """The records of job.input still to run (all of them unless resuming); the reader is kept for its hash."""
-        self.reader = RecordReader(
-            self.job.input,
-            kind,
-            id_field=self.job.id_field,
-            text_field=self.job.text_field,
-            follow_symlinks=bool(self.job.get("follow_symlinks")),
-        )
-        records: Iterable[Record | InvalidRecord] = self.reader
+        self.reader = RecordReader.for_job(self.job, kind)
+        records: Iterable[Record | InvalidRecord] = shard_records(self.reader, *job_shard(self.job))  # before chunking
         if kind == "embed" and self.job.get("chunk_tokens"):
             from adam.jobs.chunking import chunk_records
 
@@ -80,6 +77,9 @@ class JobContext:
     def progress(self, desc: str) -> Progress:
         """A progress bar sized to the input where that is cheap to know."""
         total = self.reader.count_hint() if self.reader is not None else None
+        shards = job_shard(self.job)[1]
+        if total is not None and shards > 1:
+            total = -(-total // shards)  # a shard gets about its share
         return Progress(total, enabled=bool(self.job.progress), desc=desc)
 
     def run_batches(

@@ -15,7 +15,9 @@ from adam.jobs.context import JobContext
 from adam.jobs.embed import check_embed, run_embed
 from adam.jobs.generate import run_generate
 from adam.jobs.info import run_info
+from adam.jobs.merge import check_merge, run_merge
 from adam.jobs.search import check_search, run_search
+from adam.jobs.serve import check_serve, run_serve
 from adam.jobs.share import run_share
 
 
@@ -71,5 +73,7 @@ JOBS: dict[str, JobKind] = {
         JobKind("search", run_search, check_search),
         JobKind("info", run_info),
         JobKind("share", run_share),
+        JobKind("serve", run_serve, check_serve),
+        JobKind("merge", run_merge, check_merge),
     )
 }

@@ -38,6 +38,7 @@ QUESTIONS = [
     "Name three colors.",
     "Who wrote Hamlet?",
     "Say hello in Spanish.",
+    "Summarise in one line: " + " ".join(f"Sentence {k} is about {w}." for k, w in enumerate(["maps", "bread"] * 8)),
 ]
 
 
@@ -77,7 +78,9 @@ def demo():
 
 
 def test_greedy_in_one_batch_equals_each_prompt_alone(demo) -> None:
-    requests = [_chat(q, max_tokens=12 + 2 * i) for i, q in enumerate(QUESTIONS)]
+    # prompts of different lengths, 3 at a time: sequences join as others finish, and long prompts are read
+    # while short ones decode
+    requests = [_chat(q, max_tokens=12 + 4 * i) for i, q in enumerate(QUESTIONS)]
     together = demo.generate(requests)
     alone = [demo.generate_one(r) for r in requests]
     assert together == alone  # text, token counts and finish reasons

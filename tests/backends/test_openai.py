@@ -190,14 +190,17 @@ def _demo_gguf() -> Path:
 
 
 @pytest.fixture(scope="module")
-def llama_server() -> Iterator[str]:
+def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (make test builds it)")
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     cmd = [sys.executable, "-m", "llama_cpp.server", "--model", str(_demo_gguf()), "--model_alias", "smollm2"]
-    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "2048", "--n_threads", "2", "--verbose", "false"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, env={**os.environ})
+    # one thread: llama.cpp's threads spin while they wait, and on a busy 2-core machine two of them crawl
+    cmd += ["--host", "127.0.0.1", "--port", str(port), "--n_ctx", "1024", "--n_threads", "1", "--n_threads_batch", "1"]
+    cmd += ["--verbose", "false"]
+    log = tmp_path_factory.mktemp("llama-server") / "stderr.log"  # a file, not a pipe: a full pipe would block it
+    proc = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=log.open("wb"), env={**os.environ})
     url = f"http://127.0.0.1:{port}/v1"
     deadline = time.monotonic() + 60
     try:
@@ -207,7 +210,7 @@ def llama_server() -> Iterator[str]:
                     break
             except OSError:
                 if proc.poll() is not None or time.monotonic() > deadline:
-                    pytest.fail(f"llama_cpp.server did not start: {proc.stderr.read().decode()[-2000:]}")
+                    pytest.fail(f"llama_cpp.server did not start: {log.read_text(errors='replace')[-2000:]}")
                 time.sleep(0.2)
         yield url
     finally:
