@@ -71,3 +71,32 @@ def test_concurrent_requests_share_forward_passes(served: Served) -> None:
     assert [r.status_code for r in replies] == [200] * 8
     calls = metric(server.url, "adam_batch_size_count", model=model, kind="generate") - before
     assert calls < 8
+
+
+@pytest.mark.slow
+def test_the_official_clients_with_the_demo_model() -> None:
+    """The bundled demo model (SmolLM2 as a GGUF): greedy chat, its stream, and Ollama's chat agree."""
+    from serving import CHAT_ID, OLLAMA_NAME
+
+    engine = engine_for("backend=huggingface", "size=demo", "hardware=cpu")
+    with serving(engine) as server:
+        client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
+        messages = [
+            {"role": "system", "content": "You are a helpful assistant. Answer clearly and concisely."},
+            {"role": "user", "content": "What is the capital of France?"},
+        ]
+        whole = client.chat.completions.create(model=CHAT_ID, messages=messages, temperature=0, max_tokens=12)  # type: ignore[arg-type]
+        answer = whole.choices[0].message.content or ""
+        assert "Paris" in answer
+        stream = client.chat.completions.create(
+            model=CHAT_ID,
+            messages=messages,  # type: ignore[arg-type]
+            temperature=0,
+            max_tokens=12,
+            stream=True,
+        )
+        assert "".join(c.choices[0].delta.content or "" for c in stream if c.choices) == answer
+        reply = ollama.Client(host=server.url).chat(
+            model=OLLAMA_NAME, messages=messages, options={"temperature": 0, "num_predict": 12}
+        )
+        assert reply.message.content == answer
