@@ -38,7 +38,6 @@ QUESTIONS = [
     "Name three colors.",
     "Who wrote Hamlet?",
     "Say hello in Spanish.",
-    "Summarise in one line: " + " ".join(f"Sentence {k} is about {w}." for k, w in enumerate(["maps", "bread"] * 8)),
 ]
 
 
@@ -69,18 +68,20 @@ def _chat(question: str, **kw) -> GenerationRequest:
 
 @pytest.fixture(scope="module")
 def demo():
-    """The demo model with 3 sequences at a time, so six prompts also exercise sequences joining midway."""
+    """The demo model with 6 sequences at a time, so eight prompts also exercise sequences joining midway."""
     _demo_path()
-    backend = _backend("size=demo", "backend.n_seq=3", "backend.n_ctx=512")
+    backend = _backend("size=demo", "backend.n_seq=6", "backend.n_ctx=512")
     backend.load()
     yield backend
     backend.close()
 
 
 def test_greedy_in_one_batch_equals_each_prompt_alone(demo) -> None:
-    # prompts of different lengths, 3 at a time: sequences join as others finish, and long prompts are read
-    # while short ones decode
-    requests = [_chat(q, max_tokens=12 + 4 * i) for i, q in enumerate(QUESTIONS)]
+    # the benchmark's prompts (a few words to a few paragraphs), 6 at a time: sequences join as others
+    # finish, and long prompts are read while short ones decode
+    from bench.generate import make_prompts
+
+    requests = [_chat(q, max_tokens=12 + 2 * i) for i, q in enumerate(make_prompts(8))]
     together = demo.generate(requests)
     alone = [demo.generate_one(r) for r in requests]
     assert together == alone  # text, token counts and finish reasons
@@ -165,7 +166,7 @@ def test_info_describes_the_file_and_the_batch_shape(demo) -> None:
     info = demo.info()
     path = _demo_path()
     assert (info["backend"], info["source"], info["path"]) == ("llamacpp", "gguf", str(path))
-    assert (info["n_seq"], info["n_ctx"], info["architecture"]) == (3, 512, "llama")
+    assert (info["n_seq"], info["n_ctx"], info["architecture"]) == (6, 512, "llama")
     assert info["parameters"] > 100_000_000 and len(info["sha256"]) == 64
     assert demo.export_weights() == WeightsLocation(
         str(path), "gguf", "HuggingFaceTB/SmolLM2-135M-Instruct", None, {"source": "gguf", "sha256": info["sha256"]}
