@@ -86,12 +86,7 @@ def test_ollama_creates_a_shared_model_instead_of_pulling_it(
     assert fake_ollama.calls("/api/pull") == []
     (create,) = fake_ollama.bodies("/api/create")
     assert create["model"] == TINY_TAG
-    assert (
-        backend.generate_one(
-            Settings(max_tokens=8).request(prompt="hello")
-        ).text
-        == "You said: hello"
-    )
+    assert backend.generate_one(Settings(max_tokens=8).request(prompt="hello")).text == "You said: hello"
 
 
 def test_share_with_ollama_after_a_run(tmp_path: Path, tiny_qwen3_dir: Path, fake_ollama: FakeOllama) -> None:
@@ -164,10 +159,7 @@ def test_huggingface_loads_the_gguf_ollama_already_pulled(
     original = instantiate(
         compose_cfg("size=local", f"size.path={tiny_qwen3_dir}", *common).backend, _convert_="object"
     )
-    requests = [
-        Settings(max_tokens=12).request(prompt=p)
-        for p in ("hello there", "the quick brown fox", "a")
-    ]
+    requests = [Settings(max_tokens=12).request(prompt=p) for p in ("hello there", "the quick brown fox", "a")]
     assert [g.text for g in from_ollama.generate(requests)] == [g.text for g in original.generate(requests)]
     info = from_ollama.info()
     blob = next((ollama_models_dir / "blobs").iterdir())
