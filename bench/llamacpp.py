@@ -123,6 +123,7 @@ def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, thread
     sec.ratio("llamacpp / llama-cpp-python loop (by rate)", names["llamacpp"], names["loop"], 3.0)
     sec.ratio("llamacpp / huggingface backend", names["llamacpp"], names["huggingface"], 1.5)
 
+    sec.lines.append(_phases(backends["llamacpp"], requests, threads))
     model = backends["llamacpp"]._gguf()
     params = int(llama_cpp.llama_model_n_params(model.ptr))
     weight_bytes = int(llama_cpp.llama_model_size(model.ptr))
@@ -168,6 +169,44 @@ def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, thread
         backend.close()
     llama.close()
     loaded_models.clear()
+
+
+def _phases(backend: Any, requests: list[Any], threads: int) -> str:
+    """Where backend=llamacpp's time goes (untimed runs): reading prompts, decoding many sequences, decoding one."""
+    import time
+
+    decoder = backend._batch_decoder()
+    calls: list[tuple[bool, int, float]] = []  # (a prompt chunk, tokens, seconds) per llama_decode call
+
+    def timed(batch: Any) -> None:
+        start = time.perf_counter()
+        type(decoder.ctx).decode(decoder.ctx, batch)
+        calls.append((decoder._prompt_turn, batch.n_tokens, time.perf_counter() - start))
+
+    decoder.ctx.decode = timed  # on this instance only
+    try:
+        backend.generate(requests)
+        together = list(calls)
+        calls.clear()
+        for request in requests[:4]:
+            backend.generate_one(request)
+        alone = [c for c in calls if not c[0]]
+    finally:
+        del decoder.ctx.decode
+
+    def rate(rows: list[tuple[bool, int, float]]) -> float:
+        return sum(n for _, n, _ in rows) / sum(t for _, _, t in rows)
+
+    prompts = [c for c in together if c[0]]
+    steps = [c for c in together if not c[0]]
+    seconds = sum(t for _, _, t in together)
+    return (
+        f"- Where backend=llamacpp's time goes ({threads} threads, one untimed run, each llama_decode call timed): "
+        f"reading prompts {rate(prompts):,.0f} tok/s ({sum(t for _, _, t in prompts) / seconds:.0%} of the time), "
+        f"decode steps {rate(steps):,.0f} tok/s with {sum(n for _, n, _ in steps) / len(steps):.1f} sequences a "
+        f"step on average, one sequence alone {rate(alone):,.0f} tok/s (first 4 prompts): batching multiplies "
+        f"decode by {rate(steps) / rate(alone):.2f}x."
+    )
 
 
 def _embeddings(sec: Section, work: Path, n: int, threads: int) -> None:

@@ -153,7 +153,7 @@ class LlamaCppBackend(ModelBackend):
             if self._model is None:
                 native, path = _native(), self.source().path
                 layers = 0 if self.hardware.device == Device.cpu else -1  # -1: all, where the build has a GPU
-                log.info("loading %s with llama.cpp (%d threads)", path, self.threads)
+                log.info("loading %s with llama.cpp, hardware.threads=%d", path, self.threads)
                 self._model = loaded_models.get_or_load(
                     ("llamacpp", str(path), layers), lambda: native.GgufModel(path, gpu_layers=layers)
                 )
