@@ -1,9 +1,10 @@
 """Runs the Batch API's batches: one at a time, oldest first, in the gaps between interactive requests.
 
-Each batch is a job over its input file: records in, the engine's result and error lines out, appended
-durably to the batch's run dir (``batches/<id>/run``) a chunk at a time. A server started again on the
-same state dir resumes a batch that was in progress: the run dir's Done skips every custom_id it holds,
-so each line is answered exactly once. Cancel and expiry are checked between chunks.
+Each batch is an adam run over its input file (adam/server/batch_run.py: the run-dir lock, manifest.json,
+resume): records in, the engine's result and error lines out, appended durably to the batch's run dir
+(``batches/<id>/run``) a chunk at a time. A server started again on the same state dir resumes a batch
+that was in progress: the run dir's Done skips every custom_id it holds, so each line is answered exactly
+once. Cancel and expiry are checked between chunks.
 """
 
 from __future__ import annotations
@@ -17,11 +18,10 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adam.engine import Engine
-from adam.errors import AdamError
+from adam.errors import AdamError, ConfigError, RunDirLocked
 from adam.io.record_parser import URLS, Kind, RecordParser
 from adam.io.records import Record
-from adam.io.writers import RunWriter
-from adam.resume import load_done
+from adam.server.batch_run import BatchRun
 from adam.server.batch_store import BatchStore
 from adam.server.batcher import Batcher
 from adam.server.file_store import FileStore, validate_batch
@@ -134,34 +134,57 @@ class BatchWorker:
         if served is None or path is None:
             self._fail(batch_id, "invalid_file", "the input file or the model for its endpoint is gone")
             return
-        run_dir = self.batches.run_dir(batch_id)
         kind = kind_of(batch["endpoint"])
-        done = load_done(run_dir, retry_errors=False) if run_dir.exists() else None  # a restart resumes here
-        writer = RunWriter(run_dir)
-        completed, failed = (done.results, done.errors) if done is not None else (0, 0)
         try:
-            todo = _records(path, kind)
-            for chunk in _chunks(done.filter(todo) if done is not None else todo, self.chunk):
+            with BatchRun(self.batches.run_dir(batch_id), batch, path, served.engine, kind) as run:
+                ending = self._answer(batch, run, served, path, kind)
+        except RunDirLocked as err:  # another server on this state dir runs it: look again later
+            log.warning("batch %s: %s", batch_id, err)
+            self._stopping.wait(IDLE_POLL_S * 4)
+            return
+        except ConfigError as err:  # the resume was refused (the model changed): fail it, mix nothing
+            self._fail(batch_id, "model_changed", str(err))
+            return
+        if ending is not None:
+            self._end(batch_id, ending)
+
+    def _answer(self, batch: dict[str, Any], run: BatchRun, served: Served, path: Path, kind: Kind) -> str | None:
+        """Answer the lines the run dir does not hold yet; how the batch must end, or None to resume later."""
+        batch_id = batch["id"]
+        assert run.writer is not None
+        completed, failed = run.before
+        todo = _records(path, kind)
+        ending: str | None = None
+        try:
+            for chunk in _chunks(run.done.filter(todo) if run.done is not None else todo, self.chunk):
                 ending = self._ending(batch_id)
                 if ending is not None or self._stopping.is_set():
                     break
                 self._yield_to_requests(served)
                 work = served.engine.generate if kind == "generate" else served.engine.embed
                 outcome = served.batcher.call_from_thread(lambda work=work, chunk=chunk: work(chunk))
-                writer.write(outcome.results, outcome.errors)
+                run.writer.write(outcome.results, outcome.errors)
                 completed, failed = completed + len(outcome.results), failed + len(outcome.errors)
                 counts = {**batch["request_counts"], "completed": completed, "failed": failed}
                 self.batches.update(batch_id, request_counts=counts)
+                run.progress(completed, failed)
             else:
                 ending = "finalizing"
         except AdamError as err:  # the model went away (shutting down, a server backend down): resume later
             log.warning("batch %s paused: %s", batch_id, err)
+            run.end("stopped", completed, failed, error=f"{err}; it resumes when the server can answer again")
             self._stopping.wait(1.0)
-            return
-        finally:
-            writer.close()
-        if ending is not None:
-            self._end(batch_id, ending)
+            return None
+        if ending is None:  # the server is stopping: the batch stays in progress, to resume on the next start
+            run.end(
+                "stopped",
+                completed,
+                failed,
+                error="the server stopped; a server started again on this state dir resumes it",
+            )
+        else:
+            run.end(ending, completed, failed)
+        return ending
 
     def _ending(self, batch_id: str) -> str | None:
         """How the batch must end now, if it must: cancelled (asked to) or expired (past its window)."""

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -19,6 +20,7 @@ import pytest
 from helpers import REPO, compose_cfg, read_jsonl
 from serving import CHAT_ID, engine_for, serving
 
+from adam.locks import RunDirLock
 from adam.runner import run
 
 ENDED = ("completed", "failed", "cancelled", "expired")
@@ -156,6 +158,31 @@ def test_a_batch_past_its_window_expires_with_what_it_finished(tmp_path: Path) -
         assert [r["custom_id"] for r in rows] == [f"req-{i}" for i in range(done)]
 
 
+def batch_run_dir(state_dir: Path, batch_id: str) -> Path:
+    return state_dir / "batches" / batch_id / "run"
+
+
+def manifest_of(state_dir: Path, batch_id: str) -> dict[str, Any]:
+    return json.loads((batch_run_dir(state_dir, batch_id) / "manifest.json").read_text())
+
+
+def test_each_batch_is_an_adam_run_with_its_manifest(tmp_path: Path) -> None:
+    data = batch_file(7)
+    with serving(engine_for(), state_dir=str(tmp_path), max_batch=3) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", data), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        assert wait_for(client, batch.id).status == "completed"
+    manifest = manifest_of(tmp_path, batch.id)
+    assert manifest["status"] == "completed" and manifest["exit_code"] == 0 and manifest["job"] == "generate"
+    assert manifest["input"]["sha256"] == hashlib.sha256(data).hexdigest()
+    assert manifest["counts"] == {"results": 7, "errors": 0}
+    assert manifest["backend"]["model"] == "echo/demo" and manifest["batch"]["id"] == batch.id
+    assert manifest["config"]["job"]["settings"]["max_tokens"] == engine_for().settings.max_tokens
+    with RunDirLock(batch_run_dir(tmp_path, batch.id)):  # the server let its run dir go
+        pass
+
+
 def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> None:
     engine = engine_for("backend.delay=0.02")
     with serving(engine, state_dir=str(tmp_path), max_batch=4) as server:
@@ -167,13 +194,44 @@ def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> No
             time.sleep(0.02)
     stopped = json.loads((tmp_path / "batches" / batch.id / "batch.json").read_text())
     assert stopped["status"] == "in_progress" and 0 < stopped["request_counts"]["completed"] < 300
-    with serving(engine_for(), state_dir=str(tmp_path), max_batch=32) as server:
-        client = client_for(server.url)
-        done = wait_for(client, batch.id)
-        assert done.status == "completed" and done.request_counts.completed == 300
-        rows = lines_of(client.files.content(done.output_file_id).content)
+    first = manifest_of(tmp_path, batch.id)
+    assert first["status"] == "stopped" and first["exit_code"] == 4
+    assert first["counts"]["results"] == stopped["request_counts"]["completed"]
+    lock = RunDirLock(batch_run_dir(tmp_path, batch.id)).acquire()  # another process owns the run dir
+    try:
+        with serving(engine_for(), state_dir=str(tmp_path), max_batch=32) as server:
+            client = client_for(server.url)
+            time.sleep(1.0)
+            held = client.batches.retrieve(batch.id)
+            assert held.status == "in_progress"
+            assert held.request_counts.completed == stopped["request_counts"]["completed"]  # nothing answered twice
+            lock.release()
+            done = wait_for(client, batch.id)
+            assert done.status == "completed" and done.request_counts.completed == 300
+            rows = lines_of(client.files.content(done.output_file_id).content)
+    finally:
+        lock.release()
     counts = Counter(r["custom_id"] for r in rows)
     assert set(counts) == {f"req-{i}" for i in range(300)} and set(counts.values()) == {1}
+    second = manifest_of(tmp_path, batch.id)
+    assert second["status"] == "completed" and second["resumes"] == 1 and second["resumed_from_status"] == "stopped"
+    assert second["resume"]["results_before"] == stopped["request_counts"]["completed"]
+    assert second["counts"] == {"results": 300, "errors": 0}
+
+
+def test_a_batch_is_not_resumed_on_another_model(tmp_path: Path) -> None:
+    with serving(engine_for("backend.delay=0.05"), state_dir=str(tmp_path), max_batch=2) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(100)), purpose="batch")
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        deadline = time.monotonic() + 10
+        while client.batches.retrieve(batch.id).request_counts.completed < 4 and time.monotonic() < deadline:
+            time.sleep(0.02)
+    with serving(engine_for("size=qwen3_small"), state_dir=str(tmp_path)) as server:
+        failed = wait_for(client_for(server.url), batch.id)
+    assert failed.status == "failed" and failed.errors is not None
+    assert failed.errors.data[0].code == "model_changed"
+    assert "echo/demo -> echo/qwen3_small" in failed.errors.data[0].message
 
 
 def start_serve(state_dir: Path, run_dir: Path, port: int, *overrides: str) -> subprocess.Popen[str]:
@@ -182,7 +240,9 @@ def start_serve(state_dir: Path, run_dir: Path, port: int, *overrides: str) -> s
     env.pop("ADAM_API_KEY", None)
     command = [sys.executable, "-m", "adam", "job=serve", "backend=echo", f"job.port={port}",
                f"job.state_dir={state_dir}", f"hydra.run.dir={run_dir}", *overrides]  # fmt: skip
-    proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    log = run_dir.parent / f"{run_dir.name}.stderr"  # a file, not a pipe: a pipe nobody reads fills and blocks
+    with open(log, "w") as stderr:
+        proc = subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.DEVNULL, stderr=stderr, text=True)
     deadline = time.monotonic() + 60
     while True:
         try:
@@ -191,7 +251,8 @@ def start_serve(state_dir: Path, run_dir: Path, port: int, *overrides: str) -> s
         except httpx.TransportError:
             if proc.poll() is not None or time.monotonic() > deadline:
                 proc.kill()
-                raise AssertionError(proc.communicate()[1][-3000:]) from None
+                proc.wait()
+                raise AssertionError(log.read_text()[-3000:]) from None
             time.sleep(0.1)
 
 
@@ -220,10 +281,13 @@ def test_sigkill_mid_batch_then_restart_answers_every_line_once(tmp_path: Path) 
         rows = lines_of(client_for(url).files.content(done.output_file_id).content) if done.output_file_id else []
     finally:
         proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
+        proc.wait(timeout=30)
     assert done.status == "completed" and done.request_counts.completed == 300
     counts = Counter(r["custom_id"] for r in rows)
     assert set(counts) == {f"req-{i}" for i in range(300)} and set(counts.values()) == {1}
+    manifest = manifest_of(state, batch.id)  # killed while "running": resumed as the runner resumes a run
+    assert manifest["status"] == "completed" and manifest["resumed_from_status"] == "running"
+    assert manifest["resume"]["results_before"] >= 20
 
 
 def test_an_embeddings_batch(tmp_path: Path) -> None:
