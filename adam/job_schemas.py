@@ -165,6 +165,7 @@ class ServeJob:
     port: int = 8000
     api_key_env: str = "ADAM_API_KEY"  # the variable holding the key; the key itself is never a config value
     state_dir: str = "outputs/serve"  # state kept across restarts (the Batch API's files and batches)
+    runs_dir: str = "outputs"  # the run dirs and sweeps the web page (/ui) browses
     embed_size: str | None = None  # a second size served for embeddings beside the chat model (minilm)
     max_body_mb: float = 100  # larger request bodies get 413
     insecure: bool = False  # allow a non-loopback host without a key

@@ -60,6 +60,7 @@ def run_serve(ctx: JobContext) -> JobStats:
             batch_wait_ms=float(job.batch_wait_ms),
             max_batch=int(job.max_batch),
             state_dir=str(job.state_dir),
+            runs_dir=str(job.runs_dir),
         )
         app = create_app(engines, options)
         names = ", ".join(m.openai_id for m in app.state.adam.models)

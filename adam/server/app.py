@@ -32,7 +32,8 @@ log = logging.getLogger(__name__)
 
 def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -> Any:
     """The ASGI app serving ``engines`` (a chat model, and an embedder beside it, say) over both protocols."""
-    from adam.server import batches, files, ollama_routes, openai_routes
+    from adam.server import batches, files, ollama_routes, openai_routes, ui
+    from adam.server.runs_browser import RunsBrowser
 
     options = options or ServeOptions()
     models: list[Served] = []
@@ -41,7 +42,8 @@ def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -
     app.include_router(ollama_routes.router)
     app.include_router(files.router)
     app.include_router(batches.router)
-    routers = (openai_routes.router, ollama_routes.router, files.router, batches.router)
+    app.include_router(ui.router)
+    routers = (openai_routes.router, ollama_routes.router, files.router, batches.router, ui.router)
     paths = {getattr(r, "path", "") for router in routers for r in router.routes}
     metrics = Metrics(paths | {"/health", "/metrics"})
     named = [(engine, *names_of(engine)) for engine in engines]
@@ -56,6 +58,8 @@ def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -
     app.state.adam = ServerState(models, options, metrics)
     if options.state_dir is not None:
         _add_batch_api(app.state.adam, Path(options.state_dir))
+    if options.runs_dir is not None:
+        app.state.adam.runs = RunsBrowser(options.runs_dir)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:

@@ -24,7 +24,8 @@ Send = Callable[[Message], Awaitable[None]]
 ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
-OPEN_PATHS = frozenset({"/health"})  # answered without a key: liveness probes carry none
+OPEN_PATHS = frozenset({"/health", "/ui", "/ui/"})  # without a key: probes carry none, nor does opening the page
+OPEN_PREFIXES = ("/ui/static/",)  # the page's script and styles: no data, and a browser sends no key for them
 
 
 def read_key(env: str) -> str | None:
@@ -80,6 +81,11 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def is_open(path: str) -> bool:
+    """Whether ``path`` is answered without the key."""
+    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+
+
 class Guard:
     """ASGI middleware in front of every route: Host check, bearer key, body size limit."""
 
@@ -98,7 +104,7 @@ class Guard:
         if self.hosts is not None and host_name(headers.get("host", "")) not in self.hosts:
             await _reject(send, path, 400, "invalid Host header: this server answers to its own host name only")
             return
-        if self.key is not None and path not in OPEN_PATHS and not self._authorized(headers):
+        if self.key is not None and not is_open(path) and not self._authorized(headers):
             await _reject(
                 send, path, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "invalid_api_key"
             )

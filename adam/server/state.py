@@ -19,6 +19,7 @@ if TYPE_CHECKING:
     from adam.server.batch_worker import BatchWorker
     from adam.server.file_store import FileStore
     from adam.server.metrics import Metrics
+    from adam.server.runs_browser import RunsBrowser
 
 
 @dataclass
@@ -32,6 +33,7 @@ class ServeOptions:
     batch_wait_ms: float = 10
     max_batch: int = 32
     state_dir: str | None = None  # the Files and Batch APIs' store (job.state_dir); None: they answer 404
+    runs_dir: str | None = None  # the runs the web page browses (job.runs_dir); None: its runs list answers 404
     batch_window_s: float = 24 * 3600  # completion_window "24h"; shorter only in tests, to watch expiry
 
 
@@ -85,6 +87,7 @@ class ServerState:
         self.files: FileStore | None = None  # the Files API's store, when the server has a state dir
         self.batches: BatchStore | None = None
         self.batch_worker: BatchWorker | None = None
+        self.runs: RunsBrowser | None = None  # the web page's runs browser, when the server has a runs dir
 
     def find(self, name: str, *, ollama: bool = False) -> Served:
         """The served model called ``name``; 404 model_not_found for any other."""

@@ -1,0 +1,160 @@
+"""The web page at /ui: static files shipped with the package, and the JSON endpoints under /ui/api it reads.
+
+The page itself (/ui and /ui/static/*) holds no data, so it loads without the key: a browser cannot
+send one with a navigation. Everything under /ui/api is behind the Guard like the rest of the server.
+The routes are thin: runs_browser finds runs and checks names, jsonl_pages reads pages of results.
+"""
+
+from __future__ import annotations
+
+from importlib import resources
+from typing import Any
+
+from fastapi import APIRouter, Query, Request
+from fastapi.responses import Response
+
+from adam.server.batch_store import public
+from adam.server.errors import ApiError
+from adam.server.jsonl_pages import Page, decode
+from adam.server.runs_browser import RunsBrowser, is_run
+from adam.server.state import state_of
+
+router = APIRouter()
+
+PAGE_PATHS = ("/ui", "/ui/")  # the page, open without a key
+STATIC_PREFIX = "/ui/static/"
+STATIC = {  # the only files served from the package: a fixed table, no name from the request reaches the disk
+    "index.html": "text/html; charset=utf-8",
+    "app.js": "text/javascript; charset=utf-8",
+    "app.css": "text/css; charset=utf-8",
+}
+# Nothing but the page's own script, styles and requests; blob: for the report chart, fetched with the key.
+CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' blob:; connect-src 'self'; "
+    "base-uri 'none'; form-action 'none'; frame-ancestors 'none'"
+)
+HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
+MAX_LIMIT = 500
+
+
+def _static(name: str) -> Response:
+    if name not in STATIC:
+        raise ApiError(404, f"no file '{name}' in the page", code="not_found")
+    body = resources.files("adam.server").joinpath("static", name).read_bytes()
+    return Response(body, media_type=STATIC[name], headers={**HEADERS, "Cache-Control": "no-cache"})
+
+
+@router.get("/ui", include_in_schema=False)
+@router.get("/ui/", include_in_schema=False)
+def page() -> Response:
+    """The page."""
+    return _static("index.html")
+
+
+@router.get("/ui/static/{name}", include_in_schema=False)
+def static(name: str) -> Response:
+    """The page's script and styles."""
+    return _static(name)
+
+
+def browser_of(request: Request) -> RunsBrowser:
+    """The server's runs browser; 404 when it was started without a runs dir."""
+    browser = state_of(request).runs
+    if browser is None:
+        raise ApiError(404, "the runs browser needs a runs dir: start the server with job.runs_dir=<dir>")
+    return browser
+
+
+@router.get("/ui/api/info")
+def info(request: Request) -> dict[str, Any]:
+    """What the page needs to know of the server: its models, runs dir and whether the Batch API is on."""
+    state = state_of(request)
+    return {
+        "models": [{"id": m.openai_id, "chat": m.can_generate, "embed": m.can_embed} for m in state.models],
+        "runs_dir": str(state.runs.root) if state.runs is not None else None,
+        "batches": state.batches is not None,
+    }
+
+
+@router.get("/ui/api/runs")
+def runs(request: Request) -> dict[str, Any]:
+    """Every run and sweep under the runs dir, newest first."""
+    return browser_of(request).runs()
+
+
+@router.get("/ui/api/runs/{name:path}/summary")
+def summary(request: Request, name: str) -> dict[str, Any]:
+    """A run's manifest and files, or a sweep's."""
+    return browser_of(request).summary(name)
+
+
+@router.get("/ui/api/runs/{name:path}/results")
+def results(
+    request: Request,
+    name: str,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    q: str = Query("", max_length=500),
+) -> dict[str, Any]:
+    """A page of results.jsonl, or of the lines whose id or text contains ``q``."""
+    return _lines(request, name, "results", offset, limit, q)
+
+
+@router.get("/ui/api/runs/{name:path}/errors")
+def errors(
+    request: Request,
+    name: str,
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+    q: str = Query("", max_length=500),
+) -> dict[str, Any]:
+    """A page of errors.jsonl, searchable as results are."""
+    return _lines(request, name, "errors", offset, limit, q)
+
+
+@router.get("/ui/api/runs/{name:path}/report")
+def report(request: Request, name: str) -> dict[str, Any]:
+    """A sweep's report: its rows, its Markdown, whether it has a chart."""
+    return browser_of(request).report(name)
+
+
+@router.get("/ui/api/runs/{name:path}/report.png")
+def chart(request: Request, name: str) -> Response:
+    """A sweep's chart."""
+    path = browser_of(request).file(name, "png")
+    if path is None:
+        raise ApiError(404, f"'{name}' has no report.png", code="not_found")
+    return Response(path.read_bytes(), media_type="image/png", headers={"Cache-Control": "no-store"})
+
+
+@router.get("/ui/api/batches")
+def batches(request: Request) -> dict[str, Any]:
+    """The Batch API's batches, newest first, each with its run's name when its run dir is under the runs dir."""
+    state = state_of(request)
+    if state.batches is None:
+        return {"enabled": False, "data": []}
+    out = []
+    for doc in reversed(state.batches.in_order()):
+        run = None
+        if state.runs is not None:
+            run_dir = state.batches.run_dir(doc["id"]).resolve()
+            if run_dir.is_relative_to(state.runs.real_root) and is_run(run_dir):
+                run = state.runs.name_of(run_dir)
+        out.append({**public(doc), "run": run})
+    return {"enabled": True, "data": out}
+
+
+def _lines(request: Request, name: str, kind: str, offset: int, limit: int, q: str) -> dict[str, Any]:
+    browser = browser_of(request)
+    path = browser.file(name, kind)
+    if path is None:
+        return {"total": 0, "offset": offset, "next": None, "scanned_to": 0, "query": q, "lines": []}
+    page: Page = browser.pages.search(path, q, offset, limit) if q else browser.pages.page(path, offset, limit)
+    return {
+        "total": page.total,
+        "offset": offset,
+        "next": page.next,
+        "scanned_to": page.scanned_to,
+        "query": q,
+        "lines": [{"line": number, **decode(raw)} for number, raw in page.lines],
+    }
