@@ -10,6 +10,7 @@ from helpers import compose_cfg, read_jsonl, write_jsonl
 from omegaconf import OmegaConf
 
 from adam.errors import ConfigError
+from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.launchers import launcher_threads
 from adam.runner import run
@@ -36,6 +37,47 @@ def test_shards_partition_the_records() -> None:
     assert sorted(r.line for part in parts for r in part) == list(range(1, 402))  # each exactly once
     assert all(60 < len(part) < 200 for part in parts)  # a hash split, roughly even
     assert list(shard_records(records, 0, 1)) == records
+
+
+def _mixed_lines() -> bytes:
+    """Every kind of line a reader meets: good, invalid with an id, without one, nested too deep, OpenAI, dupes."""
+    deep = "[" * 120 + "]" * 120
+    lines = []
+    for i in range(60):
+        lines += [
+            json.dumps({"id": f"ok{i}", "prompt": f"p{i}"}),
+            json.dumps({"id": f"bad{i}", "prompt": f"p{i}", "max_tokens": -1}),  # invalid, names its id
+            json.dumps({"prompt": f"no id {i}"}),  # its id is its line number
+            '{"id": "deep' + str(i) + '", "prompt": "x", "metadata": ' + deep + "}",  # the error names no id
+            json.dumps({"id": [i], "prompt": "x"}),  # an id that is not one
+            "{not json",
+            json.dumps(
+                {
+                    "custom_id": f"c{i}",
+                    "method": "POST",
+                    "url": "/v1/chat/completions",
+                    "body": {"messages": [{"role": "user", "content": "hi"}]},
+                }
+            ),
+            json.dumps({"id": f"ok{i}", "prompt": "a duplicate"}),
+        ]
+    return ("\n".join(lines) + "\n").encode()
+
+
+@pytest.mark.parametrize("num_shards", [2, 3])
+def test_the_reader_skips_other_shards_lines_as_shard_records_would(tmp_path: Path, num_shards: int) -> None:
+    """The reader decides a JSON line's shard before validating it; the split must equal the one after."""
+    src = tmp_path / "mixed.jsonl"
+    src.write_bytes(_mixed_lines())
+
+    def seen(records):
+        return [(r.line, r.id, getattr(r, "message", None)) for r in records]
+
+    whole = list(RecordReader(src, "generate"))
+    for k in range(num_shards):
+        early = list(shard_records(RecordReader(src, "generate", shard=(k, num_shards)), k, num_shards))
+        assert seen(early) == seen(shard_records(whole, k, num_shards))
+        assert len(list(RecordReader(src, "generate", shard=(k, num_shards)))) < len(whole)  # it did skip
 
 
 def _shard_run(tmp_path: Path, name: str, *overrides: str):

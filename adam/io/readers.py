@@ -26,6 +26,7 @@ from adam.hashing import file_sha256
 from adam.io import hf_dataset, tabular
 from adam.io.record_parser import RecordParser
 from adam.io.records import InvalidRecord, Record
+from adam.sharding import job_shard
 
 log = logging.getLogger(__name__)
 
@@ -74,8 +75,10 @@ class RecordReader:
         follow_symlinks: bool = False,
         split: str | None = None,
         subset: str | None = None,
+        shard: tuple[int, int] = (0, 1),
     ) -> None:
         self.source = str(source)
+        self.shard = shard  # (job.shard, job.num_shards): JSON lines of other shards are not validated
         self.kind = kind
         self.id_field = id_field
         self.text_field = text_field
@@ -107,13 +110,14 @@ class RecordReader:
             follow_symlinks=bool(opt("follow_symlinks")),
             split=opt("split"),
             subset=opt("subset"),
+            shard=job_shard(job),
         )
 
     # ------------------------------------------------------------------ public
     def __iter__(self) -> Iterator[Record | InvalidRecord]:
         """Every record of the input in order; sets ``sha256`` when the input is exhausted."""
         self.sha256 = None
-        parser = RecordParser(self.kind, id_field=self.id_field, text_field=self.text_field)
+        parser = RecordParser(self.kind, id_field=self.id_field, text_field=self.text_field, shard=self.shard)
         if self._format == "directory":
             yield from self._iter_directory(parser)
             return

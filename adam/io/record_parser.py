@@ -17,6 +17,7 @@ from typing import Any, Literal
 
 from adam.io.records import InvalidRecord, Record, RecordFormat
 from adam.io.validation import check
+from adam.sharding import shard_of_id
 
 log = logging.getLogger(__name__)
 
@@ -39,8 +40,11 @@ _JSON_TYPES = {list: "an array", str: "a string", bool: "true or false", int: "a
 class RecordParser:
     """Turns decoded input into records for one reader: tracks ids for duplicates and warns once per field."""
 
-    def __init__(self, kind: Kind, *, id_field: str = "id", text_field: str | None = None) -> None:
+    def __init__(
+        self, kind: Kind, *, id_field: str = "id", text_field: str | None = None, shard: tuple[int, int] = (0, 1)
+    ) -> None:
         self.kind = kind
+        self.shard, self.num_shards = shard  # job.shard, job.num_shards: JSON lines of other shards are skipped
         self.id_field = id_field
         self._text_name = "prompt" if kind == "generate" else "text"  # the schema's name for the text
         self.text_field = text_field or self._text_name
@@ -72,6 +76,8 @@ class RecordParser:
         if not isinstance(obj, dict):
             kind = "null" if obj is None else _JSON_TYPES.get(type(obj), type(obj).__name__)
             return self._invalid(line, None, f"expected a JSON object, got {kind}", snippet=text)
+        if self.num_shards > 1 and not self._in_shard(obj, line, text):
+            return None  # another shard's record: not validated here (shard_records agrees, by the same id)
         return self._object(line, obj, text)
 
     def from_row(self, line: int, row: dict[str, Any], *, number: int) -> Record | InvalidRecord:
@@ -132,6 +138,25 @@ class RecordParser:
         if is_openai_request(obj):
             return self._openai(line, obj, text)
         return self._native(line, obj, text, number=line if number is None else number)
+
+    def _raw_id(self, obj: Mapping[str, Any], number: int) -> str | int | None:
+        """The id a record of ``obj`` has, valid or not (None where it has no usable one), before validation."""
+        if is_openai_request(obj):
+            cid = obj.get("custom_id")
+            return cid if isinstance(cid, str) and cid else None
+        value = obj.get(self.id_field, number)
+        return value if _is_id(value) else None
+
+    def _in_shard(self, obj: dict[str, Any], line: int, text: str) -> bool:
+        """Whether this parser's shard may take a JSON line's record, from its raw id, as sharding.shard_of will.
+
+        Only a record whose error (if any) will name that same id is decided here; one without a usable id,
+        or with a structure problem (its error names no id), is kept for shard_records to place by its line.
+        """
+        key = self._raw_id(obj, line)
+        if key is None or _structure_problem(obj, text) is not None:
+            return True
+        return shard_of_id(key, self.num_shards) == self.shard
 
     # ------------------------------------------------------------------ native records
     def _native(self, line: int, obj: dict[str, Any], raw: str, *, number: int) -> Record | InvalidRecord:
