@@ -15,6 +15,11 @@ TORCH_PROBE_S ?= 5
 LLAMA_VERSION := 0.3.36
 LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
 LLAMA_STAMP := $(VENV)/.llamacpp-tried
+# Hydra's Ray launcher pins cloudpickle below 3, which joblib 1.6 (the joblib launcher's) refuses, so Ray lives in
+# its own venv over .venv's packages (a .pth file adds them after its own): the Ray launcher test runs it.
+RAY_VENV := .venv-ray
+RAY_STAMP := $(RAY_VENV)/.tried
+RAY_SPEC := hydra-ray-launcher>=1.2,<1.3
 # The index torch comes from, printed (empty: the default index). TORCH_INDEX= (empty) or TORCH_INDEX=<url>
 # decides; else Linux without an NVIDIA driver takes the CPU index when it answers within TORCH_PROBE_S seconds
 # (one try: the thread is abandoned at the deadline, so make never stalls), and anything else the default index.
@@ -28,7 +33,7 @@ echo "$(TORCH_CPU_INDEX)"; \
 else echo "no NVIDIA driver, but $(TORCH_CPU_INDEX) did not answer: torch comes from the default index" >&2; echo; fi
 endef
 
-.PHONY: help run test lint bench clean torch-index llamacpp
+.PHONY: help run test lint bench clean torch-index llamacpp ray
 
 help:  ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-11s %s\n", $$1, $$2}'
@@ -54,7 +59,18 @@ $(LLAMA_STAMP): $(STAMP)
 
 llamacpp: $(LLAMA_STAMP)  ## build llama-cpp-python for backend=llamacpp (once; make test does it too)
 
-test: $(STAMP) $(LLAMA_STAMP)  ## run the test suite (offline)
+# Tried once, as llama.cpp is: if it fails, the Ray launcher test skips with the reason.
+$(RAY_STAMP): $(STAMP)
+	( test -x $(RAY_VENV)/bin/python || $(PYTHON) -m venv $(RAY_VENV) ) \
+	  && $(RAY_VENV)/bin/python -m pip install -q "$(RAY_SPEC)" \
+	  && echo "import site; site.addsitedir('$$($(PY) -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')')" \
+	     > "$$($(RAY_VENV)/bin/python -c 'import sysconfig; print(sysconfig.get_paths()["purelib"])')/adam_venv.pth" \
+	  || echo "the Ray launcher did not install: its test will skip (retry: rm $(RAY_STAMP))"
+	mkdir -p $(RAY_VENV) && touch $(RAY_STAMP)
+
+ray: $(RAY_STAMP)  ## .venv-ray: Hydra's Ray launcher over .venv (make test does it too)
+
+test: $(STAMP) $(LLAMA_STAMP) $(RAY_STAMP)  ## run the test suite (offline)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
 lint: $(STAMP)  ## ruff lint and format check
@@ -67,5 +83,5 @@ bench: $(STAMP) $(LLAMA_STAMP)  ## run the benchmarks in bench/
 torch-index:  ## print the index torch would be installed from (empty: the default; TORCH_INDEX= overrides)
 	@$(TORCH_INDEX_PROBE)
 
-clean:  ## remove the virtual environment
-	rm -rf $(VENV)
+clean:  ## remove the virtual environments
+	rm -rf $(VENV) $(RAY_VENV)
