@@ -142,7 +142,8 @@ class SharedStore:
         return hashlib.sha256("".join(lines).encode()).hexdigest()
 
     def _export_hf(self, weights: WeightsLocation, dtype: str, ollama_model: str | None) -> SharedModel:
-        from adam.sharing.gguf_export import DTYPES, export_gguf, read_chat_template
+        from adam.sharing.gguf_export import DTYPES, export_gguf
+        from adam.sharing.gguf_vocab import read_chat_template
 
         if dtype not in DTYPES:
             from adam.errors import UnsupportedError

@@ -11,7 +11,10 @@ import torch
 
 from adam.errors import UnsupportedError
 from adam.sharing import SharedStoreError
-from adam.sharing.gguf_export import _interleave_rotary_halves, _llama3_rope_factors, export_gguf, pre_tokenizer_name
+from adam.sharing.gguf_export import export_gguf
+from adam.sharing.gguf_hparams import llama3_rope_factors
+from adam.sharing.gguf_tensors import _interleave_rotary_halves
+from adam.sharing.gguf_vocab import pre_tokenizer_name
 
 from .conftest import TINY_MODELS
 
@@ -157,7 +160,7 @@ def test_llama3_rope_factors_match_transformers() -> None:
         "original_max_position_embeddings": 8192,
     }
     config = {"hidden_size": 256, "num_attention_heads": 4, "rope_theta": 500000.0, "rope_scaling": scaling}
-    factors = torch.tensor(_llama3_rope_factors(config), dtype=torch.float64)
+    factors = torch.tensor(llama3_rope_factors(config), dtype=torch.float64)
     hf = LlamaConfig(
         hidden_size=256,
         num_attention_heads=4,
