@@ -82,7 +82,7 @@ class SizeSpec:
     pooling: Pooling | None = None  # embedding pooling; null means the model's own default
     max_seq_length: int | None = None  # embedding truncation length; null means context_length
     description: str = ""
-    # Long context, embeddings and memory estimates (adam/sizing.py); null where a size does not have them.
+    # Long context, embeddings and memory estimates (adam/memory_estimates.py); null where a size does not have them.
     long_context: bool = False  # true: extend the context with YaRN rope scaling to long_context_length
     long_context_length: int | None = None  # context with YaRN; null: this size has no long-context mode
     query_instruction: str | None = None  # embedders: prefix for queries, with {task}; documents get none

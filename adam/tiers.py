@@ -18,7 +18,9 @@ from omegaconf import OmegaConf
 
 from adam.catalog import CONFIG_MODULE
 from adam.config import HardwareSpec, ModelKind, Quantization, SizeSpec, to_spec
-from adam.sizing import estimate, load_size, quantization_of
+from adam.memory_estimates import estimate
+from adam.memory_plan import quantization_of
+from adam.size_catalog import load_size
 
 TIER_PROFILES = ("cpu", "gpu_low", "gpu_mid", "gpu_high")
 CONTEXT = 2048  # tokens per sequence the table plans for (domain=general's context)

@@ -13,8 +13,11 @@ from adam import hardware
 from adam.config import HardwareSpec, ModelKind, SizeSpec, to_spec
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.hardware import Environment, GpuInfo, HardwareReport
+from adam.memory_estimates import GIB, estimate, memory_table
+from adam.memory_plan import make_plan
 from adam.runner import run
-from adam.sizing import GIB, catalog, estimate, load_size, make_plan, memory_table, recommendations, resolve_auto
+from adam.size_catalog import catalog, load_size
+from adam.sizing import recommendations, resolve_auto
 
 ENV = Environment(False, False, False, False, "/hf", False, "http://127.0.0.1:11434", "/adam")
 

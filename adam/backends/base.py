@@ -16,7 +16,7 @@ from adam.backends.text import StreamAssembler, finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest, StreamChunk, WeightsLocation
 from adam.config import HardwareSpec, SizeSpec, to_spec
 from adam.errors import BackendError, UnsupportedError
-from adam.sizing import effective_context
+from adam.memory_estimates import effective_context
 
 __all__ = [
     "Embedding",

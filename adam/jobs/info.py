@@ -10,7 +10,7 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from adam import catalog, hardware, sizing, tiers
+from adam import catalog, hardware, memory_estimates, size_catalog, sizing, tiers
 from adam.io.writers import write_json_atomic
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
@@ -23,7 +23,7 @@ def describe(ctx: JobContext) -> dict[str, Any]:
     size, hw = ctx.backend.size, ctx.backend.hardware
     detected = hardware.detect_current()
     context = int(ctx.domain.get("context", 2048) or 2048)
-    batch = sizing.default_batch(size.kind)
+    batch = size_catalog.default_batch(size.kind)
     return {
         "backend": ctx.backend.info(),
         "size": size.name,
@@ -33,7 +33,7 @@ def describe(ctx: JobContext) -> dict[str, Any]:
             "native": size.context_length,
             "long_context": size.long_context,
             "long_context_length": size.long_context_length,  # with YaRN; null: no long-context mode
-            "effective": sizing.effective_context(size),
+            "effective": memory_estimates.effective_context(size),
         },
         "weights": ctx.backend.weights(),
         "hardware": {
@@ -46,7 +46,7 @@ def describe(ctx: JobContext) -> dict[str, Any]:
         "memory_estimate_gb": {
             "context": context,
             "batch": batch,
-            "modes": sizing.memory_table(size, context=context, batch=batch),
+            "modes": memory_estimates.memory_table(size, context=context, batch=batch),
         },
         "detected": {k: v for k, v in detected.as_dict().items() if k != "environment"},
         "environment": detected.environment.__dict__,

@@ -31,7 +31,7 @@ def check_serve(cfg: DictConfig) -> None:
     if job.embed_size is not None:
         if job.embed_size not in catalog.sizes():
             raise ConfigError(f"job.embed_size={job.embed_size} is not a size; sizes: {', '.join(catalog.sizes())}")
-        from adam.sizing import load_size
+        from adam.size_catalog import load_size
 
         if load_size(str(job.embed_size)).kind is not ModelKind.embed:
             raise ConfigError(f"job.embed_size={job.embed_size} is not an embedding model (try job.embed_size=minilm)")
@@ -80,7 +80,7 @@ def _embed_backend(ctx: JobContext) -> ModelBackend:
     """The backend for job.embed_size: the same backend= choice, with the embedding size."""
     from hydra.utils import instantiate
 
-    from adam.sizing import load_size
+    from adam.size_catalog import load_size
 
     if ctx.config is None:
         raise ConfigError("job.embed_size needs the composed config (run through adam.runner.run)")
