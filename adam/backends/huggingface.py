@@ -1,23 +1,21 @@
 """transformers on this machine: generation, streaming and embeddings from hub ids, local dirs and GGUF files.
 
-Nothing heavy is imported until the model is first needed; where the weights come from and how they
-are loaded lives in hf_loading.py. Loaded models are shared through adam.registry.loaded_models, so
-two backends for the same weights, device and dtype hold one copy.
+Nothing heavy is imported until the model is first needed. Where the weights come from lives in
+hf_loading.py, loading them and guarding forward passes in hf_model.py, and the generate() calls and
+streaming in hf_generate.py; this class ties them to one size and hardware config, and owns the
+prompts, tokens and embeddings. Loaded models are shared through adam.registry.loaded_models, so two
+backends for the same weights, device and dtype hold one copy.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
-import queue
 import threading
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
-from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import gguf_import, hf_facts, hf_loading, hf_options, hf_tensors
+from adam.backends import gguf_import, hf_facts, hf_generate, hf_loading, hf_model, hf_options, hf_tensors
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -25,11 +23,11 @@ from adam.backends.base import (
     ModelBackend,
     StreamChunk,
     WeightsLocation,
-    finish_generation,
 )
+from adam.backends.hf_model import LoadedModel
 from adam.backends.text import THINK_OPEN
 from adam.config import ModelKind
-from adam.errors import BackendError, BackendUnavailable, ConfigError, ModelNotFoundError, first_line
+from adam.errors import BackendError, ConfigError, ModelNotFoundError, first_line
 from adam.paths import cache_root
 from adam.registry import loaded_models
 
@@ -38,36 +36,11 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-# What torch and transformers raise for a request they cannot run (bad sampling values, shapes, OOM).
-MODEL_FAILURES: tuple[type[Exception], ...] = (RuntimeError, ValueError, IndexError)
-_END = object()  # end of a streamed generation
 _MAX_REMEMBERED = 1 << 16  # encodings kept between sorting a window and embedding it
 # Padded tokens per forward pass when embedding on a CPU and backend.token_budget is unset: measured
 # on all-MiniLM-L6-v2 (bench/RESULTS.md), the cost per token is flat from 256 to 8192 tokens a pass,
 # so a budget only cuts padding (long texts go in small batches) and caps activation memory.
 CPU_EMBED_TOKEN_BUDGET = 2048
-
-
-@dataclass
-class LoadedModel:
-    """A model and its tokenizer as loaded for one device and dtype."""
-
-    model: Any
-    tokenizer: Any
-    folder: Path  # the HF directory it was loaded from
-    device: str
-    dtype: torch.dtype
-    decoder: bool  # a causal LM (pools its last token by default when embedding)
-
-    @property
-    def eos_ids(self) -> list[int]:
-        """Token ids that end a generation, the same ones generate() stops at."""
-        eos = getattr(self.model.generation_config, "eos_token_id", None)
-        if eos is None:
-            eos = self.tokenizer.eos_token_id
-        if eos is None:
-            return []
-        return [int(e) for e in eos] if isinstance(eos, (list, tuple)) else [int(eos)]
 
 
 class HuggingFaceBackend(ModelBackend):
@@ -156,16 +129,7 @@ class HuggingFaceBackend(ModelBackend):
         return self._tokenizer
 
     def _load_tokenizer(self) -> Any:
-        from transformers import AutoTokenizer
-
-        folder = self.model_dir()
-        try:
-            tok = AutoTokenizer.from_pretrained(str(folder), trust_remote_code=self.trust_remote_code)
-        except (OSError, ValueError, KeyError) as err:
-            raise ConfigError(f"cannot load the tokenizer of {self.source().model}: {first_line(err)}") from err
-        if tok.pad_token is None and tok.eos_token is not None:
-            tok.pad_token = tok.eos_token  # batches need a pad token; EOS is masked out anyway
-        return tok
+        return hf_model.load_tokenizer(self.model_dir(), self.source().model, self.trust_remote_code)
 
     def load(self) -> None:
         """Load the model now instead of on first use."""
@@ -183,40 +147,17 @@ class HuggingFaceBackend(ModelBackend):
         return self._loaded
 
     def _load_model(self, tokenizer: Any, device: str, dtype: torch.dtype) -> LoadedModel:
-        import torch
-        from transformers import AutoModel, AutoModelForCausalLM
-
-        if self.hardware.threads:
-            torch.set_num_threads(self.hardware.threads)
-        folder = self.model_dir()
-        auto = AutoModelForCausalLM if self.size.kind == ModelKind.generate else AutoModel
-        log.info("loading %s (%s) on %s as %s", self.source().model, folder, device, str(dtype).removeprefix("torch."))
-        try:
-            extra = hf_options.load_kwargs(folder, self.size, self.hardware, device, dtype, self.trust_remote_code)
-            with hf_loading.loading_bars(self.progress):
-                model = auto.from_pretrained(
-                    str(folder), dtype=dtype, device_map=device, trust_remote_code=self.trust_remote_code, **extra
-                )
-        except torch.OutOfMemoryError as err:
-            raise BackendUnavailable(f"out of memory loading {self.source().model} on {device}") from err
-        except (OSError, ValueError, KeyError) as err:
-            raise ConfigError(f"cannot load {self.source().model} from {folder}: {first_line(err)}") from err
-        model.eval()
-        decoder = self.size.kind == ModelKind.generate or hf_facts.is_decoder(model.config)
-        return LoadedModel(model, tokenizer, folder, device, dtype, decoder)
-
-    @contextmanager
-    def _running(self, lm: LoadedModel, what: str) -> Iterator[None]:
-        """Around every forward pass: inference mode, the CPU kernels below, and the one place
-        torch/transformers failures become BackendError (the base then retries per record)."""
-        import torch
-
-        plain_cpu = lm.device == "cpu" and lm.dtype == torch.float32
-        try:
-            with torch.inference_mode(), hf_tensors.without_onednn() if plain_cpu else contextlib.nullcontext():
-                yield
-        except MODEL_FAILURES as err:
-            raise BackendError(f"{what} failed: {first_line(err)}") from err
+        return hf_model.load_model(
+            self.model_dir(),
+            self.source().model,
+            self.size,
+            self.hardware,
+            tokenizer,
+            device,
+            dtype,
+            trust_remote_code=self.trust_remote_code,
+            progress=self.progress,
+        )
 
     # ----------------------------------------------------------------- prompts and tokens
     def count_tokens(self, text: str) -> int:
@@ -298,132 +239,15 @@ class HuggingFaceBackend(ModelBackend):
     # ----------------------------------------------------------------- generation
     def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
         for request in requests:
-            if request.max_tokens < 1:
-                raise BackendError(f"max_tokens must be at least 1, not {request.max_tokens}")
+            hf_generate.check_max_tokens(request)
         lm = self._model()
-        groups: dict[tuple[Any, ...], list[int]] = {}
-        for i, request in enumerate(requests):
-            groups.setdefault(_sampling_key(request), []).append(i)
-        results: list[Generation | None] = [None] * len(requests)
-        for indices in groups.values():
-            group = [requests[i] for i in indices]
-            for i, generation in zip(indices, self._generate_group(lm, group), strict=True):
-                results[i] = generation
-        return [r for r in results if r is not None]
+        return hf_generate.generate_batch(lm, requests, self._prompt_ids, self.opens_thinking)
 
-    def _generate_group(self, lm: LoadedModel, requests: list[GenerationRequest]) -> list[Generation]:
-        """One generate() call for requests that share sampling settings; each row is cut to its max_tokens."""
-        import torch
-
-        prompts = [self._prompt_ids(r) for r in requests]
-        input_ids, attention_mask = hf_tensors.pad_rows(
-            prompts, lm.tokenizer.pad_token_id, "left"
-        )  # decoders continue on the right
-        input_ids, attention_mask = input_ids.to(lm.device), attention_mask.to(lm.device)
-        kwargs = self._generate_kwargs(lm, requests[0], max(r.max_tokens for r in requests))
-        with self._running(lm, "generation"):
-            if requests[0].seed is not None:
-                torch.manual_seed(requests[0].seed)
-            output = lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
-        rows = output[:, input_ids.shape[1] :].tolist()
-        return [self._finish(lm, r, len(p), row) for r, p, row in zip(requests, prompts, rows, strict=True)]
-
-    def _generate_kwargs(self, lm: LoadedModel, request: GenerationRequest, max_new_tokens: int) -> dict[str, Any]:
-        kwargs: dict[str, Any] = {
-            "max_new_tokens": max_new_tokens,
-            "pad_token_id": lm.tokenizer.pad_token_id,
-            "eos_token_id": lm.eos_ids or None,
-        }
-        if request.temperature > 0:
-            kwargs.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
-        else:
-            kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-        if request.stop:
-            kwargs.update(stop_strings=list(request.stop), tokenizer=lm.tokenizer)
-        return kwargs
-
-    def _completion(self, lm: LoadedModel, request: GenerationRequest, row: list[int]) -> tuple[list[int], bool]:
-        """(the row's own tokens, up to and including EOS; whether EOS ended it)."""
-        row = row[: request.max_tokens]
-        eos = set(lm.eos_ids)
-        for n, token in enumerate(row):
-            if token in eos:
-                return row[: n + 1], True
-        pad = lm.tokenizer.pad_token_id
-        end = len(row)
-        while end and row[end - 1] == pad:  # a row stopped early (stop string) is padded to the longest
-            end -= 1
-        return row[:end], False
-
-    def _decode(self, lm: LoadedModel, tokens: list[int]) -> str:
-        return lm.tokenizer.decode(tokens, skip_special_tokens=True, clean_up_tokenization_spaces=False)
-
-    def _finish(self, lm: LoadedModel, request: GenerationRequest, prompt_tokens: int, row: list[int]) -> Generation:
-        tokens, hit_eos = self._completion(lm, request, row)
-        reason = "length" if len(tokens) >= request.max_tokens and not hit_eos else "stop"
-        raw = self._decode(lm, tokens)
-        return finish_generation(
-            raw,
-            request,
-            finish_reason=reason,
-            prompt_tokens=prompt_tokens,
-            completion_tokens=len(tokens),
-            thinking_open=self.opens_thinking(request),
-        )
-
-    # ----------------------------------------------------------------- streaming
     def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
         """Raw text deltas from a generation thread; every chunk carries the token counts so far."""
-        import torch
-        from transformers import StoppingCriteriaList
-
-        if request.max_tokens < 1:
-            raise BackendError(f"max_tokens must be at least 1, not {request.max_tokens}")
+        hf_generate.check_max_tokens(request)
         lm = self._model()
-        prompt = self._prompt_ids(request)
-        tokens: queue.Queue[Any] = queue.Queue()
-        cancelled = threading.Event()
-        streamer_cls, cancel_cls = hf_tensors.stream_classes()
-        kwargs = self._generate_kwargs(lm, request, request.max_tokens)
-        kwargs.update(streamer=streamer_cls(tokens), stopping_criteria=StoppingCriteriaList([cancel_cls(cancelled)]))
-
-        def work() -> None:
-            try:
-                with self._running(lm, "generation"):
-                    if request.seed is not None:
-                        torch.manual_seed(request.seed)
-                    ids = torch.tensor([prompt], device=lm.device)
-                    lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
-            except Exception as err:  # handed to the consumer, which raises it in its own thread
-                tokens.put(err)
-            finally:
-                tokens.put(_END)
-
-        thread = threading.Thread(target=work, name="adam-hf-stream", daemon=True)
-        thread.start()
-        try:
-            generated: list[int] = []
-            sent = ""
-            while (item := tokens.get()) is not _END:
-                if isinstance(item, BaseException):
-                    raise item
-                generated.extend(item)
-                own, _ = self._completion(lm, request, generated)
-                text = self._decode(lm, own)
-                if text.endswith("\ufffd") or not text.startswith(sent) or len(text) == len(sent):
-                    continue  # an incomplete UTF-8 sequence: wait for the bytes that finish it
-                yield StreamChunk(text[len(sent) :], prompt_tokens=len(prompt), completion_tokens=len(own))
-                sent = text
-            own, hit_eos = self._completion(lm, request, generated)
-            text = self._decode(lm, own)
-            if not text.startswith(sent):
-                log.warning("streamed text diverged from the final decode; the stream may differ from generate()")
-            reason = "length" if len(own) >= request.max_tokens and not hit_eos else "stop"
-            rest = text[len(sent) :] if text.startswith(sent) else ""
-            yield StreamChunk(rest, "", reason, len(prompt), len(own))
-        finally:
-            cancelled.set()
-            thread.join()
+        yield from hf_generate.stream(lm, request, self._prompt_ids(request))
 
     # ----------------------------------------------------------------- embeddings
     def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
@@ -438,7 +262,7 @@ class HuggingFaceBackend(ModelBackend):
             raise BackendError("an empty text has no tokens to embed")
         tok = lm.tokenizer
         input_ids, mask = hf_tensors.pad_rows([ids for ids, _ in encoded], tok.pad_token_id or 0, tok.padding_side)
-        with self._running(lm, "embedding"):
+        with hf_model.running(lm, "embedding"):
             hidden = lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device))
             vectors = hf_tensors.pool(hidden.last_hidden_state, mask.to(lm.device), pooling).float()
             vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).cpu().numpy()
@@ -501,10 +325,3 @@ class HuggingFaceBackend(ModelBackend):
         """Drop this backend's references; the shared model stays loaded for other backends."""
         self._loaded = None
         self._tokenizer = None
-
-
-def _sampling_key(request: GenerationRequest) -> tuple[Any, ...]:
-    """Requests with equal keys can share one generate() call."""
-    if request.temperature > 0:
-        return ("sample", request.temperature, request.top_p, request.seed, request.stop)
-    return ("greedy", request.stop)
