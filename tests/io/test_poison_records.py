@@ -162,7 +162,7 @@ def test_links_out_of_an_input_directory_are_skipped_unless_followed(
     (root / "out.txt").symlink_to(outside / "secret.txt")
     (root / "outdir").symlink_to(outside)
     (root / "sub" / "loop").symlink_to(root)  # followed, it must not walk forever
-    with caplog.at_level(logging.WARNING, logger="adam.io.readers"):
+    with caplog.at_level(logging.WARNING, logger="adam.io.directory_input"):
         reader = RecordReader(root, "embed")
         assert [r.id for r in reader] == ["a.txt", "to_a.txt"]
     warned = sorted(r.getMessage() for r in caplog.records)

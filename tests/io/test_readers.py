@@ -15,7 +15,7 @@ import pytest
 from jsonschema import Draft202012Validator
 
 from adam.errors import InputError
-from adam.io import readers
+from adam.io import line_input
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.io.validation import SCHEMA_NAMES, load_schema
@@ -293,7 +293,7 @@ def test_directory_gives_one_text_per_file(tmp_path: Path) -> None:
 
 
 def test_a_directory_file_over_the_size_limit_is_reported(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 100)
+    monkeypatch.setattr(line_input, "MAX_LINE_BYTES", 100)
     (tmp_path / "big.txt").write_text("z" * 101)
     (tmp_path / "small.txt").write_text("z" * 100)
     reader = RecordReader(tmp_path, "embed")
@@ -467,7 +467,7 @@ def test_bad_chat_messages(tmp_path: Path) -> None:
 
 
 def test_an_over_long_line_is_reported_and_skipped(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(readers, "MAX_LINE_BYTES", 1000)
+    monkeypatch.setattr(line_input, "MAX_LINE_BYTES", 1000)
     path = tmp_path / "in.jsonl"
     path.write_text(
         '{"id": "a", "prompt": "ok"}\n{"id": "b", "prompt": "' + "y" * 5000 + '"}\n{"id": "c", "prompt": "ok"}\n'
@@ -518,7 +518,7 @@ def test_count_hint_counts_records_not_blank_lines(tmp_path: Path, monkeypatch: 
     path = tmp_path / "in.jsonl"
     path.write_bytes(b'\n{"id": 1, "prompt": "a"}\n\n \t\r\n{"id": 2, "prompt": "b"}\r\n\n\n{"id": 3, "prompt": "c"}')
     assert RecordReader(path, "generate").count_hint() == len(list(RecordReader(path, "generate"))) == 3
-    monkeypatch.setattr(readers, "_CHUNK", 4)  # lines and blank runs split across read blocks
+    monkeypatch.setattr(line_input, "CHUNK", 4)  # lines and blank runs split across read blocks
     assert RecordReader(path, "generate").count_hint() == 3
     (tmp_path / "blank.jsonl").write_bytes(b"\n \n\n")
     assert RecordReader(tmp_path / "blank.jsonl", "generate").count_hint() == 0
