@@ -31,6 +31,8 @@ def test_wheel_ships_the_config_tree_and_schemas(tmp_path: Path) -> None:
     schemas = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "adam").rglob("*.json"))
     assert schemas and set(schemas) <= names
     assert "adam/py.typed" in names
+    page = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "adam" / "server" / "static").iterdir())
+    assert "adam/server/static/index.html" in page and set(page) <= names  # the web page (/ui)
 
 
 @pytest.fixture

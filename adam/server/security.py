@@ -11,6 +11,7 @@ import hmac
 import ipaddress
 import json
 import os
+import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
 
@@ -25,7 +26,8 @@ ASGIApp = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 OPEN_PATHS = frozenset({"/health", "/ui", "/ui/"})  # without a key: probes carry none, nor does opening the page
-OPEN_PREFIXES = ("/ui/static/",)  # the page's script and styles: no data, and a browser sends no key for them
+# the page's script and styles: no data, and a browser sends no key for them; one plain file name, no "/" or ".."
+OPEN_STATIC = re.compile(r"/ui/static/[A-Za-z0-9_-]+\.(?:js|css|html|svg)")
 
 
 def read_key(env: str) -> str | None:
@@ -83,7 +85,7 @@ def host_name(header: str) -> str:
 
 def is_open(path: str) -> bool:
     """Whether ``path`` is answered without the key."""
-    return path in OPEN_PATHS or path.startswith(OPEN_PREFIXES)
+    return path in OPEN_PATHS or OPEN_STATIC.fullmatch(path) is not None
 
 
 class Guard:

@@ -27,6 +27,7 @@ STATIC = {  # the only files served from the package: a fixed table, no name fro
     "index.html": "text/html; charset=utf-8",
     "app.js": "text/javascript; charset=utf-8",
     "app.css": "text/css; charset=utf-8",
+    "favicon.svg": "image/svg+xml",
 }
 # Nothing but the page's own script, styles and requests; blob: for the report chart, fetched with the key.
 CSP = (

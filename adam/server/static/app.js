@@ -26,7 +26,7 @@
   }
 
   function draw(gen, ...nodes) {
-    if (gen === generation) view.replaceChildren(...nodes);
+    if (gen === generation) view.replaceChildren(...nodes.flat(Infinity).filter((n) => n !== "" && n !== null && n !== undefined));
   }
 
   function failure(err) {
@@ -239,6 +239,19 @@
     return value;
   }
 
+  const body0 = (record) => (record.response && record.response.body) || {};
+
+  function outputOf(record) {
+    if (typeof record.text === "string") return record.text;
+    if (Array.isArray(record.embedding)) return "embedding, " + record.embedding.length + " dimensions";
+    if (Array.isArray(record.hits)) return record.hits.length + " hits";
+    const body = record.response && record.response.body; // a Batch API output line
+    const choice = body && Array.isArray(body.choices) && body.choices[0];
+    if (choice && choice.message && typeof choice.message.content === "string") return choice.message.content;
+    if (record.error) return "error: " + (record.error.message || JSON.stringify(record.error));
+    return JSON.stringify(shortened(record));
+  }
+
   function lineRows(kind, line) {
     const record = line.record;
     let cells;
@@ -248,12 +261,10 @@
       const error = record.error && typeof record.error === "object" ? record.error : { message: record.error };
       cells = [record.id ?? record.custom_id ?? "", record.line ?? "", error.code ?? "", error.message ?? ""];
     } else {
-      const output = typeof record.text === "string" ? record.text
-        : Array.isArray(record.embedding) ? "embedding, " + record.embedding.length + " dimensions"
-          : Array.isArray(record.hits) ? record.hits.length + " hits"
-            : JSON.stringify(shortened(record.response ?? record));
+      const output = outputOf(record);
       const usage = record.usage || {};
-      cells = [record.id ?? record.custom_id ?? "", h("div", { class: "text" }, output), record.finish_reason ?? "", number(usage.total_tokens)];
+      const finish = record.finish_reason ?? (body0(record).choices || [{}])[0].finish_reason ?? "";
+      cells = [record.id ?? record.custom_id ?? "", h("div", { class: "text" }, output), finish, number(usage.total_tokens ?? body0(record).usage?.total_tokens)];
     }
     const detail = h("tr", { class: "detail", hidden: true }, h("td", { colspan: "5" }, h("pre", {}, record ? JSON.stringify(shortened(record), null, 2) : line.raw)));
     const row = h("tr", { class: "line", "data-line": line.line, onclick: () => { detail.hidden = !detail.hidden; } },

@@ -1,0 +1,223 @@
+"""The web page in a real headless Chromium: the key, runs to a run, results paged and searched, a sweep report,
+batches, a streamed chat, record text that stays text, and a screenshot that is not blank.
+
+One browser and one server for the module; the tests run in order, as a user would click.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from browser import browser, chromium, not_blank  # noqa: F401  (fixtures)
+from run_dirs import HOSTILE, big_run, echo_run, sweep
+from serving import engine_for, serving
+
+from adam.server.listen import BackgroundServer
+
+KEY = "sesame"
+ECHO_RUN = "generate/2025-02-01_09-00-00.000000"
+SWEEP = "multirun/2025-02-02_09-00-00.000000"
+BIG = "generate/big"
+WAIT_S = 20
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
+    """The server with a key over a runs dir: an echo run with hostile prompts, a sweep, a large run, a batch."""
+    root = tmp_path_factory.mktemp("ui-browser") / "outputs"
+    prompts = [
+        {"id": "calm", "prompt": "a quiet answer"},
+        {"id": "hostile", "prompt": HOSTILE},
+        {"id": "<b>bad-id</b>", "prompt": ""},  # an error line whose id is markup
+    ]
+    echo_run(root / ECHO_RUN, prompts)
+    sweep(root / SWEEP, [["domain=general"], ["domain=code"]], prompts[:1])
+    big_run(root / BIG, 20_000)
+    engine = engine_for()
+    with serving(engine, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY) as running:
+        _batch(running.url)
+        yield running
+
+
+def _batch(url: str) -> None:
+    """A finished Batch API batch of three requests."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    body = {"model": "demo", "messages": [{"role": "user", "content": "batch question"}]}
+    data = "".join(
+        json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n"
+        for i in range(3)
+    )
+    upload = httpx.post(f"{url}/v1/files", headers=auth, files={"file": ("b.jsonl", data)}, data={"purpose": "batch"})
+    created = httpx.post(
+        f"{url}/v1/batches",
+        headers=auth,
+        json={"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"},
+    ).json()
+    deadline = time.monotonic() + WAIT_S
+    while httpx.get(f"{url}/v1/batches/{created['id']}", headers=auth).json()["status"] != "completed":
+        assert time.monotonic() < deadline, "the batch did not complete"
+        time.sleep(0.05)
+
+
+@pytest.fixture
+def page(browser: Any, server: BackgroundServer) -> Any:  # noqa: F811
+    """The browser, with helpers to wait for things on the page."""
+    return Page(browser, server.url)
+
+
+class Page:
+    """Thin waits over the Selenium driver."""
+
+    def __init__(self, driver: Any, url: str) -> None:
+        from selenium.common.exceptions import StaleElementReferenceException
+        from selenium.webdriver.common.by import By
+        from selenium.webdriver.support.ui import WebDriverWait
+
+        self.driver, self.url, self.by = driver, url, By
+        # a view redraws while it loads: an element found a moment ago may be gone, so look again
+        self.wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+
+    def open(self, fragment: str = "") -> None:
+        """Load the page afresh (the tab's session storage stays): no element of the last view is left to go stale."""
+        self.driver.get("about:blank")
+        self.driver.get(f"{self.url}/ui{fragment}")
+
+    def cells(self, row: Any) -> list[str]:
+        """The text of a table row's cells, as the DOM holds it."""
+        return self.js("return [...arguments[0].cells].map((c) => c.textContent)", row)  # type: ignore[no-any-return]
+
+    def go(self, fragment: str) -> None:
+        self.driver.execute_script("location.hash = arguments[0]", fragment)
+
+    def find(self, css: str) -> Any:
+        return self.wait.until(lambda d: _visible(d.find_elements(self.by.CSS_SELECTOR, css)))
+
+    def all(self, css: str) -> list[Any]:
+        return self.driver.find_elements(self.by.CSS_SELECTOR, css)
+
+    def until_text(self, css: str, text: str) -> Any:
+        """The first element matching ``css`` whose text holds ``text``, looked for in one step in the page."""
+        script = "return [...document.querySelectorAll(arguments[0])].find((e) => e.innerText.includes(arguments[1]))"
+        return self.wait.until(lambda _: self.js(script, css, text))
+
+    def js(self, script: str, *args: Any) -> Any:
+        return self.driver.execute_script(script, *args)
+
+
+def _visible(elements: list[Any]) -> Any:
+    return next((e for e in elements if e.is_displayed()), None)
+
+
+def test_the_key_is_asked_for_once_and_kept_for_the_tab(page: Page) -> None:
+    page.open("#/runs")
+    page.find("#key-dialog #key-input").send_keys("wrong")
+    page.find("#key-submit").click()
+    page.until_text("#key-message", "refused")  # asked again, saying why
+    field = page.find("#key-input")
+    field.clear()
+    field.send_keys(KEY)
+    page.find("#key-submit").click()
+    page.find("table#runs")
+    assert page.js("return sessionStorage.getItem('adam.apiKey')") == KEY
+    page.driver.refresh()  # a reload in the same tab: no question
+    page.find("table#runs")
+    assert not page.js("return document.getElementById('key-dialog').open")
+
+
+def test_from_the_runs_list_to_a_run_and_through_its_results(page: Page) -> None:
+    page.open("#/runs")
+    page.find("#runs-filter").send_keys("big")
+    assert [e.text for e in page.all("#runs a.run-link") if e.is_displayed()] == [BIG]
+    page.find(f'a.run-link[data-run="{BIG}"]').click()
+    page.until_text("h1", BIG)
+    page.until_text(".facts", "echo/demo")
+    page.until_text("#lines-status", "Lines 1–50 of 20,000")
+    assert page.cells(page.all("tr.line")[0]) == ["1", "rec-000000", "answer number 0", "stop", "3"]
+    page.find("#next").click()
+    page.until_text("#lines-status", "Lines 51–100 of 20,000")
+    page.find("#prev").click()
+    page.until_text("#lines-status", "Lines 1–50")
+    page.find("#jump").send_keys("19990")
+    page.js("document.querySelector('#jump').nextElementSibling.click()")
+    page.until_text("#lines-status", "Lines 19,990–20,000 of 20,000")
+    assert page.find("#next").get_attribute("disabled") is not None
+    search = page.find("#search")
+    search.send_keys("rec-012345")
+    page.find("#search-go").click()
+    page.until_text("#lines-status", "1 matching")
+    assert [e.get_attribute("data-line") for e in page.all("tr.line")] == ["12345"]
+    search.clear()
+    search.send_keys("NEEDLE")
+    page.find("#search-go").click()
+    page.until_text("#lines-status", "20 matching")
+    assert page.cells(page.all("tr.line")[1])[:3] == ["1008", "rec-001007", "answer number 1007 with a Needle in it"]
+    page.all("tr.line")[0].click()  # a row opens to the whole record
+    assert '"id": "rec-000007"' in page.find("tr.detail pre").text
+
+
+def test_record_text_is_shown_as_text_never_as_markup(page: Page) -> None:
+    page.open(f"#/run/{ECHO_RUN}")
+    row = page.until_text("table#results tr.line", "hostile")
+    assert page.cells(row)[1:3] == ["hostile", HOSTILE]
+    assert page.js("return document.querySelectorAll('#panel script, #panel img').length") == 0
+    page.find("#tab-errors").click()
+    row = page.until_text("table#errors tr.line", "bad-id")
+    assert page.cells(row)[1] == "<b>bad-id</b>" and page.js("return document.querySelectorAll('#panel b').length") == 0
+    page.find("#tab-manifest").click()
+    page.until_text("#manifest", '"status": "partial"')
+    assert page.js("return window.__pwned === undefined")
+    assert not [e for e in page.driver.get_log("browser") if "Content Security Policy" in e["message"]]
+
+
+def test_a_sweep_report_with_its_chart_and_jobs(page: Page) -> None:
+    page.open("#/runs")
+    page.find(f'a.sweep-link[data-sweep="{SWEEP}"]').click()
+    page.until_text("h1", SWEEP)
+    image = page.find("#chart-img")
+    page.wait.until(lambda _: page.js("return arguments[0].complete && arguments[0].naturalWidth", image) > 100)
+    assert len(page.all("table#report tbody tr")) == 2 and len(page.all("#bars .bar-row")) == 2
+    assert "domain=code" in page.find("table#report").text
+    page.find(f'table#report a.run-link[data-run="{SWEEP}/1"]').click()
+    page.until_text("h1", f"{SWEEP}/1")
+    page.find("a.parent-sweep")
+
+
+def test_batches_with_their_progress(page: Page) -> None:
+    page.open("#/runs")
+    page.find("#nav-batches").click()
+    row = page.until_text("table#batches tbody tr", "completed")
+    assert "3 / 0 / 3" in row.text
+    bar = row.find_element(page.by.TAG_NAME, "progress")
+    assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("3", "3")
+    row.find_element(page.by.CSS_SELECTOR, "a.run-link").click()
+    page.until_text("#lines-status", "Lines 1–3 of 3")
+
+
+def test_a_chat_streams_from_the_served_model(page: Page) -> None:
+    page.open("#/chat")
+    said = "stream <b>these</b> words back to me please"
+    page.find("#chat-input").send_keys(said)
+    page.find("#chat-send").click()
+    answer = page.find(".msg.assistant.done .content")
+    assert answer.text == said  # the echo backend answers with the prompt
+    pieces = page.js(
+        "return [...document.querySelector('.msg.assistant .content').childNodes].filter((n) => n.data).length"
+    )
+    assert pieces == len(said.split())  # one text node per streamed piece
+    assert page.js("return document.querySelectorAll('#chat-log b').length") == 0
+    page.until_text("#chat-status", f"Done: {len(said.split())} tokens")
+
+
+def test_a_screenshot_is_not_blank(page: Page, tmp_path: Path) -> None:
+    page.open("#/runs")
+    page.find("table#runs")
+    png = page.driver.get_screenshot_as_png()
+    (tmp_path / "runs.png").write_bytes(png)
+    colours, spread = not_blank(png)
+    assert colours > 20 and spread > 10, (colours, spread)
