@@ -9,7 +9,6 @@ A last line without its newline (a writer mid-line) counts as a line of its own.
 from __future__ import annotations
 
 import json
-import os
 import threading
 from collections import OrderedDict
 from collections.abc import Iterator
@@ -190,11 +189,3 @@ def decode(line: bytes) -> dict[str, Any]:
     except ValueError:
         return {"raw": text}
     return {"record": record} if isinstance(record, dict) else {"raw": text}
-
-
-def file_size(path: Path) -> int:
-    """The file's size in bytes (0 when it is gone)."""
-    try:
-        return os.stat(path).st_size
-    except OSError:
-        return 0
