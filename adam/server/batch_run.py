@@ -99,9 +99,12 @@ class BatchRun:
         return (self.done.results, self.done.errors) if self.done is not None else (0, 0)
 
     def progress(self, completed: int, failed: int) -> None:
-        """Record the counts so far (every line ever answered, across restarts)."""
+        """Record the counts so far: ``completed`` and ``failed`` count every line answered, across restarts."""
         assert self.manifest is not None
-        self.manifest.update(progress={"results": completed, "errors": failed})
+        ok, bad = self.before
+        self.manifest.update(
+            progress={"ok": completed - ok, "failed": failed - bad, "results": completed, "errors": failed}
+        )
 
     def end(self, ending: str, completed: int, failed: int, error: str | None = None) -> None:
         """Finish the manifest: ``finalizing`` (every line answered) or one of ENDINGS."""
@@ -110,8 +113,11 @@ class BatchRun:
             status, code = ("partial", ExitCode.PARTIAL) if failed else ("completed", ExitCode.OK)
         else:
             status, code = ENDINGS[ending]
-        extra = {"error": error} if error else {}
-        self.manifest.finish(status, code, counts={"results": completed, "errors": failed}, **extra)
+        ok, bad = self.before
+        extra: dict[str, Any] = {"error": error} if error else {}
+        if self.done is not None:  # as the runner records a resumed run: this session's counts, and the totals
+            extra["totals"] = {"results": completed, "errors": failed, "skipped_as_done": self.done.skipped}
+        self.manifest.finish(status, code, counts={"ok": completed - ok, "failed": failed - bad}, **extra)
         self._ended = True
 
     def __exit__(

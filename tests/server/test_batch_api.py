@@ -176,7 +176,7 @@ def test_each_batch_is_an_adam_run_with_its_manifest(tmp_path: Path) -> None:
     manifest = manifest_of(tmp_path, batch.id)
     assert manifest["status"] == "completed" and manifest["exit_code"] == 0 and manifest["job"] == "generate"
     assert manifest["input"]["sha256"] == hashlib.sha256(data).hexdigest()
-    assert manifest["counts"] == {"results": 7, "errors": 0}
+    assert manifest["counts"] == {"ok": 7, "failed": 0} and "totals" not in manifest
     assert manifest["backend"]["model"] == "echo/demo" and manifest["batch"]["id"] == batch.id
     assert manifest["config"]["job"]["settings"]["max_tokens"] == engine_for().settings.max_tokens
     with RunDirLock(batch_run_dir(tmp_path, batch.id)):  # the server let its run dir go
@@ -196,7 +196,7 @@ def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> No
     assert stopped["status"] == "in_progress" and 0 < stopped["request_counts"]["completed"] < 300
     first = manifest_of(tmp_path, batch.id)
     assert first["status"] == "stopped" and first["exit_code"] == 4
-    assert first["counts"]["results"] == stopped["request_counts"]["completed"]
+    assert first["counts"]["ok"] == stopped["request_counts"]["completed"]
     lock = RunDirLock(batch_run_dir(tmp_path, batch.id)).acquire()  # another process owns the run dir
     try:
         with serving(engine_for(), state_dir=str(tmp_path), max_batch=32) as server:
@@ -216,7 +216,8 @@ def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> No
     second = manifest_of(tmp_path, batch.id)
     assert second["status"] == "completed" and second["resumes"] == 1 and second["resumed_from_status"] == "stopped"
     assert second["resume"]["results_before"] == stopped["request_counts"]["completed"]
-    assert second["counts"] == {"results": 300, "errors": 0}
+    assert second["totals"] == {"results": 300, "errors": 0, "skipped_as_done": first["counts"]["ok"]}
+    assert second["counts"] == {"ok": 300 - first["counts"]["ok"], "failed": 0}
 
 
 def test_a_batch_is_not_resumed_on_another_model(tmp_path: Path) -> None:
