@@ -5,6 +5,7 @@ The GGUF comes from the same resolvers as the HuggingFace backend (``size.path``
 already shared as GGUF (job=share). The file is loaded as it is, quantized, with no conversion.
 Chat templates come from the GGUF's own ``tokenizer.chat_template``. Generation decodes up to
 ``n_seq`` sequences per llama.cpp call, new requests joining as others finish (llamacpp_native.py).
+Finding the GGUF is in llamacpp_source.py, packing texts for embeddings in llamacpp_embed.py.
 """
 
 from __future__ import annotations
@@ -12,13 +13,11 @@ from __future__ import annotations
 import importlib.metadata
 import logging
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import gguf_import, hf_loading
+from adam.backends import hf_loading, llamacpp_embed, llamacpp_source
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -29,9 +28,8 @@ from adam.backends.base import (
     finish_generation,
 )
 from adam.backends.text import THINK_OPEN
-from adam.config import Device, ModelKind, WeightsSource
+from adam.config import Device, ModelKind
 from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError
-from adam.paths import cache_root
 from adam.registry import loaded_models
 
 if TYPE_CHECKING:
@@ -40,7 +38,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 INSTALL_HINT = "pip install 'adam[llamacpp]' (builds llama-cpp-python from source, about 8 minutes on 2 cores)"
-_OLLAMA_BLOB = re.compile(r"^sha256-([0-9a-f]{64})$")
 
 
 def _native() -> Any:
@@ -90,43 +87,8 @@ class LlamaCppBackend(ModelBackend):
         """The GGUF file to load (resolved once); raises ModelNotFoundError with what to do."""
         with self._lock:
             if self._source is None:
-                self._source = self._resolve()
+                self._source = llamacpp_source.resolve_gguf(self.size, self.share_store)
             return self._source
-
-    def _resolve(self) -> hf_loading.ModelSource:
-        """A GGUF the size names (size.source=ollama, size.path, size.package), else one adam shared as GGUF."""
-        size = self.size
-        if size.source == WeightsSource.ollama or size.path or size.package:
-            named = hf_loading.resolve_source(size, download=False)  # its errors say what is missing
-            if named.is_gguf:
-                return named
-            what = f"the model directory {named.path}"
-        else:
-            what = f"the Hugging Face model {size.hf_id}" if size.hf_id else "no weights"
-        shared = self._shared_gguf()
-        if shared is not None:
-            return shared
-        raise ModelNotFoundError(
-            f"llama.cpp runs GGUF files and size={size.name} names {what}: write it as GGUF once with "
-            f"`python -m adam job=share share.register=false size={size.name}`, or set size.path=<file.gguf>"
-        )
-
-    def _shared_gguf(self) -> hf_loading.ModelSource | None:
-        """The store's GGUF shared under the size's Ollama name, else the newest one made from its hub id."""
-        from adam.sharing.store import SharedStore
-
-        store = SharedStore(self.share_store)
-        entry = store.find_by_ollama_model(self.size.ollama_tag) if self.size.ollama_tag else None
-        if entry is None and self.size.hf_id:
-            made = [
-                e
-                for e in store.entries()
-                if e.metadata.get("model_id") == self.size.hf_id and e.metadata.get("revision") == self.size.revision
-            ]
-            entry = max(made, key=lambda e: e.metadata["created"], default=None)
-        if entry is None:
-            return None
-        return hf_loading.ModelSource("gguf", f"shared:{entry.key}", entry.gguf_path, self.size.revision)
 
     def check_available(self) -> None:
         """Find the GGUF and llama-cpp-python without loading the weights."""
@@ -326,43 +288,9 @@ class LlamaCppBackend(ModelBackend):
         return min(self.size.max_seq_length or self.context_window(), self.context_window())
 
     def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
-        import numpy as np
-
         native = _native()
         ctx = self._embedding_context()
-        model, limit = ctx.model, self._embed_limit()
-        encoded = []
-        for text in texts:
-            ids = model.tokenize(text, add_special=True)
-            if not ids:
-                raise BackendError("an empty text has no tokens to embed")
-            cut = ids[: limit - 1] + ids[-1:] if model.adds_end and len(ids) > limit else ids[:limit]  # keep SEP/EOS
-            encoded.append((cut, len(ids)))
-        width = int(native.llama_cpp.llama_model_n_embd_out(model.ptr))
-        vectors: list[Any] = []
-        batch = native.Batch(min(ctx.n_batch, ctx.n_seq * limit))  # the shared KV stream holds n_seq x limit
-        with self._lock:
-            start = 0
-            while start < len(encoded):
-                batch.clear()
-                group = []
-                while start < len(encoded) and len(group) < ctx.n_seq and len(encoded[start][0]) <= batch.room:
-                    for pos, token in enumerate(encoded[start][0]):
-                        batch.add(token, pos, len(group), True)  # every token is an output when embedding
-                    group.append(start)
-                    start += 1
-                if not group:  # cannot happen: the context's batch holds the longest text
-                    raise BackendError(f"a text of {len(encoded[start][0])} tokens does not fit one batch")
-                try:
-                    ctx.decode(batch.raw)
-                    vectors += [ctx.embedding(seq, width) for seq in range(len(group))]
-                finally:
-                    ctx.clear()
-        out = []
-        for vector, (ids, total) in zip(vectors, encoded, strict=True):
-            norm = float(np.linalg.norm(vector))
-            out.append(Embedding(vector / norm if norm > 0 else vector, tokens=len(ids), truncated=total > len(ids)))
-        return out
+        return llamacpp_embed.embed_texts(native, ctx, texts, self._embed_limit(), self._lock)
 
     # ----------------------------------------------------------------- description
     def info(self) -> dict[str, Any]:
@@ -387,7 +315,9 @@ class LlamaCppBackend(ModelBackend):
         except ModelNotFoundError as err:
             out["error"] = str(err)
         else:
-            out.update(model=src.model, source=src.kind, path=str(src.path), sha256=_sha256(src.path))
+            out.update(
+                model=src.model, source=src.kind, path=str(src.path), sha256=llamacpp_source.gguf_sha256(src.path)
+            )
         model = self._model
         if model is not None:
             native = _native()
@@ -409,7 +339,7 @@ class LlamaCppBackend(ModelBackend):
             format="gguf",
             model_id=self.size.hf_id or src.model,
             revision=self.size.revision,
-            extra={"source": src.kind, "sha256": _sha256(src.path)},
+            extra={"source": src.kind, "sha256": llamacpp_source.gguf_sha256(src.path)},
         )
 
     def close(self) -> None:
@@ -419,12 +349,6 @@ class LlamaCppBackend(ModelBackend):
             self._embedder = None
             self._formatter = None
             self._model = None
-
-
-def _sha256(path: Path) -> str:
-    """A GGUF's sha256: from an Ollama blob's name, else hashed once and remembered by size and mtime."""
-    match = _OLLAMA_BLOB.match(path.name)
-    return match.group(1) if match else gguf_import.file_sha256(path, cache_root())
 
 
 def _version() -> str | None:
