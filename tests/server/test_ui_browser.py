@@ -66,9 +66,16 @@ def _batch(url: str) -> None:
 
 
 @pytest.fixture
-def page(browser: Any, server: BackgroundServer) -> Any:  # noqa: F811
-    """The browser, with helpers to wait for things on the page."""
-    return Page(browser, server.url)
+def page(browser: Any, server: BackgroundServer, request: pytest.FixtureRequest) -> Any:  # noqa: F811
+    """The browser, with helpers to wait for things on the page; the key is already in the tab, as a person's
+    first visit leaves it, except for the test of that first visit (so each test also runs alone)."""
+    page = Page(browser, server.url)
+    browser.get(f"{server.url}/ui/static/favicon.svg")  # the page's origin, without running the page
+    if request.node.name == "test_the_key_is_asked_for_once_and_kept_for_the_tab":
+        page.js("sessionStorage.clear()")
+    else:
+        page.js("sessionStorage.setItem('adam.apiKey', arguments[0])", KEY)
+    return page
 
 
 class Page:
