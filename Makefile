@@ -9,11 +9,14 @@ TORCH_VERSION := 2.13.0
 # PyTorch's CPU wheels: the default index's Linux torch is the multi-GB CUDA build, with its CUDA packages.
 TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 TORCH_PROBE_S ?= 5
-# llama.cpp for backend=llamacpp, built from source once (about 8 minutes on 2 cores; pip caches the wheel). A
-# native build (-DGGML_NATIVE=ON) crashes with SIGILL where the CPU reports AMX but the VM traps it, so the default
-# is a portable AVX2/AVX512 build; LLAMA_CMAKE_ARGS= overrides it (empty: llama.cpp's own native build).
+# llama.cpp for backend=llamacpp, built from source once (about 8 minutes on 2 cores). A native build
+# (-DGGML_NATIVE=ON) crashes with SIGILL where the CPU reports AMX but the VM traps it, and AVX512 code crashes on
+# CPUs without it, so the default is a portable AVX2 build that runs on any x86-64 CPU of the last decade;
+# LLAMA_CMAKE_ARGS= overrides it (empty: llama.cpp's own native build). pip would cache the wheel by version
+# alone, whatever the flags, so the wheel is built into a cache of adam's own, one folder per set of flags.
 LLAMA_VERSION := 0.3.36
-LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_AVX512=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+LLAMA_CMAKE_ARGS ?= -DGGML_NATIVE=OFF -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON -DLLAVA_BUILD=OFF
+LLAMA_WHEELS = $${XDG_CACHE_HOME:-$$HOME/.cache}/adam/wheels/llama-cpp-python-$(LLAMA_VERSION)-$$(printf %s '$(LLAMA_CMAKE_ARGS)' | sha256sum | cut -c1-12)
 LLAMA_STAMP := $(VENV)/.llamacpp-tried
 # Hydra's Ray launcher pins cloudpickle below 3, which joblib 1.6 (the joblib launcher's) refuses, so Ray lives in
 # its own venv over .venv's packages (a .pth file adds them after its own): the Ray launcher test runs it.
@@ -53,7 +56,12 @@ run: $(STAMP)  ## run the default job (generation with the bundled demo model, o
 
 # Tried once: if the build fails, the llamacpp tests skip with the reason and everything else runs.
 $(LLAMA_STAMP): $(STAMP)
-	CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip install -q "llama-cpp-python[server]==$(LLAMA_VERSION)" \
+	wheels=$(LLAMA_WHEELS); \
+	{ ls "$$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1 || { echo "building llama-cpp-python into $$wheels"; \
+	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel -q --no-deps --no-cache-dir -w "$$wheels" \
+	      "llama-cpp-python==$(LLAMA_VERSION)"; }; } \
+	  && $(PY) -m pip install -q --force-reinstall --no-deps "$$(ls "$$wheels"/llama_cpp_python-*.whl | head -1)" \
+	  && $(PY) -m pip install -q "$$(ls "$$wheels"/llama_cpp_python-*.whl | head -1)[server]" \
 	  || echo "llama-cpp-python did not build: the backend=llamacpp tests will skip (retry: rm $(LLAMA_STAMP))"
 	touch $(LLAMA_STAMP)
 

@@ -47,7 +47,16 @@ def run(*, quick: bool = False) -> Section:
     except Exception as err:  # not installed, or its shared library will not load
         sec.lines.append(f"- skipped: llama-cpp-python is not importable ({type(err).__name__}: {err})")
         return sec
+    from adam.backends.hf_loading import _from_package
+    from adam.backends.llamacpp_probe import llama_cpp_problem
+
     work = fresh_dir("llamacpp")
+    demo = _from_package(compose(["size=demo"], work / "probe").size, download=False)
+    problem = llama_cpp_problem(demo.path) if demo is not None else "the demo model is not installed"
+    if problem is not None:  # a wheel built for another CPU would take the whole benchmark down with SIGILL
+        sec.lines.append(f"- skipped: {problem}")
+        shutil.rmtree(work, ignore_errors=True)
+        return sec
     try:
         _measure(sec, llama_cpp, work, n, reps, threads)
         _embeddings(sec, work, 500 if quick else 2000, threads)

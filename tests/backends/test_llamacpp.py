@@ -29,6 +29,11 @@ except Exception as err:  # ImportError, or OSError from a shared library that w
         allow_module_level=True,
     )
 
+from llama_probe import llama_cpp_problem
+
+if (_problem := llama_cpp_problem()) is not None:
+    pytest.skip(_problem, allow_module_level=True)
+
 pytestmark = pytest.mark.slow  # loads the bundled demo model
 SYSTEM = "You are a helpful assistant. Answer clearly and concisely."
 QUESTIONS = [

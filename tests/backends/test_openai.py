@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from fake_openai import MODEL, FakeOpenAI
 from helpers import compose_cfg, read_jsonl, write_jsonl
+from llama_probe import llama_cpp_problem
 from pytest_httpserver import HTTPServer
 
 from adam.backends.base import GenerationRequest
@@ -192,6 +193,8 @@ def _demo_gguf() -> Path:
 @pytest.fixture(scope="module")
 def llama_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     pytest.importorskip("llama_cpp.server", reason="llama-cpp-python[server] is not installed (make test builds it)")
+    if (problem := llama_cpp_problem()) is not None:
+        pytest.skip(problem)
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
