@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
+import subprocess
+import sys
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -34,3 +38,28 @@ def write_jsonl(path: Path, rows: list[Any]) -> Path:
     lines = [row if isinstance(row, str) else json.dumps(row) for row in rows]
     path.write_text("\n".join(lines) + "\n", encoding="utf-8")
     return path
+
+
+# The Ray launcher pins cloudpickle below 3, which joblib 1.6 (the joblib launcher's) refuses, so it cannot share
+# .venv: `make test` builds .venv-ray once, Ray and its launcher over .venv's packages (see the Makefile).
+RAY_VENV_PYTHON = REPO / ".venv-ray" / "bin" / "python"
+
+
+def installed(module: str) -> bool:
+    """Whether ``module`` can be imported here (without importing it)."""
+    try:
+        return importlib.util.find_spec(module) is not None
+    except ModuleNotFoundError:
+        return False
+
+
+@cache
+def ray_python() -> str | None:
+    """A Python that has hydra-ray-launcher: this one, else the overlay .venv-ray, else None."""
+    if installed("hydra_plugins.hydra_ray_launcher"):
+        return sys.executable
+    if RAY_VENV_PYTHON.exists():
+        probe = [str(RAY_VENV_PYTHON), "-c", "import adam, hydra_plugins.hydra_ray_launcher"]
+        if subprocess.run(probe, capture_output=True, timeout=120, check=False).returncode == 0:
+            return str(RAY_VENV_PYTHON)
+    return None

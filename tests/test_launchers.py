@@ -4,7 +4,6 @@ shard is resumed before the merge, statuses come from the manifests, and submiti
 from __future__ import annotations
 
 import csv
-import importlib.util
 import json
 import os
 import signal
@@ -14,41 +13,17 @@ import time
 from pathlib import Path
 
 import pytest
-from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
+from helpers import REPO, compose_cfg, installed, ray_python, read_jsonl, write_jsonl
 
 from adam.errors import ConfigError, ExitCode
 from adam.runner import run
 
-
-def _installed(module: str) -> bool:
-    try:
-        return importlib.util.find_spec(module) is not None
-    except ModuleNotFoundError:
-        return False
-
-
 needs_joblib = pytest.mark.skipif(
-    not _installed("hydra_plugins.hydra_joblib_launcher"), reason="pip install 'adam[joblib]'"
+    not installed("hydra_plugins.hydra_joblib_launcher"), reason="pip install 'adam[joblib]'"
 )
 needs_submitit = pytest.mark.skipif(
-    not _installed("hydra_plugins.hydra_submitit_launcher"), reason="pip install 'adam[slurm]'"
+    not installed("hydra_plugins.hydra_submitit_launcher"), reason="pip install 'adam[slurm]'"
 )
-
-
-# The Ray launcher pins cloudpickle below 3, which joblib 1.6 (the joblib launcher's) refuses, so it cannot share
-# .venv: `make test` builds .venv-ray once, Ray and its launcher over .venv's packages (see the Makefile).
-RAY_VENV_PYTHON = REPO / ".venv-ray" / "bin" / "python"
-
-
-def _ray_python() -> str | None:
-    """A Python that has hydra-ray-launcher: this one, else the overlay .venv-ray, else None."""
-    if _installed("hydra_plugins.hydra_ray_launcher"):
-        return sys.executable
-    if RAY_VENV_PYTHON.exists():
-        probe = [str(RAY_VENV_PYTHON), "-c", "import adam, hydra_plugins.hydra_ray_launcher"]
-        if subprocess.run(probe, capture_output=True, timeout=120).returncode == 0:
-            return str(RAY_VENV_PYTHON)
-    return None
 
 
 NO_REPORT = "~hydra.callbacks.sweep_report"  # the report's chart costs seconds; test_sweep and the last test check it
@@ -155,7 +130,7 @@ def test_a_two_size_sweep_on_submitit_local_writes_the_report(tmp_path: Path) ->
 
 def test_a_three_job_sweep_on_a_local_ray_cluster(tmp_path: Path) -> None:
     """One local cluster (about 8 s to start) with 2 CPUs; the failed job's status reaches the exit status."""
-    python = _ray_python()
+    python = ray_python()
     if python is None:
         pytest.skip("no Ray launcher: pip install 'adam[ray]' in its own venv, or `make ray` (.venv-ray)")
     sweep = tmp_path / "sweep"
