@@ -75,6 +75,30 @@ def test_four_shards_on_joblib_merged_equal_one_process(tmp_path: Path, tiny_qwe
 
 
 @needs_joblib
+@pytest.mark.slow  # four joblib workers each load MiniLM
+def test_four_minilm_shards_on_joblib_merged_give_one_process_vectors(tmp_path: Path) -> None:
+    import numpy as np
+    import pyarrow.parquet as pq
+
+    docs = [{"id": f"d{i}", "text": f"Document {i} is about " + "rivers and hills " * (i % 5)} for i in range(16)]
+    src = write_jsonl(tmp_path / "docs.jsonl", docs)
+    common = ["job=embed", "size=minilm", "hardware=cpu", "hardware.threads=1", f"job.input={src}"]
+    common += ["job.progress=false"]
+    single = run(compose_cfg(*common, run_dir=tmp_path / "single"))
+    sweep = tmp_path / "sweep"
+    shards = ["-m", "hydra/launcher=adam_joblib", "job.shard=range(0,4)", "job.num_shards=4", NO_REPORT]
+    assert _finish(_adam(*shards, *common, f"hydra.sweep.dir={sweep}")) == 0
+    merged = _merge(sweep, tmp_path / "merged")
+    assert (merged.status, merged.exit_code, merged.stats.ok) == ("completed", ExitCode.OK, 16)
+    got, want = (pq.read_table(d / "embeddings.parquet").to_pydict() for d in (merged.run_dir, single.run_dir))
+    assert sorted(got["id"]) == sorted(want["id"]) == sorted(d["id"] for d in docs)  # every id exactly once
+    vectors = dict(zip(want["id"], want["vector"], strict=True))
+    # shards batch other neighbours together (padding differs), so equal up to float32 rounding
+    assert all(np.allclose(v, vectors[i], atol=1e-5) for i, v in zip(got["id"], got["vector"], strict=True))
+    assert len({json.loads((sweep / str(k) / "manifest.json").read_text())["dimensions"] for k in range(4)}) == 1
+
+
+@needs_joblib
 def test_a_killed_shard_is_resumed_before_the_merge(tmp_path: Path) -> None:
     rows: list[dict | str] = [{"id": f"r{i}", "prompt": f"say {i} " + "word " * (i % 7)} for i in range(60)]
     rows[9] = "{broken json"  # one invalid line: a partial run, exit 3
