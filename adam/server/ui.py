@@ -7,10 +7,11 @@ The routes are thin: runs_browser finds runs and checks names, jsonl_pages reads
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from importlib import resources
 from typing import Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
 from adam.server.batch_store import public
@@ -89,28 +90,32 @@ def summary(request: Request, name: str) -> dict[str, Any]:
     return browser_of(request).summary(name)
 
 
+@dataclass(frozen=True)
+class LinesQuery:
+    """Which lines of results.jsonl or errors.jsonl a request asks for: a page, or the matches of ``q``."""
+
+    offset: int
+    limit: int
+    q: str
+
+
+def lines_query(
+    offset: int = Query(0, ge=0), limit: int = Query(50, ge=1, le=MAX_LIMIT), q: str = Query("", max_length=500)
+) -> LinesQuery:
+    """The query parameters of the results and errors routes, checked once."""
+    return LinesQuery(offset, limit, q)
+
+
 @router.get("/ui/api/runs/{name:path}/results")
-def results(
-    request: Request,
-    name: str,
-    offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    q: str = Query("", max_length=500),
-) -> dict[str, Any]:
+def results(request: Request, name: str, query: LinesQuery = Depends(lines_query)) -> dict[str, Any]:  # noqa: B008
     """A page of results.jsonl, or of the lines whose id or text contains ``q``."""
-    return _lines(request, name, "results", offset, limit, q)
+    return _lines(request, name, "results", query)
 
 
 @router.get("/ui/api/runs/{name:path}/errors")
-def errors(
-    request: Request,
-    name: str,
-    offset: int = Query(0, ge=0),
-    limit: int = Query(50, ge=1, le=MAX_LIMIT),
-    q: str = Query("", max_length=500),
-) -> dict[str, Any]:
+def errors(request: Request, name: str, query: LinesQuery = Depends(lines_query)) -> dict[str, Any]:  # noqa: B008
     """A page of errors.jsonl, searchable as results are."""
-    return _lines(request, name, "errors", offset, limit, q)
+    return _lines(request, name, "errors", query)
 
 
 @router.get("/ui/api/runs/{name:path}/report")
@@ -145,7 +150,8 @@ def batches(request: Request) -> dict[str, Any]:
     return {"enabled": True, "data": out}
 
 
-def _lines(request: Request, name: str, kind: str, offset: int, limit: int, q: str) -> dict[str, Any]:
+def _lines(request: Request, name: str, kind: str, query: LinesQuery) -> dict[str, Any]:
+    offset, limit, q = query.offset, query.limit, query.q
     browser = browser_of(request)
     path = browser.file(name, kind)
     if path is None:

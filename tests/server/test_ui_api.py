@@ -291,3 +291,16 @@ def test_batches_are_listed_with_their_progress_and_run(tmp_path: Path) -> None:
         assert sorted(line["record"]["custom_id"] for line in page["lines"]) == [f"req-{i}" for i in range(5)]
     with serving(engine_for(), runs_dir=str(runs)) as server:
         assert httpx.get(f"{server.url}/ui/api/batches").json() == {"enabled": False, "data": []}
+
+
+@pytest.mark.parametrize(
+    ("params", "field"),
+    [({"limit": 501}, "limit"), ({"limit": 0}, "limit"), ({"offset": -1}, "offset"), ({"q": "x" * 501}, "q")],
+)
+def test_a_page_out_of_bounds_is_refused_naming_the_parameter(
+    server: BackgroundServer, params: dict, field: str
+) -> None:
+    for kind in ("results", "errors"):
+        reply = get(server, f"/ui/api/runs/generate/2025-01-02_10-00-00.000000/{kind}", **params)
+        assert reply.status_code == 400, reply.text
+        assert field in reply.json()["error"]
