@@ -45,13 +45,13 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServe
         yield running
 
 
-def _batch(url: str) -> None:
-    """A finished Batch API batch of three requests."""
+def _create_batch(url: str, lines: int) -> str:
+    """A Batch API batch of ``lines`` chat requests; its id."""
     auth = {"Authorization": f"Bearer {KEY}"}
     body = {"model": "demo", "messages": [{"role": "user", "content": "batch question"}]}
     data = "".join(
         json.dumps({"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n"
-        for i in range(3)
+        for i in range(lines)
     )
     upload = httpx.post(f"{url}/v1/files", headers=auth, files={"file": ("b.jsonl", data)}, data={"purpose": "batch"})
     created = httpx.post(
@@ -59,6 +59,13 @@ def _batch(url: str) -> None:
         headers=auth,
         json={"input_file_id": upload.json()["id"], "endpoint": "/v1/chat/completions", "completion_window": "24h"},
     ).json()
+    return str(created["id"])
+
+
+def _batch(url: str) -> None:
+    """A finished Batch API batch of three requests."""
+    auth = {"Authorization": f"Bearer {KEY}"}
+    created = {"id": _create_batch(url, 3)}
     deadline = time.monotonic() + WAIT_S
     while httpx.get(f"{url}/v1/batches/{created['id']}", headers=auth).json()["status"] != "completed":
         assert time.monotonic() < deadline, "the batch did not complete"
@@ -204,6 +211,32 @@ def test_batches_with_their_progress(page: Page) -> None:
     assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("3", "3")
     row.find_element(page.by.CSS_SELECTOR, "a.run-link").click()
     page.until_text("#lines-status", "Lines 1–3 of 3")
+
+
+def test_a_running_batch_moves_on_the_page_without_a_reload(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    """A slow server of its own: the batches view refreshes itself while a batch runs, and stops once it ends."""
+    root = tmp_path / "outputs"
+    slow = engine_for("backend.delay=0.1")  # per call of max_batch=2 lines: 150 lines take about 8 s
+    with serving(slow, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY, max_batch=2) as running:
+        page = Page(browser, running.url)
+        browser.get(f"{running.url}/ui/static/favicon.svg")  # this server's origin: its own session storage
+        page.js("sessionStorage.setItem('adam.apiKey', arguments[0])", KEY)
+        batch_id = _create_batch(running.url, 150)
+        page.open("#/batches")
+
+        def done() -> int:
+            bar = page.find(f'tr[data-batch="{batch_id}"] progress')
+            return int(bar.get_attribute("value"))
+
+        first = page.wait.until(lambda _: (value := done()) > 0 and value)
+        assert first < 150, "the batch ended before the page saw it run"
+        page.until_text("p.muted", "Refreshing while batches run")
+        later = page.wait.until(lambda _: (value := done()) > first and value)  # no reload: the page redrew itself
+        assert first < later <= 150
+        httpx.post(f"{running.url}/v1/batches/{batch_id}/cancel", headers={"Authorization": f"Bearer {KEY}"})
+        row = page.until_text(f'tr[data-batch="{batch_id}"]', "cancelled")
+        assert "Refreshing" not in page.find("p.muted").text
+        assert row is not None
 
 
 def test_a_chat_streams_from_the_served_model(page: Page) -> None:
