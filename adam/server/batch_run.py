@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import time
 from pathlib import Path
 from types import TracebackType
 from typing import Any
@@ -21,11 +22,12 @@ from omegaconf import OmegaConf
 from adam.engine import Engine
 from adam.errors import ExitCode
 from adam.hashing import file_sha256
+from adam.io.record_parser import Kind
 from adam.io.writers import RunWriter
 from adam.locks import RunDirLock
 from adam.manifest import MANIFEST_NAME, Manifest
 from adam.resume import Done, load_done, remove_stale_temp_files
-from adam.run_control import check_same_model, previous_manifest, resume_doc
+from adam.run_control import PROGRESS_EVERY_S, check_same_model, previous_manifest, resume_doc
 
 log = logging.getLogger(__name__)
 
@@ -35,12 +37,13 @@ ENDINGS = {
     "expired": ("expired", ExitCode.STOPPED),
     "stopped": ("stopped", ExitCode.STOPPED),
 }
+RESUMES = "a server started again on this state dir resumes it"
 
 
 class BatchRun:
     """``with BatchRun(...) as run:`` owns the run dir; raises RunDirLocked when another process does."""
 
-    def __init__(self, run_dir: Path, batch: dict[str, Any], input_path: Path, engine: Engine, job: str) -> None:
+    def __init__(self, run_dir: Path, batch: dict[str, Any], input_path: Path, engine: Engine, job: Kind) -> None:
         self.run_dir = run_dir
         self.batch = batch
         self.input_path = input_path
@@ -51,6 +54,7 @@ class BatchRun:
         self.writer: RunWriter | None = None
         self.manifest: Manifest | None = None
         self._ended = False
+        self._last_progress = time.monotonic()
 
     def __enter__(self) -> BatchRun:
         self._lock.acquire()
@@ -99,8 +103,14 @@ class BatchRun:
         return (self.done.results, self.done.errors) if self.done is not None else (0, 0)
 
     def progress(self, completed: int, failed: int) -> None:
-        """Record the counts so far: ``completed`` and ``failed`` count every line answered, across restarts."""
+        """Record the counts so far, every PROGRESS_EVERY_S as the runner does (the batch store has them at once).
+
+        ``completed`` and ``failed`` count every line answered, across restarts.
+        """
         assert self.manifest is not None
+        if time.monotonic() - self._last_progress < PROGRESS_EVERY_S:
+            return
+        self._last_progress = time.monotonic()
         ok, bad = self.before
         self.manifest.update(
             progress={"ok": completed - ok, "failed": failed - bad, "results": completed, "errors": failed}
@@ -126,13 +136,9 @@ class BatchRun:
         try:
             if self.writer is not None:
                 self.writer.close()
-            if not self._ended and self.manifest is not None:
-                why = f"{type(exc).__name__}: {exc}" if exc is not None else "the server stopped"
-                status, code = ("failed", ExitCode.CONFIG) if exc_type is not None else ENDINGS["stopped"]
+            if exc is not None and not self._ended and self.manifest is not None:  # a bug: say how the run ended
                 try:
-                    self.manifest.finish(
-                        status, code, error=f"{why}; a server started again on this state dir resumes it"
-                    )
+                    self.manifest.finish("failed", ExitCode.CONFIG, error=f"{type(exc).__name__}: {exc}; {RESUMES}")
                 except OSError as err:
                     log.error("could not update %s: %s", self.manifest.path, err)
         finally:

@@ -21,7 +21,7 @@ from adam.engine import Engine
 from adam.errors import AdamError, ConfigError, RunDirLocked
 from adam.io.record_parser import URLS, Kind, RecordParser
 from adam.io.records import Record
-from adam.server.batch_run import BatchRun
+from adam.server.batch_run import RESUMES, BatchRun
 from adam.server.batch_store import BatchStore
 from adam.server.batcher import Batcher
 from adam.server.file_store import FileStore, validate_batch
@@ -137,7 +137,7 @@ class BatchWorker:
         kind = kind_of(batch["endpoint"])
         try:
             with BatchRun(self.batches.run_dir(batch_id), batch, path, served.engine, kind) as run:
-                ending = self._answer(batch, run, served, path, kind)
+                ending = self._answer(batch, run, served)
         except RunDirLocked as err:  # another server on this state dir runs it: look again later
             log.warning("batch %s: %s", batch_id, err)
             self._stopping.wait(IDLE_POLL_S * 4)
@@ -148,12 +148,12 @@ class BatchWorker:
         if ending is not None:
             self._end(batch_id, ending)
 
-    def _answer(self, batch: dict[str, Any], run: BatchRun, served: Served, path: Path, kind: Kind) -> str | None:
+    def _answer(self, batch: dict[str, Any], run: BatchRun, served: Served) -> str | None:
         """Answer the lines the run dir does not hold yet; how the batch must end, or None to resume later."""
         batch_id = batch["id"]
         assert run.writer is not None
         completed, failed = run.before
-        todo = _records(path, kind)
+        todo = _records(run.input_path, run.job)
         ending: str | None = None
         try:
             for chunk in _chunks(run.done.filter(todo) if run.done is not None else todo, self.chunk):
@@ -161,7 +161,7 @@ class BatchWorker:
                 if ending is not None or self._stopping.is_set():
                     break
                 self._yield_to_requests(served)
-                work = served.engine.generate if kind == "generate" else served.engine.embed
+                work = served.engine.generate if run.job == "generate" else served.engine.embed
                 outcome = served.batcher.call_from_thread(lambda work=work, chunk=chunk: work(chunk))
                 run.writer.write(outcome.results, outcome.errors)
                 completed, failed = completed + len(outcome.results), failed + len(outcome.errors)
@@ -176,12 +176,7 @@ class BatchWorker:
             self._stopping.wait(1.0)
             return None
         if ending is None:  # the server is stopping: the batch stays in progress, to resume on the next start
-            run.end(
-                "stopped",
-                completed,
-                failed,
-                error="the server stopped; a server started again on this state dir resumes it",
-            )
+            run.end("stopped", completed, failed, error=f"the server stopped; {RESUMES}")
         else:
             run.end(ending, completed, failed)
         return ending
