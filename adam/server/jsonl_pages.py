@@ -105,40 +105,30 @@ class JsonlPages:
 
     def page(self, path: Path, offset: int, limit: int) -> Page:
         """Lines ``offset`` to ``offset + limit`` of the file."""
-        index = self.index(path)
-        total = index.lines()
-        offset = max(0, min(offset, total))
-        out: list[tuple[int, bytes]] = []
-        with path.open("rb") as fh:
-            read = index.seek_line(fh, offset)
-            for number in range(offset, min(total, offset + limit)):
-                line = fh.readline()
-                if not line:
-                    break
-                read += len(line)
-                out.append((number, line.rstrip(b"\r\n")))
-        end = offset + len(out)
-        return Page(out, total, end if end < total else None, read, end)
+        return self._scan(path, offset, limit, None, budget=None)
 
     def search(self, path: Path, query: str, offset: int, limit: int, budget: int = SEARCH_BYTES) -> Page:
         """The first ``limit`` lines from ``offset`` on whose id or text contains ``query`` (any case).
 
         It stops after reading ``budget`` bytes; ``next`` then says where to carry on.
         """
+        return self._scan(path, offset, limit, Matcher(query), budget=budget)
+
+    def _scan(self, path: Path, offset: int, limit: int, match: Matcher | None, *, budget: int | None) -> Page:
+        """Up to ``limit`` lines from ``offset`` on (those ``match`` keeps), read up to ``budget`` bytes."""
         index = self.index(path)
         total = index.lines()
         offset = max(0, min(offset, total))
-        match = Matcher(query)
         out: list[tuple[int, bytes]] = []
         number = offset
         with path.open("rb") as fh:
             read = index.seek_line(fh, offset)
-            while number < total and len(out) < limit and read < budget:
+            while number < total and len(out) < limit and (budget is None or read < budget):
                 line = fh.readline()
                 if not line:
                     break
                 read += len(line)
-                if match(line):
+                if match is None or match(line):
                     out.append((number, line.rstrip(b"\r\n")))
                 number += 1
         return Page(out, total, number if number < total else None, read, number)
