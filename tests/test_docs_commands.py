@@ -30,15 +30,16 @@ PRINT_ONLY = {"--help", "-h", "--hydra-help", "--resolve", "--info", "-i"}
 WITH_VALUE = {"--cfg", "-c", "--package", "-p"}
 SHELL_STOP = {"|", "||", "&&", ";", ">", ">>", "2>", "2>&1", ">/dev/null", "&"}
 # Hydra plugins a launcher or sweeper choice needs: the group option -> the module the plugin installs
+RAY_LAUNCHER = "hydra_plugins.hydra_ray_launcher"  # lives in its own venv, .venv-ray (tests/helpers.py)
 PLUGINS = {
     "joblib": "hydra_plugins.hydra_joblib_launcher",
     "submitit_local": "hydra_plugins.hydra_submitit_launcher",
     "submitit_slurm": "hydra_plugins.hydra_submitit_launcher",
-    "ray": "hydra_plugins.hydra_ray_launcher",
-    "ray_aws": "hydra_plugins.hydra_ray_launcher",
+    "ray": RAY_LAUNCHER,
+    "ray_aws": RAY_LAUNCHER,
     "adam_joblib": "hydra_plugins.hydra_joblib_launcher",  # adam's presets (conf/hydra/launcher/) extend them
     "adam_slurm": "hydra_plugins.hydra_submitit_launcher",
-    "adam_ray": "hydra_plugins.hydra_ray_launcher",
+    "adam_ray": RAY_LAUNCHER,
     "rq": "hydra_plugins.hydra_rq_launcher",
     "optuna": "hydra_plugins.hydra_optuna_sweeper",
     "ax": "hydra_plugins.hydra_ax_sweeper",
@@ -152,13 +153,13 @@ def combinations(overrides: list[str]) -> list[list[str]]:
     return [list(combo) for combo in itertools.product(*choices)]
 
 
-def _missing_plugin(overrides: list[str]) -> str | None:
-    """Why a command cannot compose here: a launcher or sweeper plugin that is not installed."""
+def _missing_plugin(overrides: list[str]) -> tuple[str, str] | None:
+    """The launcher or sweeper plugin a command needs that is not installed here, and why it needs it."""
     for override in overrides:
         key, _, value = override.partition("=")
         module = PLUGINS.get(value) if key.lstrip("+~") in ("hydra/launcher", "hydra/sweeper") else None
         if module and not installed(module):
-            return f"needs the Hydra plugin {module.split('.')[-1].replace('_', '-')} for {key}={value}"
+            return module, f"needs the Hydra plugin {module.split('.')[-1].replace('_', '-')} for {key}={value}"
     return None
 
 
@@ -189,12 +190,12 @@ def test_the_docs_have_commands() -> None:
 @pytest.mark.parametrize("command", COMMANDS, ids=lambda c: c.where)
 def test_every_documented_command_composes(command: DocCommand) -> None:
     parsed = parse(command.text)
-    reason = _missing_plugin(parsed.overrides)
-    if reason and "hydra-ray-launcher" in reason and ray_python() is not None:
-        _compose_with(ray_python(), command.text)  # the Ray launcher lives in its own venv (.venv-ray)
+    missing = _missing_plugin(parsed.overrides)
+    if missing is not None and missing[0] == RAY_LAUNCHER and (python := ray_python()) is not None:
+        _compose_with(python, command.text)
         return
-    if reason:
-        pytest.skip(reason)
+    if missing is not None:
+        pytest.skip(missing[1])
     jobs = combinations(parsed.overrides) if parsed.multirun else [parsed.overrides]
     for overrides in jobs:
         compose_command(parsed, overrides)
