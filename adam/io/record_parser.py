@@ -142,8 +142,7 @@ class RecordParser:
     def _raw_id(self, obj: Mapping[str, Any], number: int) -> str | int | None:
         """The id a record of ``obj`` has, valid or not (None where it has no usable one), before validation."""
         if is_openai_request(obj):
-            cid = obj.get("custom_id")
-            return cid if isinstance(cid, str) and cid else None
+            return _custom_id(obj)
         value = obj.get(self.id_field, number)
         return value if _is_id(value) else None
 
@@ -203,8 +202,7 @@ class RecordParser:
     # ------------------------------------------------------------------ OpenAI batch requests
     def _openai(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
         self._note_format("openai")
-        cid = obj.get("custom_id")
-        id_ = cid if isinstance(cid, str) and cid else None
+        id_ = _custom_id(obj)
         snippet = None if id_ is not None else raw
         url = obj.get("url")
         message = None
@@ -388,6 +386,12 @@ def _lone_surrogate(value: str) -> str | None:
     """The first unpaired surrogate in ``value`` as its escape (\\ud800), or None."""
     found = _SURROGATE.search(value)
     return None if found is None else f"\\u{ord(found.group()):04x}"
+
+
+def _custom_id(obj: Mapping[str, Any]) -> str | None:
+    """An OpenAI batch line's custom_id, where it is one (a non-empty string)."""
+    cid = obj.get("custom_id")
+    return cid if isinstance(cid, str) and cid else None
 
 
 def _is_id(value: Any) -> bool:
