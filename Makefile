@@ -60,8 +60,9 @@ $(LLAMA_STAMP): $(STAMP)
 	{ ls "$$wheels"/llama_cpp_python-*.whl >/dev/null 2>&1 || { echo "building llama-cpp-python into $$wheels"; \
 	    CMAKE_ARGS="$(LLAMA_CMAKE_ARGS)" $(PY) -m pip wheel -q --no-deps --no-cache-dir -w "$$wheels" \
 	      "llama-cpp-python==$(LLAMA_VERSION)"; }; } \
-	  && $(PY) -m pip install -q --force-reinstall --no-deps "$$(ls "$$wheels"/llama_cpp_python-*.whl | head -1)" \
-	  && $(PY) -m pip install -q "$$(ls "$$wheels"/llama_cpp_python-*.whl | head -1)[server]" \
+	  && wheel=$$(ls "$$wheels"/llama_cpp_python-*.whl | head -1) \
+	  && $(PY) -m pip install -q --force-reinstall --no-deps "$$wheel" \
+	  && $(PY) -m pip install -q "$$wheel[server]" \
 	  || echo "llama-cpp-python did not build: the backend=llamacpp tests will skip (retry: rm $(LLAMA_STAMP))"
 	touch $(LLAMA_STAMP)
 
