@@ -50,6 +50,19 @@ def wait_for(client: openai.OpenAI, batch_id: str, statuses: tuple[str, ...] = E
         time.sleep(0.05)
 
 
+def submit(client: openai.OpenAI, data: bytes, endpoint: str = "/v1/chat/completions", name: str = "r.jsonl") -> Any:
+    """Upload ``data`` and create a 24h batch over it."""
+    upload = client.files.create(file=(name, data), purpose="batch")
+    return client.batches.create(input_file_id=upload.id, endpoint=endpoint, completion_window="24h")  # type: ignore[arg-type]
+
+
+def wait_answered(client: openai.OpenAI, batch_id: str, at_least: int, timeout: float) -> None:
+    """Until the batch has answered ``at_least`` lines (or ``timeout`` seconds pass)."""
+    deadline = time.monotonic() + timeout
+    while client.batches.retrieve(batch_id).request_counts.completed < at_least and time.monotonic() < deadline:
+        time.sleep(0.02)
+
+
 def lines_of(data: bytes) -> list[dict[str, Any]]:
     return [json.loads(line) for line in data.decode().splitlines()]
 
@@ -87,8 +100,7 @@ def test_a_malformed_file_fails_with_its_errors(tmp_path: Path) -> None:
     data = "\n".join([good[0], "{not json", good[0], json.dumps({"custom_id": "x", "url": "/v1/chat/completions"})])
     with serving(engine_for(), state_dir=str(tmp_path)) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("bad.jsonl", data.encode()), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, data.encode(), name="bad.jsonl")
         failed = wait_for(client, batch.id)
         assert failed.status == "failed" and failed.failed_at
         assert failed.errors is not None
@@ -131,8 +143,7 @@ def test_list_pages_with_after_and_limit(tmp_path: Path) -> None:
 def test_cancel_stops_after_the_chunk_in_flight(tmp_path: Path) -> None:
     with serving(engine_for("backend.delay=0.05"), state_dir=str(tmp_path), max_batch=2) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, batch_file(200))
         wait_for(client, batch.id, ("in_progress",))
         time.sleep(0.2)
         cancelling = client.batches.cancel(batch.id)
@@ -148,8 +159,7 @@ def test_a_batch_past_its_window_expires_with_what_it_finished(tmp_path: Path) -
     options = {"state_dir": str(tmp_path), "max_batch": 2, "batch_window_s": 0.5}
     with serving(engine_for("backend.delay=0.05"), **options) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, batch_file(200))
         expired = wait_for(client, batch.id)
         assert expired.status == "expired" and expired.expired_at
         done = expired.request_counts.completed
@@ -170,8 +180,7 @@ def test_each_batch_is_an_adam_run_with_its_manifest(tmp_path: Path) -> None:
     data = batch_file(7)
     with serving(engine_for(), state_dir=str(tmp_path), max_batch=3) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", data), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, data)
         assert wait_for(client, batch.id).status == "completed"
     manifest = manifest_of(tmp_path, batch.id)
     assert manifest["status"] == "completed" and manifest["exit_code"] == 0 and manifest["job"] == "generate"
@@ -187,11 +196,8 @@ def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> No
     engine = engine_for("backend.delay=0.02")
     with serving(engine, state_dir=str(tmp_path), max_batch=4) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", batch_file(300)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
-        deadline = time.monotonic() + 10
-        while client.batches.retrieve(batch.id).request_counts.completed < 40 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        batch = submit(client, batch_file(300))
+        wait_answered(client, batch.id, 40, timeout=10)
     stopped = json.loads((tmp_path / "batches" / batch.id / "batch.json").read_text())
     assert stopped["status"] == "in_progress" and 0 < stopped["request_counts"]["completed"] < 300
     first = manifest_of(tmp_path, batch.id)
@@ -223,11 +229,8 @@ def test_a_restarted_server_resumes_the_batch_exactly_once(tmp_path: Path) -> No
 def test_a_batch_is_not_resumed_on_another_model(tmp_path: Path) -> None:
     with serving(engine_for("backend.delay=0.05"), state_dir=str(tmp_path), max_batch=2) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", batch_file(100)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
-        deadline = time.monotonic() + 10
-        while client.batches.retrieve(batch.id).request_counts.completed < 4 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        batch = submit(client, batch_file(100))
+        wait_answered(client, batch.id, 4, timeout=10)
     with serving(engine_for("size=qwen3_small"), state_dir=str(tmp_path)) as server:
         failed = wait_for(client_for(server.url), batch.id)
     assert failed.status == "failed" and failed.errors is not None
@@ -265,11 +268,8 @@ def test_sigkill_mid_batch_then_restart_answers_every_line_once(tmp_path: Path) 
     proc = start_serve(state, tmp_path / "run1", port, "backend.delay=0.05", "job.max_batch=2")
     try:
         client = client_for(url)
-        upload = client.files.create(file=("r.jsonl", batch_file(300)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
-        deadline = time.monotonic() + 20
-        while client.batches.retrieve(batch.id).request_counts.completed < 20 and time.monotonic() < deadline:
-            time.sleep(0.02)
+        batch = submit(client, batch_file(300))
+        wait_answered(client, batch.id, 20, timeout=20)
         proc.send_signal(signal.SIGKILL)
         proc.wait(10)
     finally:
@@ -294,8 +294,7 @@ def test_sigkill_mid_batch_then_restart_answers_every_line_once(tmp_path: Path) 
 def test_an_embeddings_batch(tmp_path: Path) -> None:
     with serving(engine_for("size=minilm"), state_dir=str(tmp_path)) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("e.jsonl", batch_file(5, "/v1/embeddings")), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/embeddings", completion_window="24h")
+        batch = submit(client, batch_file(5, "/v1/embeddings"), "/v1/embeddings", name="e.jsonl")
         done = wait_for(client, batch.id)
         assert done.status == "completed" and done.request_counts.completed == 5
         rows = lines_of(client.files.content(done.output_file_id).content)
@@ -305,8 +304,7 @@ def test_an_embeddings_batch(tmp_path: Path) -> None:
 def test_a_chat_batch_on_an_embedding_only_server_fails_cleanly(tmp_path: Path) -> None:
     with serving(engine_for("size=minilm"), state_dir=str(tmp_path)) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", batch_file(2)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, batch_file(2))
         failed = wait_for(client, batch.id)
         assert failed.status == "failed" and failed.errors is not None
         assert failed.errors.data[0].code == "unsupported"
@@ -315,8 +313,7 @@ def test_a_chat_batch_on_an_embedding_only_server_fails_cleanly(tmp_path: Path) 
 def test_interactive_requests_go_first_while_a_batch_runs(tmp_path: Path) -> None:
     with serving(engine_for("backend.delay=0.05"), state_dir=str(tmp_path), max_batch=2) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, batch_file(200))
         wait_for(client, batch.id, ("in_progress",))
         reply = client.chat.completions.create(model=CHAT_ID, messages=[{"role": "user", "content": "me first"}])
         assert reply.choices[0].message.content == "me first"
@@ -336,8 +333,7 @@ def test_a_batch_on_the_tiny_model_matches_a_plain_run(tmp_path: Path, tiny_qwen
     data = ("\n".join(json.dumps(r) for r in rows) + "\n").encode()
     with serving(engine_for(*model), state_dir=str(tmp_path / "state")) as server:
         client = client_for(server.url)
-        upload = client.files.create(file=("t.jsonl", data), purpose="batch")
-        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+        batch = submit(client, data, name="t.jsonl")
         done = wait_for(client, batch.id, timeout=120)
         assert done.status == "completed", done
         served = lines_of(client.files.content(done.output_file_id).content)
