@@ -11,6 +11,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import pytest
 from helpers import REPO, compose_cfg, installed, ray_python, read_jsonl, write_jsonl
@@ -52,6 +53,15 @@ def _merge(runs: Path, run_dir: Path):
     return run(compose_cfg("job=merge", f"job.runs={runs}", run_dir=run_dir))
 
 
+def _single_and_four_shards(tmp_path: Path, common: list[str]) -> tuple[Any, Any, Path]:
+    """The job in one process, and as 4 shards on the joblib launcher merged: (single, merged, sweep dir)."""
+    single = run(compose_cfg(*common, run_dir=tmp_path / "single"))
+    sweep = tmp_path / "sweep"
+    shards = ["-m", "hydra/launcher=adam_joblib", "job.shard=range(0,4)", "job.num_shards=4", NO_REPORT]
+    assert _finish(_adam(*shards, *common, f"hydra.sweep.dir={sweep}")) == 0
+    return single, _merge(sweep, tmp_path / "merged"), sweep
+
+
 def _texts(run_dir: Path) -> dict[str, str]:
     return {row["id"]: row["text"] for row in read_jsonl(run_dir / "results.jsonl")}
 
@@ -63,11 +73,7 @@ def test_four_shards_on_joblib_merged_equal_one_process(tmp_path: Path, tiny_qwe
     # greedy, one record per batch, one thread: the same tokens however the records are split
     common = ["size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu", "hardware.threads=1", "job.max_tokens=4"]
     common += ["job.temperature=0", "job.batch_size=1", f"job.input={src}", "job.progress=false"]
-    single = run(compose_cfg(*common, run_dir=tmp_path / "single"))
-    sweep = tmp_path / "sweep"
-    shards = ["-m", "hydra/launcher=adam_joblib", "job.shard=range(0,4)", "job.num_shards=4", NO_REPORT]
-    assert _finish(_adam(*shards, *common, f"hydra.sweep.dir={sweep}")) == 0
-    merged = _merge(sweep, tmp_path / "merged")
+    single, merged, _ = _single_and_four_shards(tmp_path, common)
     assert (merged.status, merged.exit_code, merged.stats.ok) == ("completed", ExitCode.OK, 12)
     ids = [row["id"] for row in read_jsonl(merged.run_dir / "results.jsonl")]
     assert sorted(ids) == sorted(p["id"] for p in prompts)  # every id exactly once
@@ -84,11 +90,7 @@ def test_four_minilm_shards_on_joblib_merged_give_one_process_vectors(tmp_path: 
     src = write_jsonl(tmp_path / "docs.jsonl", docs)
     common = ["job=embed", "size=minilm", "hardware=cpu", "hardware.threads=1", f"job.input={src}"]
     common += ["job.progress=false"]
-    single = run(compose_cfg(*common, run_dir=tmp_path / "single"))
-    sweep = tmp_path / "sweep"
-    shards = ["-m", "hydra/launcher=adam_joblib", "job.shard=range(0,4)", "job.num_shards=4", NO_REPORT]
-    assert _finish(_adam(*shards, *common, f"hydra.sweep.dir={sweep}")) == 0
-    merged = _merge(sweep, tmp_path / "merged")
+    single, merged, sweep = _single_and_four_shards(tmp_path, common)
     assert (merged.status, merged.exit_code, merged.stats.ok) == ("completed", ExitCode.OK, 16)
     got, want = (pq.read_table(d / "embeddings.parquet").to_pydict() for d in (merged.run_dir, single.run_dir))
     assert sorted(got["id"]) == sorted(want["id"]) == sorted(d["id"] for d in docs)  # every id exactly once

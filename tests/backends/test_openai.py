@@ -15,7 +15,7 @@ import numpy as np
 import pytest
 from fake_openai import MODEL, FakeOpenAI
 from helpers import compose_cfg, read_jsonl, write_jsonl
-from llama_probe import llama_cpp_problem
+from llama_probe import demo_gguf, llama_cpp_problem
 from pytest_httpserver import HTTPServer
 
 from adam.backends.base import GenerationRequest
@@ -183,11 +183,9 @@ def test_context_overflow_error_class_is_a_record_problem() -> None:
 
 # ---------------------------------------------------------------------- a real server: llama-cpp-python's
 def _demo_gguf() -> Path:
-    from adam.backends.hf_loading import _from_package
-
-    source = _from_package(compose_cfg("size=demo").size, download=False)
-    assert source is not None
-    return source.path
+    path = demo_gguf()
+    assert path is not None
+    return path
 
 
 @pytest.fixture(scope="module")
