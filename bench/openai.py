@@ -29,7 +29,7 @@ EMBED_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
 
 
 class DelayServer(ThreadingHTTPServer):
-    """An OpenAI-protocol server whose chat and embeddings replies each take ``delay`` seconds."""
+    """An OpenAI-protocol server whose chat and embeddings replies each take ``delay`` seconds (run by _serve)."""
 
     daemon_threads = True
     request_queue_size = 64
@@ -39,20 +39,6 @@ class DelayServer(ThreadingHTTPServer):
         self.delay = delay
         self.counts: Counter[str] = Counter()
         self.lock = threading.Lock()
-        self.thread = threading.Thread(target=self.serve_forever, daemon=True)
-
-    @property
-    def url(self) -> str:
-        """The /v1 root for backend.base_url."""
-        return f"http://127.0.0.1:{self.server_address[1]}/v1"
-
-    def __enter__(self) -> DelayServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.shutdown()
-        self.server_close()
 
 
 class DelayServerProcess:
@@ -179,27 +165,30 @@ def run(*, quick: bool = False) -> Section:
         "size=qwen3_small backend.base_url=http://127.0.0.1:PORT/v1 backend.concurrency=8 job.input=prompts.jsonl`)",
     )
     counter = iter(range(10**6))
-    in_job: dict[str, list[float]] = {}  # manifest wall_time_s: the run without its set-up and teardown
     with DelayServerProcess() as server:
 
-        def job(*overrides: str, key: str = "") -> Counter[str]:
+        def job(*overrides: str, walls: list[float] | None = None) -> Counter[str]:
+            """One run; its manifest's wall_time_s (the run without its set-up and teardown) goes to ``walls``."""
             server.reset()
             run_dir = work / f"run{next(counter)}"
             summary = adam_run(compose(["backend=openai", f"backend.base_url={server.url}", *overrides], run_dir))
             assert summary.stats.failed == 0, summary
-            wall = json.loads((run_dir / "manifest.json").read_text())["wall_time_s"]
-            in_job.setdefault(key, []).append(float(wall))
+            if walls is not None:
+                walls.append(float(json.loads((run_dir / "manifest.json").read_text())["wall_time_s"]))
             shutil.rmtree(run_dir)
             return server.counts()
 
         gen = ["size=qwen3_small", f"job.input={prompts}"]
+        in_job: dict[int, float] = {}  # median wall_time_s of the timed runs (the warm-up left out)
         for conc in (8, 1):
+            walls: list[float] = []
             key = f"backend.concurrency={conc}"
-            times = repeat(lambda conc=conc, key=key: job(*gen, key, key=key), reps=reps if conc > 1 else 1)
+            times = repeat(lambda key=key, walls=walls: job(*gen, key, walls=walls), reps=reps if conc > 1 else 1)
             sec.timings.append(Timing(f"adam generate, {key}", times, n, "req"))
+            in_job[conc] = statistics.median(walls[-len(times) :])
         names = (sec.timings[0].name, sec.timings[1].name)
         sec.ratio("concurrency 8 / concurrency 1, start to end of run(cfg)", *names, 6.0)
-        one, eight = (statistics.median(in_job[f"backend.concurrency={c}"][-(reps if c > 1 else 1) :]) for c in (1, 8))
+        one, eight = in_job[1], in_job[8]
         sec.checks.append(("concurrency 8 / concurrency 1, in-job (manifest wall_time_s)", one / eight, None))
         sec.lines.append(
             f"- {n} chat requests, {n * DELAY:.0f} s of server delay in all; the ideal ratio is 8x. Concurrency 8 "
