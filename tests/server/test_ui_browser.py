@@ -77,11 +77,7 @@ def page(browser: Any, server: BackgroundServer, request: pytest.FixtureRequest)
     """The browser, with helpers to wait for things on the page; the key is already in the tab, as a person's
     first visit leaves it, except for the test of that first visit (so each test also runs alone)."""
     page = Page(browser, server.url)
-    browser.get(f"{server.url}/ui/static/favicon.svg")  # the page's origin, without running the page
-    if request.node.name == "test_the_key_is_asked_for_once_and_kept_for_the_tab":
-        page.js("sessionStorage.clear()")
-    else:
-        page.js("sessionStorage.setItem('adam.apiKey', arguments[0])", KEY)
+    page.keep_key(None if request.node.name == "test_the_key_is_asked_for_once_and_kept_for_the_tab" else KEY)
     return page
 
 
@@ -96,6 +92,14 @@ class Page:
         self.driver, self.url, self.by = driver, url, By
         # a view redraws while it loads: an element found a moment ago may be gone, so look again
         self.wait = WebDriverWait(driver, WAIT_S, ignored_exceptions=(StaleElementReferenceException,))
+
+    def keep_key(self, key: str | None) -> None:
+        """Leave ``key`` in the tab's session storage for this server's origin, as the page does (None: no key)."""
+        self.driver.get(f"{self.url}/ui/static/favicon.svg")  # the page's origin, without running the page
+        if key is None:
+            self.js("sessionStorage.clear()")
+        else:
+            self.js("sessionStorage.setItem('adam.apiKey', arguments[0])", key)
 
     def open(self, fragment: str = "") -> None:
         """Load the page afresh (the tab's session storage stays): no element of the last view is left to go stale."""
@@ -219,8 +223,7 @@ def test_a_running_batch_moves_on_the_page_without_a_reload(browser: Any, tmp_pa
     slow = engine_for("backend.delay=0.1")  # per call of max_batch=2 lines: 150 lines take about 8 s
     with serving(slow, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY, max_batch=2) as running:
         page = Page(browser, running.url)
-        browser.get(f"{running.url}/ui/static/favicon.svg")  # this server's origin: its own session storage
-        page.js("sessionStorage.setItem('adam.apiKey', arguments[0])", KEY)
+        page.keep_key(KEY)  # this server's origin has its own session storage
         batch_id = _create_batch(running.url, 150)
         page.open("#/batches")
 
