@@ -92,6 +92,7 @@ def _build(engines: Sequence[Engine], options: ServeOptions, state_lock: StateDi
         key=options.api_key,
         hosts=allowed_hosts(options.host, options.allowed_hosts),
         max_body=int(options.max_body_mb * 2**20),
+        proxied=options.allowed_hosts,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refusals are counted too
     return app

@@ -32,9 +32,9 @@ RUN_FILES = {"results": RESULTS_NAME, "errors": ERRORS_NAME, "manifest": MANIFES
 
 @dataclass
 class Found:
-    """What a walk of the runs dir found: run dirs and sweep dirs, by name."""
+    """What a walk of the runs dir found: run dirs (with their manifest) and sweep dirs."""
 
-    runs: list[Path]
+    runs: dict[Path, Path]
     sweeps: list[Path]
     truncated: bool
 
@@ -54,10 +54,11 @@ class RunsBrowser:
         existence there but through it.
         """
         try:
-            real = path.resolve()
-        except (OSError, RuntimeError):
+            real = os.path.realpath(path)  # os.path, not pathlib: a walk of the runs dir asks this of every dir
+        except (OSError, ValueError):
             return None
-        return real if real.is_relative_to(self.real_root) else None
+        root = str(self.real_root)
+        return Path(real) if real == root or real.startswith(root.rstrip(os.sep) + os.sep) else None
 
     def run_file(self, run_dir: Path, file_name: str) -> Path | None:
         """A file of a run or sweep dir, if it is a file inside the runs dir."""
@@ -83,10 +84,11 @@ class RunsBrowser:
         found = self.walk(root)
         sweeps = {self.name_of(p): self.sweep_summary(p) for p in found.sweeps}
         runs = []
-        for path in found.runs:
+        for path, manifest in found.runs.items():
             name = self.name_of(path)
             parent = self.name_of(path.parent) if path.parent != root else None
-            runs.append({"id": name, "sweep": parent if parent in sweeps else None, **self.run_summary(path)})
+            summary = self.run_summary(path, manifest)
+            runs.append({"id": name, "sweep": parent if parent in sweeps else None, **summary})
         for name, sweep in sweeps.items():
             children = [r for r in runs if r["sweep"] == name]
             sweep.update(id=name, runs=[r["id"] for r in children])
@@ -155,9 +157,10 @@ class RunsBrowser:
             "chart": png is not None,
         }
 
-    def run_summary(self, path: Path) -> dict[str, Any]:
-        """What the runs list shows of a run: job, status, model, times and counts, from its manifest."""
-        manifest = self.run_file(path, MANIFEST_NAME)
+    def run_summary(self, path: Path, manifest: Path | None = None) -> dict[str, Any]:
+        """What the runs list shows of a run: job, status, model, times and counts, from its manifest (found
+        already by the one rule, or looked up through it)."""
+        manifest = manifest or self.run_file(path, MANIFEST_NAME)
         doc = (read_json(manifest) if manifest is not None else None) or {
             "status": "unknown",
             "error": f"unreadable {MANIFEST_NAME}",
@@ -185,7 +188,7 @@ class RunsBrowser:
 
     def walk(self, root: Path) -> Found:
         """Run dirs and sweep dirs under ``root``, without following symlinks or entering hidden dirs."""
-        found = Found([], [], truncated=False)
+        found = Found({}, [], truncated=False)
         stack: list[tuple[Path, int]] = [(root, 0)]
         seen = 0
         while stack:
@@ -194,8 +197,9 @@ class RunsBrowser:
             if seen > MAX_DIRS:
                 found.truncated = True
                 break
-            if path != root and self.is_run(path):
-                found.runs.append(path)
+            manifest = self.run_file(path, MANIFEST_NAME) if path != root else None
+            if manifest is not None:
+                found.runs[path] = manifest
                 continue  # a run dir's subdirs (.hydra) are its own
             if path != root and self.is_sweep(path):
                 found.sweeps.append(path)

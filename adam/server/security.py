@@ -90,21 +90,23 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
-def same_origin(origin: str, scheme: str, host: str) -> bool:
-    """Whether an Origin header names this server: ``scheme`` and the Host header's name and port ("null": no)."""
+def same_origin(origin: str, scheme: str, host: str, proxied: Iterable[str] = ()) -> bool:
+    """Whether an Origin header names this server: ``scheme`` and the Host header's name and port ("null": no).
+
+    ``proxied``: names a reverse proxy serves this server under (job.allowed_hosts); an Origin with one of
+    them counts as the server's own whatever its scheme and port, since the proxy's differ from the server's.
+    """
     try:
         theirs, ours = urlsplit(origin.strip()), urlsplit(f"//{host.strip()}")
         their_port = theirs.port or DEFAULT_PORTS.get(theirs.scheme.lower())
         our_port = ours.port or DEFAULT_PORTS.get(scheme)
     except ValueError:  # a port that is not a number
         return False
-    return (
-        bool(theirs.hostname)
-        and theirs.scheme.lower() == scheme
-        and theirs.hostname == ours.hostname
-        and their_port == our_port
-        and not theirs.path.strip("/")
-    )
+    if not theirs.hostname or theirs.path.strip("/") or theirs.scheme.lower() not in DEFAULT_PORTS:
+        return False
+    if theirs.hostname in {name.lower().strip("[]") for name in proxied}:
+        return True
+    return theirs.scheme.lower() == scheme and theirs.hostname == ours.hostname and their_port == our_port
 
 
 def is_open(path: str) -> bool:
@@ -115,8 +117,17 @@ def is_open(path: str) -> bool:
 class Guard:
     """ASGI middleware in front of every route: Host check, other sites refused, bearer key, body size limit."""
 
-    def __init__(self, app: ASGIApp, *, key: str | None, hosts: frozenset[str] | None, max_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        key: str | None,
+        hosts: frozenset[str] | None,
+        max_body: int,
+        proxied: Iterable[str] = (),
+    ) -> None:
         self.app = app
+        self.proxied = tuple(proxied)  # job.allowed_hosts: a reverse proxy's names, for the Origin check
         self.key = key.encode() if key else None
         self.hosts = hosts
         self.max_body = max_body
@@ -133,7 +144,7 @@ class Guard:
         origin = headers.get("origin")
         if origin is not None and scope.get("method") in STATE_CHANGING:
             scheme, host = scope.get("scheme", "http"), headers.get("host", "")
-            if not same_origin(origin, scheme, host):
+            if not same_origin(origin, scheme, host, self.proxied):
                 message = (
                     f"cross-origin request refused: Origin {origin[:200]!r} is not this server ({scheme}://{host[:200]});"
                     " a web page on another site may not change anything here (clients that send no Origin may)"

@@ -150,6 +150,10 @@ def test_the_origin_rule() -> None:
                    "http://127.0.0.1:x", "file://", "http://127.0.0.1:8000.evil.example"):  # fmt: skip
         assert not same_origin(origin, "http", "127.0.0.1:8000"), origin
     assert not same_origin("http://127.0.0.1:8000", "http", "")  # no Host: nothing to match
+    # behind a reverse proxy (job.allowed_hosts), the page's origin is the proxy's: its scheme and port differ
+    assert same_origin("https://api.example.com", "http", "127.0.0.1:8000", ["api.example.com"])
+    assert not same_origin("https://evil.example", "http", "127.0.0.1:8000", ["api.example.com"])
+    assert not same_origin("null", "http", "127.0.0.1:8000", ["null"])
 
 
 def test_curl_d_without_a_content_type_works_on_json_routes(keyless: BackgroundServer) -> None:
