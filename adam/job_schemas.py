@@ -173,9 +173,16 @@ class ServeJob:
     batch_wait_ms: float = 10  # how long a request waits for others to share its batch
     max_batch: int = 32  # requests per batch at most
     overflow: Overflow = Overflow.error  # prompts over the context window: a 400 error | truncate
+    # Stalled clients are dropped (adam/server/read_timeouts.py): a request's line and headers must arrive within
+    # header_timeout_s (else 408 and close), and a body may pause at most body_timeout_s between two reads.
+    header_timeout_s: float = 10
+    body_timeout_s: float = 30
 
     def __post_init__(self) -> None:
         at_least("job", 1, max_batch=self.max_batch, port=self.port)
+        for key in ("header_timeout_s", "body_timeout_s"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"'job.{key}' must be above 0, got {getattr(self, key)}")
         at_least("job", 0, batch_wait_ms=self.batch_wait_ms)
         if self.port > 65535:
             raise ConfigError(f"'job.port' must be at most 65535, got {self.port}")

@@ -15,9 +15,10 @@ from adam.io.record_parser import URLS
 from adam.server.batch_store import BatchStore, public
 from adam.server.errors import ApiError
 from adam.server.files import store_of
+from adam.server.json_body import JsonBodyRoute
 from adam.server.state import state_of
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)  # a JSON body whatever its Content-Type
 ENDPOINTS = tuple(url for urls in URLS.values() for url in urls)
 
 

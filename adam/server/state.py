@@ -15,6 +15,7 @@ from adam.server.errors import ApiError, model_not_found
 if TYPE_CHECKING:
     from fastapi import Request
 
+    from adam.locks import StateDirLock
     from adam.server.batch_store import BatchStore
     from adam.server.batch_worker import BatchWorker
     from adam.server.file_store import FileStore
@@ -88,6 +89,12 @@ class ServerState:
         self.batches: BatchStore | None = None
         self.batch_worker: BatchWorker | None = None
         self.runs: RunsBrowser | None = None  # the web page's runs browser, when the server has a runs dir
+        self.state_lock: StateDirLock | None = None  # held from create_app until the server stops
+
+    def close(self) -> None:
+        """Let the state dir go (after the server has stopped); closing twice is fine."""
+        if self.state_lock is not None:
+            self.state_lock.release()
 
     def find(self, name: str, *, ollama: bool = False) -> Served:
         """The served model called ``name``; 404 model_not_found for any other."""
