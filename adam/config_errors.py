@@ -26,6 +26,8 @@ from adam.errors import ExitCode, first_line
 def explain(err: BaseException) -> str | None:
     """One line saying what is wrong with the command line, or None for errors that are not about it."""
     cause = err.__cause__
+    if isinstance(err, OSError) and err.filename is not None:  # Hydra making the run dir or writing .hydra/ there
+        return f"cannot write {err.filename}: {err.strerror}; set hydra.run.dir= (hydra.sweep.dir=) to a writable dir"
     if isinstance(err, MissingConfigException):
         return _unknown_option(err)
     if isinstance(err, OverrideParseException):
