@@ -110,9 +110,8 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
     except OSError as err:
         raise ConfigError(f"cannot write to the output dir {run_dir}: {err.strerror}; set hydra.run.dir=") from err
     if not resuming and (run_dir / "results.jsonl").exists() and not restarts(run_dir, job):
-        raise ConfigError(
-            f"{run_dir} already holds results: pick another hydra.run.dir, or finish it with job.resume={run_dir}"
-        )
+        finish = f", or finish it with job.resume={run_dir}" if job.reads_input else " (it finished there)"
+        raise ConfigError(f"{run_dir} already holds results: pick another hydra.run.dir{finish}")
     if job.reads_input and cfg.job.get("retry_errors") and not resuming:
         raise ConfigError("job.retry_errors=true needs job.resume=<run dir> (or job.resume=true): it retries that run")
 

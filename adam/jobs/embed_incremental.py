@@ -96,8 +96,7 @@ def _prune(ctx: JobContext, store: EmbeddingStore, held: int) -> int:
         raise JobStopped(
             f"refused to prune {ctx.job.store}: job.input={ctx.job.input} lacks {refused.doomed} of the {held} "
             f"records the store held before this run{share}, more than job.prune_max_fraction={fraction:g}; nothing "
-            "was pruned and every record embedded is kept. If the input is complete, run again with "
-            "job.prune_max_fraction=1.0"
+            "was pruned and every record embedded is kept; if the input is right, add job.prune_max_fraction=1.0"
         ) from None
     log.info("pruned %d records no longer in the input from %s", pruned, ctx.job.store)
     return pruned
