@@ -94,6 +94,7 @@ class EmbedJob(JobSpec):
     store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
     store_text: bool = True  # with store: keep each text beside its hash, so search hits carry it
     prune: bool = False  # with store: remove ids that are no longer in the input
+    prune_max_fraction: float = 0.5  # with prune: refuse (exit 4) to remove more of the store's records; 1.0: any
     chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#<n>; null: whole
     chunk_overlap: int = 0  # tokens each chunk repeats from the end of the one before
     follow_symlinks: bool = False  # a directory input: read links that lead out of it (else skipped with a warning)
@@ -101,6 +102,8 @@ class EmbedJob(JobSpec):
     def __post_init__(self) -> None:
         super().__post_init__()
         at_least("job", 1, chunk_tokens=self.chunk_tokens)
+        if not 0 <= self.prune_max_fraction <= 1:
+            raise ConfigError(f"'job.prune_max_fraction' must be between 0 and 1, got {self.prune_max_fraction}")
         if self.chunk_tokens and not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError(f"'job.chunk_overlap' must be at least 0 and below job.chunk_tokens={self.chunk_tokens}")
 
@@ -198,6 +201,7 @@ class MergeJob:
     model_kind: ClassVar[ModelKind | None] = None
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False  # reads run dirs; loads no model
+    restartable: ClassVar[bool] = True  # stops between steps on a signal; run again into its dir, it starts over
 
     name: str = "merge"
     runs: Any = None  # required: a sweep dir, or a list of shard run dirs

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import errno
 import logging
 import os
 from pathlib import Path
@@ -32,12 +31,15 @@ from adam.jobs.kinds import JOBS, JobKind
 from adam.jobs.share import share_model
 from adam.launchers import default_threads
 from adam.locks import RunDirLock
+from adam.manifest import DISK_FULL as _DISK_FULL
 from adam.manifest import Manifest
 from adam.resume import (
     choose_run_dir,
     job_input_sha256,
     load_done,
+    read_manifest,
     remove_stale_temp_files,
+    rerun_command,
     resume_command,
     wants_resume,
 )
@@ -107,12 +109,20 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"cannot write to the output dir {run_dir}: {err.strerror}; set hydra.run.dir=") from err
-    if not resuming and (run_dir / "results.jsonl").exists():
-        raise ConfigError(
-            f"{run_dir} already holds results: pick another hydra.run.dir, or finish it with job.resume={run_dir}"
-        )
+    if not resuming and (run_dir / "results.jsonl").exists() and not restarts(run_dir, job):
+        finish = f", or finish it with job.resume={run_dir}" if job.reads_input else " (it finished there)"
+        raise ConfigError(f"{run_dir} already holds results: pick another hydra.run.dir{finish}")
     if job.reads_input and cfg.job.get("retry_errors") and not resuming:
         raise ConfigError("job.retry_errors=true needs job.resume=<run dir> (or job.resume=true): it retries that run")
+
+
+def restarts(run_dir: Path, job: JobKind) -> bool:
+    """Whether this run starts over a run of the same restartable job (job=merge) that ``run_dir`` holds unfinished:
+    stopped, interrupted, failed, or killed (its manifest says running, but this process holds the lock now)."""
+    if not job.restartable:
+        return False
+    doc = read_manifest(run_dir)
+    return doc is not None and doc.get("job") == job.name and doc.get("status") not in ("completed", "partial")
 
 
 def job_kind(cfg: DictConfig) -> JobKind:
@@ -159,7 +169,7 @@ def run(cfg: DictConfig) -> RunSummary:
 
 def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool) -> RunSummary:
     """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended."""
-    if resuming:
+    if resuming or restarts(run_dir, job_kind(cfg)):
         remove_stale_temp_files(run_dir)
     previous = previous_manifest(run_dir) if resuming else None
     done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
@@ -168,7 +178,7 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
         sha = job_input_sha256(cfg.job)
         manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
     if previous is None:
-        manifest.write()  # before results.jsonl exists: a run killed from here on can be resumed
+        _first_write(manifest)  # before results.jsonl exists: a run killed from here on can be resumed
     else:
         manifest.doc.update(resume_doc(previous, done))
     touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
@@ -180,13 +190,20 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
     ctx.on_vector_width = lambda width: manifest.update(dimensions=width)
     ctx.update_manifest = manifest.update
 
+    job = job_kind(cfg)
+
     def stop(status: str, message: str) -> RunSummary:
-        msg = f"{message}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}" if batch else message
+        msg = message
+        if batch:
+            msg = f"{message}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}"
+        elif job.restartable:
+            msg = f"{message}; run it again to finish it (it starts over): {rerun_command(run_dir)}"
         _finish(manifest, status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
         return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
 
-    job = job_kind(cfg)
-    with stop_on_signals() if batch else contextlib.nullcontext() as signalled:
+    manifest.reserve()  # so a disk that fills during the run still gets the run's outcome written (finish frees it)
+    with stop_on_signals() if batch or job.restartable else contextlib.nullcontext() as signalled:
+        ctx.stop_request = signalled
         try:
             if job.needs_model:  # job=info describes the model without its weights or server
                 backend.check_available()
@@ -213,6 +230,7 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
         except AdamError as err:
             if touched:
                 _finish(manifest, "failed", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
+            manifest.release()
             raise
         except Exception as err:  # a bug: still say in the manifest that the run ended, and how
             _finish(manifest, "failed", ExitCode.CONFIG, error=f"{type(err).__name__}: {err}")
@@ -223,21 +241,28 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
     failed = stats.failed + (done.errors if done is not None else 0)
     status, code = ("partial", ExitCode.PARTIAL) if failed else ("completed", ExitCode.OK)
     extra = {"totals": totals(done, stats)} if done is not None else {}
-    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
+    _finish(manifest, status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats)
 
 
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+def _first_write(manifest: Manifest) -> None:
+    """The run's first manifest; a disk already full stops the run before it starts, in one line."""
+    try:
+        manifest.write()
+    except OSError as err:
+        if err.errno in _DISK_FULL:
+            raise RunStopped(f"disk full writing {manifest.path} ({err.strerror}): free some space") from err
+        raise ConfigError(f"cannot write {manifest.path}: {err.strerror}; set hydra.run.dir=") from err
 
 
 def _finish(manifest: Manifest, status: str, code: ExitCode, **fields: Any) -> None:
     """Record how the run ended; a manifest that cannot be written (the disk is full) is logged, not raised."""
     try:
         manifest.finish(status, code, **fields)
-    except OSError as err:
-        log.error("could not update %s: %s", manifest.path, err)
+    except OSError as err:  # it keeps its last complete version, which a resume reads as well
+        log.error("could not update %s (%s): it keeps its last complete version", manifest.path, err.strerror)
 
 
 def _input_doc(cfg: DictConfig, ctx: JobContext) -> dict[str, object] | None:
