@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import errno
 import logging
 import os
 from pathlib import Path
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
-from adam.errors import AdamError, ConfigError, ExitCode, RunStopped
+from adam.errors import AdamError, ConfigError, ExitCode, RunStopped, is_disk_full
 from adam.io.readers import RecordReader, input_exists
 from adam.io.writers import RunWriter
 from adam.job_schemas import check_values
@@ -206,7 +205,7 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
             status = err.status if isinstance(err, JobStopped) else "interrupted"
             return stop(status, str(err) or "interrupted")
         except OSError as err:
-            if err.errno not in _DISK_FULL:
+            if not is_disk_full(err):
                 _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
                 raise
             return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
@@ -227,9 +226,6 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats)
-
-
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _finish(manifest: Manifest, status: str, code: ExitCode, **fields: Any) -> None:
