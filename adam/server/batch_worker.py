@@ -102,8 +102,8 @@ class BatchWorker:
                     self._bug(batch, err)
                     continue
                 pause = min(max(2 * pause, DISK_RETRY_S[0]), DISK_RETRY_S[1])
-                log.warning("batch %s paused: the disk is full (%s, %s); trying again in %g s, or when a file is "
-                            "deleted", batch["id"], err.strerror, err.filename or "", pause)  # fmt: skip
+                log.warning("batch %s paused: the disk is full (%s); trying again in %g s, or when a file is "
+                            "deleted", batch["id"], err, pause)  # fmt: skip
                 self._sleep(pause)
             except Exception as err:
                 self._bug(batch, err)
