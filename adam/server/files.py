@@ -8,6 +8,7 @@ library's email parser, so the server needs no extra package.
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 from typing import Any
@@ -33,13 +34,20 @@ def store_of(request: Request) -> FileStore:
 @router.post("/v1/files")
 async def upload(request: Request) -> dict[str, Any]:
     """Store an uploaded batch input file under a new id."""
-    fields, data, filename = _multipart(request.headers.get("content-type", ""), await request.body())
+    store, content_type = store_of(request), request.headers.get("content-type", "")
+    body = await request.body()
+    # parsing a large multipart body and writing it durably take a while: not on the event loop
+    return await asyncio.to_thread(_store_upload, store, content_type, body)
+
+
+def _store_upload(store: FileStore, content_type: str, body: bytes) -> dict[str, Any]:
+    fields, data, filename = _multipart(content_type, body)
     purpose = fields.get("purpose")
     if purpose != "batch":
         raise ApiError(400, f"purpose must be 'batch', got {purpose!r}", code="invalid_request", param="purpose")
     if data is None:
         raise ApiError(400, "the upload has no 'file' part", code="invalid_request", param="file")
-    return _public(store_of(request).create(data, filename=filename or "upload.jsonl", purpose=purpose))
+    return _public(store.create(data, filename=filename or "upload.jsonl", purpose=purpose))
 
 
 @router.get("/v1/files")
