@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import contextlib
-import errno
 import logging
 import os
 import sys
@@ -16,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam import __version__
+from adam.errors import is_disk_full
 from adam.io.writers import write_json_atomic
 
 log = logging.getLogger(__name__)
@@ -23,7 +23,6 @@ log = logging.getLogger(__name__)
 MANIFEST_NAME = "manifest.json"
 RESERVE_NAME = ".adam.reserve"  # disk space set aside so a full disk cannot keep the run's outcome from its manifest
 RESERVE_BYTES = 256 * 1024  # several manifests (a new one is written beside the old) and the last log lines
-DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
 
 
 def _versions() -> dict[str, str]:
@@ -113,7 +112,7 @@ class Manifest:
         try:
             self.write()
         except OSError as err:
-            if err.errno not in DISK_FULL or self._reserve is None:
+            if not is_disk_full(err) or self._reserve is None:
                 raise
             self.release()
             self.write()

@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
-from adam.errors import AdamError, ConfigError, ExitCode, RunStopped
+from adam.errors import AdamError, ConfigError, ExitCode, RunStopped, is_disk_full
 from adam.io.readers import RecordReader, input_exists
 from adam.io.writers import RunWriter
 from adam.job_schemas import check_values
@@ -31,7 +31,6 @@ from adam.jobs.kinds import JOBS, JobKind
 from adam.jobs.share import share_model
 from adam.launchers import default_threads
 from adam.locks import RunDirLock
-from adam.manifest import DISK_FULL as _DISK_FULL
 from adam.manifest import Manifest
 from adam.resume import (
     choose_run_dir,
@@ -223,7 +222,7 @@ def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: 
             status = err.status if isinstance(err, JobStopped) else "interrupted"
             return stop(status, str(err) or "interrupted")
         except OSError as err:
-            if err.errno not in _DISK_FULL:
+            if not is_disk_full(err):
                 _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
                 raise
             return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
@@ -252,7 +251,7 @@ def _first_write(manifest: Manifest) -> None:
     try:
         manifest.write()
     except OSError as err:
-        if err.errno in _DISK_FULL:
+        if is_disk_full(err):
             raise RunStopped(f"disk full writing {manifest.path} ({err.strerror}): free some space") from err
         raise ConfigError(f"cannot write {manifest.path}: {err.strerror}; set hydra.run.dir=") from err
 

@@ -20,7 +20,7 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from adam.engine import Engine
-from adam.errors import AdamError, ConfigError
+from adam.errors import AdamError, ConfigError, is_disk_full
 from adam.locks import StateDirLock
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, error_body, from_adam_error
@@ -106,7 +106,9 @@ def _add_batch_api(state: ServerState, state_dir: Path) -> None:
 
     state.files = FileStore(state_dir / "files")
     state.batches = BatchStore(state_dir / "batches")
-    state.batch_worker = BatchWorker(state.batches, state.files, state.models, chunk=state.options.max_batch)
+    state.batch_worker = BatchWorker(
+        state.batches, state.files, state.models, chunk=state.options.max_batch, resolve=state.for_endpoint
+    )
 
 
 @contextlib.asynccontextmanager
@@ -143,6 +145,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         return answer(request, ApiError(err.status_code, str(err.detail)))
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, err: OSError) -> JSONResponse:
+        if not is_disk_full(err):
+            return await bug(request, err)
+        # an upload, a batch or a cancel the state dir has no room for: nothing of it was kept
+        log.warning("%s %s refused: %s", request.method, request.url.path, err)
+        message = "the server's disk is full (job.state_dir): nothing was stored; free some space and try again"
+        return answer(request, ApiError(507, message, code="insufficient_storage"))
 
     @app.exception_handler(Exception)
     async def bug(request: Request, err: Exception) -> JSONResponse:

@@ -21,6 +21,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from adam.backends.base import Embedding, Generation, GenerationRequest, StreamChunk, truncate_dimensions
 from adam.errors import AdamError, BackendError
+from adam.server.bodies import RequestBody
 from adam.server.errors import ApiError, error_body, from_adam_error
 from adam.server.json_body import JsonBodyRoute
 from adam.server.state import Served, state_of
@@ -30,9 +31,7 @@ SSE_HEADERS = {"Cache-Control": "no-cache", "X-Accel-Buffering": "no"}
 
 
 # --------------------------------------------------------------------- requests
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")  # fields adam does not use (user, logit_bias, ...) are ignored
-
+class _Request(RequestBody):  # fields adam does not use (user, logit_bias, ...) are ignored
     model: str = Field(min_length=1)
 
 

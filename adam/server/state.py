@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 
 from adam.config import ModelKind
 from adam.engine import Engine
+from adam.io.record_parser import URLS
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, model_not_found
 
@@ -109,6 +110,10 @@ class ServerState:
         if not served.can_generate:
             raise ApiError(400, f"model '{name}' is an embedding model: it does not generate text", param="model")
         return served
+
+    def for_endpoint(self, endpoint: str, name: str) -> Served:
+        """The model called ``name``, if it answers ``endpoint`` (/v1/embeddings embeds, the others generate)."""
+        return self.for_embeddings(name) if endpoint in URLS["embed"] else self.for_generation(name)
 
     def for_embeddings(self, name: str, *, ollama: bool = False) -> Served:
         """The model called ``name``, if it embeds."""
