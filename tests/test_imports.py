@@ -11,7 +11,7 @@ from helpers import REPO
 
 PACKAGE = REPO / "adam"
 # Layers from the bottom: a module may import its own layer and the ones below, never one above.
-LOWER = ("adam.errors", "adam.config", "adam.io", "adam.hashing", "adam.catalog")
+LOWER = ("adam.errors", "adam.config", "adam.io", "adam.protocol", "adam.hashing", "adam.catalog")
 UPPER = ("adam.jobs", "adam.runner", "adam.server", "adam.manager", "adam.__main__")
 
 

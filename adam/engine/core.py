@@ -77,8 +77,9 @@ class Engine:
     def request_for(self, record: Record) -> GenerationRequest:
         """The request a record asks for."""
         return self.settings.request(
-            messages=record.messages, prompt=record.prompt, chat=record.chat, params=record.params
-        )
+            messages=record.messages, prompt=record.prompt, chat=record.chat, params=record.params,
+            thinking=record.thinking,
+        )  # fmt: skip
 
     def fit(self, request: GenerationRequest) -> tuple[GenerationRequest, ContextOverflowError | None, bool]:
         """(the request to send, the overflow refusing it, whether it was truncated) under job.overflow."""

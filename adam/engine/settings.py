@@ -10,8 +10,9 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.types import GenerationRequest
 from adam.job_schemas import Overflow
+from adam.protocol.openai import PARAMS  # what a record may set
 
-PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")  # what a record may set
+__all__ = ["PARAMS", "Settings"]
 
 
 @dataclass(frozen=True)

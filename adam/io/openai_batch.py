@@ -8,14 +8,12 @@ and an error body, plus adam's own ``line`` so it can be found in the input.
 
 from __future__ import annotations
 
-import time
 import uuid
 from typing import Any, Literal
 
-import numpy as np
-
 from adam.backends.types import Embedding, Generation
 from adam.io.records import InvalidRecord, Record
+from adam.protocol.openai_bodies import body_of, chat_completion, embedding_list, text_completion, vector_to_list
 
 ErrorCode = Literal["invalid_input", "backend_error", "context_overflow", "invalid_output"]
 _HTTP: dict[str, tuple[int, str]] = {
@@ -33,8 +31,9 @@ def generation_result(record: Record, gen: Generation, *, model: str) -> dict[st
         "completion_tokens": gen.completion_tokens,
         "total_tokens": gen.prompt_tokens + gen.completion_tokens,
     }
-    if record.format == "openai":
-        return _batch_line(record.id, _completion_body(record, gen, model, usage))
+    if record.format == "openai":  # the body its HTTP route answers with
+        body = text_completion([gen], model) if record.url == "/v1/completions" else chat_completion(gen, model)
+        return _batch_line(record.id, body_of(body))
     out: dict[str, Any] = {"id": record.id, "text": gen.text}
     if gen.thinking is not None:
         out["thinking"] = gen.thinking
@@ -44,15 +43,9 @@ def generation_result(record: Record, gen: Generation, *, model: str) -> dict[st
 
 def embedding_result(record: Record, emb: Embedding, *, model: str) -> dict[str, Any]:
     """The results.jsonl line for one embedding."""
+    if record.format == "openai":  # the body its HTTP route answers with
+        return _batch_line(record.id, body_of(embedding_list([emb.vector], emb.tokens, model)))
     vector = vector_to_list(emb.vector)
-    if record.format == "openai":
-        body = {
-            "object": "list",
-            "data": [{"object": "embedding", "index": 0, "embedding": vector}],
-            "model": model,
-            "usage": {"prompt_tokens": emb.tokens, "total_tokens": emb.tokens},
-        }
-        return _batch_line(record.id, body)
     out: dict[str, Any] = {
         "id": record.id,
         "embedding": vector,
@@ -68,6 +61,9 @@ def error_result(record: Record | InvalidRecord, message: str, *, code: ErrorCod
     if code not in _HTTP:
         raise ValueError(f"unknown error code {code!r}; use one of {', '.join(_HTTP)}")
     snippet = record.snippet if isinstance(record, InvalidRecord) else None
+    if isinstance(record, InvalidRecord) and record.in_body:  # the request's own 400, as its HTTP route answers
+        error = {"message": message, "type": "invalid_request_error", "param": record.param, "code": record.code}
+        return refused_request(record, 400, error)
     if record.format == "openai":
         status, kind = _HTTP[code]
         out = refused_request(record, status, {"message": message, "type": kind, "param": None, "code": code})
@@ -86,34 +82,6 @@ def refused_request(record: Record | InvalidRecord, status_code: int, error: dic
     out = _batch_line(record.id, {"error": error}, status_code=status_code)
     out["line"] = record.line
     return out
-
-
-def vector_to_list(vector: Any) -> list[float]:
-    """A vector as JSON-ready floats; float32 values keep their shortest repr (about half the text)."""
-    arr = np.asarray(vector).ravel()
-    if arr.dtype.kind == "f" and arr.dtype.itemsize < 8:
-        # numpy prints each float32 with the fewest digits that read back to the same float32
-        return list(map(float, arr.astype(str).tolist()))
-    return [float(x) for x in arr.tolist()]
-
-
-def _completion_body(record: Record, gen: Generation, model: str, usage: dict[str, int]) -> dict[str, Any]:
-    """A chat.completion, or a text_completion for /v1/completions requests."""
-    created = int(time.time())
-    if record.url == "/v1/completions":
-        choice: dict[str, Any] = {"index": 0, "text": gen.text, "logprobs": None, "finish_reason": gen.finish_reason}
-        return _body(f"cmpl-{uuid.uuid4().hex}", "text_completion", created, model, choice, usage)
-    message = {"role": "assistant", "content": gen.text}
-    if gen.thinking is not None:
-        message["reasoning_content"] = gen.thinking
-    choice = {"index": 0, "message": message, "logprobs": None, "finish_reason": gen.finish_reason}
-    return _body(f"chatcmpl-{uuid.uuid4().hex}", "chat.completion", created, model, choice, usage)
-
-
-def _body(
-    id_: str, kind: str, created: int, model: str, choice: dict[str, Any], usage: dict[str, int]
-) -> dict[str, Any]:
-    return {"id": id_, "object": kind, "created": created, "model": model, "choices": [choice], "usage": usage}
 
 
 def _batch_line(custom_id: str | int | None, body: dict[str, Any], *, status_code: int = 200) -> dict[str, Any]:

@@ -13,23 +13,30 @@ import math
 import re
 import sys
 from collections.abc import Mapping
-from typing import Any, Literal
+from typing import Any
 
 from adam.io.records import InvalidRecord, Record, RecordFormat
-from adam.io.validation import check, check_split
+from adam.io.validation import check
+from adam.protocol.openai import (
+    COMPLETIONS,
+    EMBEDDINGS,
+    PARAMS,
+    URLS,
+    Kind,
+    Refused,
+    known_fields,
+    messages_of,
+    params_of,
+    read_body,
+    thinking_of,
+)
 from adam.sharding import shard_of_id
 
 log = logging.getLogger(__name__)
 
-Kind = Literal["generate", "embed"]
-PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")
-_INT_PARAMS = frozenset({"max_tokens", "seed"})
-URLS: dict[str, tuple[str, ...]] = {
-    "generate": ("/v1/chat/completions", "/v1/completions"),
-    "embed": ("/v1/embeddings",),
-}
+__all__ = ["PARAMS", "URLS", "Kind", "RecordParser", "is_openai_request", "text_problem"]
 _OPENAI_TOP = frozenset({"custom_id", "method", "url", "body"})
-_OPENAI_BODY = frozenset({"model", "messages", "prompt", "input", "max_completion_tokens", "n", *PARAMS})
+_ONE_TEXT = {COMPLETIONS: "prompt", EMBEDDINGS: "input"}  # a line is one answer: a list of these holds one
 SNIPPET_CHARS = 200
 MAX_DEPTH = 100  # nesting levels a record may have; far below what the JSON parser and writer can recurse into
 _SURROGATE = re.compile("[\ud800-\udfff]")  # left by a \ud800 escape with no pair; UTF-8 cannot encode it
@@ -59,7 +66,7 @@ class RecordParser:
         self._format_known = False
         self._first_line: dict[str, int] = {}  # str(id) -> line it was first seen on
         self._warned: set[str] = set()
-        known = ["messages", *PARAMS] if kind == "generate" else []
+        known = ["messages", *PARAMS, "chat_template_kwargs"] if kind == "generate" else []
         self._fields = {name: name for name in (*known, "metadata")}
         self._fields[self.id_field] = "id"
         self._fields[self.text_field] = self._text_name
@@ -192,10 +199,10 @@ class RecordParser:
         common: dict[str, Any] = {"line": line, "id": id_, "metadata": view.get("metadata"), "extra": extra}
         if self.kind == "embed":
             return Record(text=view["text"], **common)
-        params = normalise_params(view)
+        params, thinking = params_of(view), thinking_of(view)  # read as an OpenAI body's fields are
         if "messages" in view:
-            return Record(messages=normalise_messages(view["messages"]), params=params, **common)
-        return Record(prompt=view["prompt"], chat=True, params=params, **common)
+            return Record(messages=messages_of(view["messages"]), params=params, thinking=thinking, **common)
+        return Record(prompt=view["prompt"], chat=True, params=params, thinking=thinking, **common)
 
     def _hint(self, view: Mapping[str, Any], obj: Mapping[str, Any]) -> str:
         """Point at job.text_field when the text sits under the other usual name."""
@@ -208,13 +215,15 @@ class RecordParser:
 
     # ------------------------------------------------------------------ OpenAI batch requests
     def _openai(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
-        """An OpenAI batch line; a line whose body alone is wrong comes back ``in_body`` (the request's own 400)."""
+        """An OpenAI batch line; a line whose body alone is wrong comes back ``in_body`` (the request's own 400).
+
+        The body is read by adam.protocol.openai, as its HTTP route reads it: the same fields, the same refusals.
+        """
         self._note_format("openai")
         id_ = _custom_id(obj)
         snippet = None if id_ is not None else raw
         url = obj.get("url")
-        outside, inside = check_split("openai_request", obj, "body")
-        message = self._url_problem(url) or outside
+        message = self._url_problem(url) or check("openai_request", obj)
         if message is not None:
             if id_ is not None:
                 self._remember(id_, line)
@@ -222,26 +231,26 @@ class RecordParser:
         assert id_ is not None  # the schema requires a non-empty custom_id
         if (dup := self._duplicate(id_, line)) is not None:
             return self._invalid(line, id_, dup, fmt="openai")
-        if inside is not None:
-            return self._invalid(line, id_, inside, fmt="openai", in_body=True)
         body: dict[str, Any] = obj["body"]
+        try:
+            ask = read_body(url, body)
+            if len(ask.texts) > 1:
+                name = _ONE_TEXT[url]
+                raise Refused(f"one {name} per line: split the list into lines", param=name)
+        except Refused as err:
+            return self._invalid(line, id_, err.message, fmt="openai", in_body=True, param=err.param, code=err.code)
         for key in obj.keys() - _OPENAI_TOP:
             self._warn_once(f"top:{key}", "field %r of an OpenAI batch line is ignored", key)
-        for key in body.keys() - _OPENAI_BODY:
+        for key in body.keys() - known_fields(url):
             self._warn_once(f"body:{key}", "body key %r is not supported by adam and is ignored", key)
-        model = body.get("model") if isinstance(body.get("model"), str) else None
-        if model is not None and self.endpoint is None and self._once("model"):
-            log.info("request bodies name model %r; adam answers with its configured model", model)
-        common: dict[str, Any] = {"line": line, "id": id_, "format": "openai", "url": url, "model": model}
-        if url == "/v1/embeddings":
-            text = body["input"] if isinstance(body["input"], str) else body["input"][0]
-            return Record(text=text, **common)
-        params = normalise_params(body)
-        if body.get("max_completion_tokens") is not None:
-            params["max_tokens"] = int(body["max_completion_tokens"])
-        if url == "/v1/completions":
-            return Record(prompt=body["prompt"], chat=False, params=params, **common)
-        return Record(messages=normalise_messages(body["messages"]), params=params, **common)
+        if ask.model is not None and self.endpoint is None and self._once("model"):
+            log.info("request bodies name model %r; adam answers with its configured model", ask.model)
+        common: dict[str, Any] = {"line": line, "id": id_, "format": "openai", "url": url, "model": ask.model}
+        if url == EMBEDDINGS:
+            return Record(text=ask.texts[0], **common)
+        if url == COMPLETIONS:
+            return Record(prompt=ask.texts[0], chat=False, params=ask.params, **common)
+        return Record(messages=ask.messages, params=ask.params, thinking=ask.thinking, **common)
 
     def _url_problem(self, url: Any) -> str | None:
         """Why an OpenAI line's url is not one this parser takes (a url that is not a string is the schema's)."""
@@ -274,9 +283,11 @@ class RecordParser:
         snippet: str | None = None,
         fmt: RecordFormat | None = None,
         in_body: bool = False,
+        param: str | None = None,
+        code: str = "invalid_request",
     ) -> InvalidRecord:
         clipped = snippet[:SNIPPET_CHARS] if snippet is not None else None
-        return InvalidRecord(line, id_, message, fmt or self.format, clipped, in_body)
+        return InvalidRecord(line, id_, message, fmt or self.format, clipped, in_body, param, code)
 
     def _note_format(self, fmt: RecordFormat) -> None:
         if not self._format_known:
@@ -311,35 +322,6 @@ class RecordParser:
 def is_openai_request(obj: Mapping[str, Any]) -> bool:
     """Whether a JSON object is an OpenAI Batch request line (has custom_id, or a body with url/method)."""
     return "custom_id" in obj or ("body" in obj and ("url" in obj or "method" in obj))
-
-
-def normalise_params(src: Mapping[str, Any]) -> dict[str, Any]:
-    """The known sampling params of a validated record; unset (null) ones left out, stop always a list."""
-    params: dict[str, Any] = {}
-    for name in PARAMS:
-        value = src.get(name)
-        if value is None:
-            continue
-        if name in _INT_PARAMS:
-            value = int(value)  # JSON Schema counts 3.0 as an integer
-        elif name == "stop":
-            value = [value] if isinstance(value, str) else list(value)
-        params[name] = value
-    return params
-
-
-def normalise_messages(messages: list[dict[str, Any]]) -> list[dict[str, str]]:
-    """Validated chat messages with text-part lists joined into one string and developer read as system."""
-    out = []
-    for msg in messages:
-        content = msg["content"]
-        if not isinstance(content, str):
-            content = "\n".join(part["text"] for part in content)
-        role = "system" if msg["role"] == "developer" else msg["role"]
-        item = {"role": role, "content": content}
-        item.update({k: msg[k] for k in ("name", "tool_call_id") if k in msg})
-        out.append(item)
-    return out
 
 
 class _NotJson(ValueError):

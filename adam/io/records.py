@@ -24,6 +24,7 @@ class Record:
     chat: bool = True
     text: str | None = None
     params: dict[str, Any] = field(default_factory=dict)  # max_tokens, temperature, top_p, stop, seed, response_format
+    thinking: bool | None = None  # chat_template_kwargs.enable_thinking; None: the job's job.thinking
     metadata: Any = None  # the record's own "metadata" value, copied to its result
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, passed through untouched
     url: str | None = None  # OpenAI batch endpoint, e.g. /v1/chat/completions
@@ -49,3 +50,5 @@ class InvalidRecord:
     format: RecordFormat = "native"
     snippet: str | None = None  # the start of the offending line, for lines with no usable id
     in_body: bool = False  # an OpenAI batch line whose body is wrong (a value out of range): the request's own 400
+    param: str | None = None  # in_body: the body field it is about, as the HTTP route's 400 names it
+    code: str = "invalid_request"  # in_body: the 400's code, as the HTTP route's (unsupported for tools, logprobs)

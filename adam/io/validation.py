@@ -23,8 +23,10 @@ from jsonschema import Draft202012Validator
 from jsonschema.exceptions import ValidationError, best_match
 
 Check = Callable[[Any], bool]
-SchemaName = Literal["generate", "embed", "openai_request"]
-SCHEMA_NAMES: tuple[SchemaName, ...] = ("generate", "embed", "openai_request")
+SchemaName = Literal["generate", "embed", "openai_request", "openai_chat", "openai_completion", "openai_embedding"]
+SCHEMA_NAMES: tuple[SchemaName, ...] = (
+    "generate", "embed", "openai_request", "openai_chat", "openai_completion", "openai_embedding"
+)  # fmt: skip
 _GOT_CHARS = 60  # how much of an offending value a message quotes
 
 
@@ -49,35 +51,26 @@ def check(name: SchemaName, instance: Any, *, rename: Mapping[str, str] | None =
     ``rename`` maps the schema's field names to the names the input uses (``{"prompt": "question"}``
     when job.text_field=question), so the message names the field the user wrote.
     """
+    found = explain(name, instance, rename=rename)
+    return None if found is None else found[0]
+
+
+def explain(
+    name: SchemaName, instance: Any, *, rename: Mapping[str, str] | None = None
+) -> tuple[str, str | None] | None:
+    """``check``'s message with the top-level field it is about (OpenAI's ``param``), or None when valid."""
     if _fast_check(name)(instance):
         return None
     error = best_match(_validator(name).iter_errors(instance))
     if error is None:  # jsonschema has the last word; tests keep the two in agreement
         return None
-    return _message(load_schema(name), error, instance, dict(rename or {}))
-
-
-def check_split(name: SchemaName, instance: Any, inner: str) -> tuple[str | None, str | None]:
-    """``check``, telling where the problem is: (a problem outside ``instance[inner]``, a problem within it).
-
-    Within is a value inside the ``inner`` object (a body's temperature out of range, its messages
-    missing); outside is everything else, ``inner`` missing or not an object included. At most one of
-    the two is set: a problem outside wins.
-    """
-    if _fast_check(name)(instance):
-        return None, None
-    errors = list(_validator(name).iter_errors(instance))
-    outside = [e for e in errors if not _within(e, inner)]
-    error = best_match(outside or errors)
-    if error is None:
-        return None, None
-    message = _message(load_schema(name), error, instance, {})
-    return (message, None) if outside else (None, message)
-
-
-def _within(error: ValidationError, inner: str) -> bool:
     path = list(error.absolute_path)
-    return bool(path) and path[0] == inner and (len(path) > 1 or error.validator != "type")
+    field = str(path[0]) if path else (_missing(error) if error.validator == "required" else None)
+    return _message(load_schema(name), error, instance, dict(rename or {})), field
+
+
+def _missing(error: ValidationError) -> str | None:
+    return next((str(m) for m in error.validator_value if m not in (error.instance or {})), None)
 
 
 def is_valid(name: SchemaName, instance: Any) -> bool:
@@ -93,7 +86,7 @@ def _message(root: dict[str, Any], error: ValidationError, instance: Any, rename
     if isinstance(custom, str):
         return _rename_quoted(custom, rename)
     if error.validator == "required":
-        missing = next((m for m in error.validator_value if m not in (error.instance or {})), "?")
+        missing = _missing(error) or "?"
         if not path:
             return f"missing {_quote([missing], rename)}"
         return f"{_quote(path, rename)} is missing '{missing}'"

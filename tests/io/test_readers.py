@@ -87,7 +87,7 @@ def _corpus() -> list[bytes]:
                 "custom_id": "o5",
                 "method": "POST",
                 "url": "/v1/completions",
-                "body": {"prompt": "raw", "max_completion_tokens": 4, "model": "gpt-x", "logprobs": True},
+                "body": {"prompt": "raw", "max_completion_tokens": 4, "model": "gpt-x", "suffix": "!"},
             }
         ),  # 30
         _line({"custom_id": "o6", **openai, "body": {"messages": _chat("last"), "stop": ["a", "b"], "top_p": 0.5}}),
@@ -152,7 +152,7 @@ def test_corpus_every_line_has_the_expected_outcome(corpus: Path, caplog: pytest
         16: (None, "not valid UTF-8 (byte 0xe9 at offset 27)"),
         19: ("o1", "url '/v1/embeddings' is not supported by a generate job"),
         20: ("o2", '\'method\' must be "POST", got "GET"'),
-        21: ("o3", "'body.n' must be 1"),
+        21: ("o3", "'n' must be 1: adam returns one completion per request"),
         22: (
             "o4",
             "url '/v1/responses' is not supported by a generate job: use /v1/chat/completions or /v1/completions",
@@ -177,7 +177,7 @@ def test_corpus_every_line_has_the_expected_outcome(corpus: Path, caplog: pytest
     assert warnings.count("unknown field 'max_token' (did you mean 'max_tokens'?) is passed through, not used") == 1
     assert "unknown field 'temprature' (did you mean 'temperature'?) is passed through, not used" in warnings
     assert not any("'team'" in w or "'_target_'" in w for w in warnings)
-    assert warnings.count("body key 'logprobs' is not supported by adam and is ignored") == 1
+    assert warnings.count("body key 'suffix' is not supported by adam and is ignored") == 1
 
     assert reader.sha256 == hashlib.sha256(corpus.read_bytes()).hexdigest()
     assert reader.count_hint() == len(got) == 30  # every record, valid or not; the blank line 2 is none
@@ -443,7 +443,7 @@ def test_openai_embedding_requests(tmp_path: Path) -> None:
     assert got[3].message == (
         "url '/v1/chat/completions' is not supported by a embed job: use /v1/embeddings (or run job=generate)"
     )
-    assert got[4].message == "missing 'body.input' (a /v1/embeddings request needs it)"
+    assert got[4].message == "missing 'input' (a /v1/embeddings request needs it)"
 
 
 def test_bad_chat_messages(tmp_path: Path) -> None:

@@ -28,6 +28,8 @@ _URLS = [
     ("/v1/x", ("prompt", "p")),
 ]
 _BODY_KEYS = ["messages", "prompt", "input", "max_tokens", "max_completion_tokens", "temperature", "n", "stop", "model"]
+_BODIES = {"openai_chat": _URLS[0][1], "openai_completion": _URLS[1][1], "openai_embedding": _URLS[2][1]}
+_BODY_ONLY_KEYS = ["logprobs", "top_logprobs", "echo", "tools", "chat_template_kwargs", "stream", "dimensions"]
 
 
 def _random_object(rng: random.Random, keys: list[str]) -> dict[str, Any]:
@@ -42,6 +44,10 @@ def _instances(name: str, count: int) -> list[Any]:
             obj = _random_object(rng, [*_NATIVE_KEYS, "metadata", "other"])
             if rng.random() < 0.5:
                 obj["prompt"] = "a prompt"
+        elif name in _BODIES:  # a request body, as each door reads it
+            needs = _BODIES[name]
+            obj = {needs[0]: needs[1]} if rng.random() < 0.8 else {}
+            obj.update({key: rng.choice(_VALUES) for key in [*_BODY_KEYS, *_BODY_ONLY_KEYS] if rng.random() < 0.1})
         elif name == "embed":
             obj = _random_object(rng, ["id", "text", "metadata"])
             if rng.random() < 0.5:
@@ -85,8 +91,11 @@ def test_an_unknown_keyword_is_refused_rather_than_ignored() -> None:
         ("generate", {"prompt": "p" * 5, "seed": "x" * 100},
          '\'seed\' must be an integer that fits in 64 bits, got "' + "x" * 56 + "..."),
         ("embed", {"text": ""}, "'text' is empty"),
-        ("openai_request", {"custom_id": "c", "method": "POST", "url": "/v1/completions", "body": {}},
-         "missing 'body.prompt' (a /v1/completions request needs it)"),
+        ("openai_completion", {}, "missing 'prompt' (a /v1/completions request needs it)"),
+        ("openai_chat", {"messages": [{"role": "user", "content": "c"}], "n": 2},
+         "'n' must be 1: adam returns one completion per request; repeat the request instead"),
+        ("openai_chat", {"messages": [{"role": "user", "content": [{"type": "image_url"}]}]},
+         'each content part must be {"type": "text", "text": ...}: adam reads text only'),
         ("openai_request", {"custom_id": "c", "method": "POST", "url": "/v1/chat/completions", "body": []},
          "'body' must be an object, got []"),
     ],
