@@ -4,7 +4,7 @@ Text that UTF-8 cannot carry (a lone surrogate, from a ``\\ud800`` escape with n
 with the protocol's 400, anywhere in a body (content, stop, model, metadata, an ignored field), before
 the route runs. Nothing that passes can fail later when it is stored, echoed or streamed, so a stream
 never breaks off midway and no stored batch becomes unreadable. Every JSON request model derives from
-RequestBody (an upload's multipart headers are checked where they are parsed, in files.py).
+RequestBody (an upload's multipart headers are checked where they are parsed, in adam/server/files.py).
 """
 
 from __future__ import annotations

@@ -12,8 +12,8 @@ from fastapi import APIRouter, Query, Request
 from pydantic import Field
 
 from adam.io.record_parser import URLS
+from adam.protocol.bodies import RequestBody
 from adam.server.batch_store import BatchStore, public
-from adam.server.bodies import RequestBody
 from adam.server.errors import ApiError
 from adam.server.files import store_of
 from adam.server.json_body import JsonBodyRoute

@@ -12,7 +12,7 @@ from __future__ import annotations
 import hashlib
 import json
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime
 from typing import Any
 
@@ -22,6 +22,8 @@ from pydantic import BaseModel
 
 from adam.backends.base import Generation, GenerationRequest, StreamChunk, truncate_dimensions
 from adam.errors import AdamError, BackendError
+from adam.protocol.ollama import chat_args, generate_args
+from adam.protocol.openai import Refused
 from adam.server.errors import ApiError, from_adam_error
 from adam.server.json_body import JsonBodyRoute
 from adam.server.ollama_models import (
@@ -125,16 +127,11 @@ async def chat(body: ChatRequest, request: Request) -> Any:
     """A chat answer, whole or as NDJSON; no messages: load the model."""
     served = state_of(request).for_generation(body.model, ollama=True)
     started = time.perf_counter_ns()
-    if body.tools:
-        raise ApiError(400, "tools are not supported by this server")
-    if not body.messages:
+    if not body.messages and not body.tools:
         await served.batcher.call(served.engine.backend.load)
         return ChatResponse(model=served.ollama_name, created_at=_now(), message=AssistantMessage(), done=True,
                             done_reason="load")  # fmt: skip
-    if any(m.images for m in body.messages):
-        raise ApiError(400, "images are not supported by this server")
-    messages = [{"role": m.role, "content": m.content or ""} for m in body.messages]
-    gen_request = _request(served, messages=messages, params=body.params(), thinking=body.thinking)
+    gen_request = _request(served, chat_args, body)
     if body.stream:
         chunks = await served.batcher.open_stream(gen_request)
         return _ndjson(_stream_lines(served, chunks, started, chat=True))
@@ -151,12 +148,7 @@ async def generate(body: GenerateRequest, request: Request) -> Any:
     if not body.prompt:
         await served.batcher.call(served.engine.backend.load)
         return GenerateResponse(model=served.ollama_name, created_at=_now(), done=True, done_reason="load")
-    if body.images:
-        raise ApiError(400, "images are not supported by this server")
-    gen_request = _request(
-        served, prompt=body.prompt, chat=not body.raw, params=body.params(), system_prompt=body.system,
-        thinking=body.thinking,
-    )  # fmt: skip
+    gen_request = _request(served, generate_args, body)
     if body.stream:
         chunks = await served.batcher.open_stream(gen_request)
         return _ndjson(_stream_lines(served, chunks, started, chat=False))
@@ -196,9 +188,12 @@ async def embeddings(body: EmbeddingsRequest, request: Request) -> EmbeddingsRes
 
 
 # --------------------------------------------------------------------- helpers
-def _request(served: Served, **kwargs: Any) -> GenerationRequest:
+def _request(served: Served, read: Callable[[Any], dict[str, Any]], body: Any) -> GenerationRequest:
+    """The engine's request for ``body`` as adam.protocol.ollama reads it; a refusal or a malformed one is a 400."""
     try:
-        return served.engine.request(**kwargs)
+        return served.engine.request(**read(body))
+    except Refused as err:
+        raise ApiError(err.status, err.message, code=err.code, param=err.param) from err
     except (ValueError, TypeError) as err:
         raise ApiError(400, f"invalid request: {err}") from err
 

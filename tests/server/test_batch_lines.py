@@ -76,7 +76,8 @@ def test_a_model_not_served_and_a_value_out_of_range_are_those_requests_errors(t
     assert route.json()["error"]["code"] == "model_not_found"
     hot = errors["hot"]["response"]
     assert hot["status_code"] == 400 and hot["body"]["error"]["type"] == "invalid_request_error"
-    assert hot["body"]["error"]["message"] == "'body.temperature' must be a number between 0 and 2, got 5"
+    assert hot["body"]["error"]["message"] == "'temperature' must be a number between 0 and 2, got 5"
+    assert hot["body"]["error"]["param"] == "temperature"
     assert errors["hot"]["line"] == 2 and errors["elsewhere"]["line"] == 3
 
 
