@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -34,7 +35,7 @@ def _versions() -> dict[str, str]:
     return out
 
 
-def resolved_config(cfg: DictConfig) -> dict[str, Any]:
+def resolved_config(cfg: DictConfig | Mapping[str, Any]) -> dict[str, Any]:
     """The run config with interpolations resolved and Hydra's own node left out."""
     out: dict[str, Any] = {}
     for key in cfg:
@@ -78,14 +79,15 @@ def record_failure(run_dir: Path, cfg: DictConfig, message: str, exit_code: int)
 class Manifest:
     """Builds and rewrites manifest.json in a run dir."""
 
-    def __init__(self, run_dir: Path, cfg: DictConfig) -> None:
+    def __init__(self, run_dir: Path, cfg: DictConfig | Mapping[str, Any]) -> None:
+        """``cfg``: a composed config, or a plain one with the same nodes (a Batch API batch's job and settings)."""
         self.path = run_dir / MANIFEST_NAME
         self._reserve: Path | None = None
         self._started = time.perf_counter()
         self.doc: dict[str, Any] = {
             "adam_version": __version__,
             "status": "running",
-            "job": cfg.job.name,
+            "job": cfg["job"]["name"],
             "started": datetime.now(UTC).isoformat(timespec="seconds"),
             "command": " ".join(sys.argv),
             "run_dir": str(run_dir),

@@ -1,4 +1,5 @@
-"""What the runner does around a batch job: checks between batches, resume bookkeeping, dry runs."""
+"""What every run does around its batches, a job's or a Batch API batch's: the stop policy, resume bookkeeping,
+the outcome; and dry runs."""
 
 from __future__ import annotations
 
@@ -6,6 +7,7 @@ import json
 import logging
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +20,7 @@ from adam.io.readers import RecordReader
 from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
 from adam.manifest import MANIFEST_NAME, Manifest
-from adam.resume import Done, load_done
+from adam.resume import Done, load_done, remove_stale_temp_files
 from adam.sharding import job_shard, shard_records
 from adam.signals import StopRequest
 from adam.summary import RunSummary
@@ -30,38 +32,95 @@ FRACTION_MIN_SEEN = 100  # a fractional job.max_errors is judged only after this
 _MODEL_INFO_KEYS = ("model", "revision", "sha256", "digest")  # digest: an Ollama model; sha256: a GGUF file
 
 
-def between_batches(
-    cfg: DictConfig, stop: StopRequest | None, manifest: Manifest, done: Done | None
-) -> Callable[[JobStats], None]:
-    """The check run after each durable batch: stop on a signal or past job.max_errors; record progress."""
-    limit = cfg.job.get("max_errors")
-    streak_limit = cfg.job.get("max_consecutive_failures")
-    prior_failed = done.errors if done is not None else 0
-    prior_seen = prior_failed + (done.results if done is not None else 0)
-    last = time.monotonic()
+ENDINGS = {  # a batch's own reasons to end between batches (adam/server/batch_run.py), as JobStopped statuses
+    "cancelled": "the batch was cancelled",
+    "expired": "the batch passed its completion window",
+    "shutdown": "the server is stopping",
+}
 
-    def check(stats: JobStats) -> None:
-        nonlocal last
-        if stop:
-            raise JobStopped(f"stopped by {stop.signal_name} after the batch in flight", status="interrupted")
-        failed = stats.failed + prior_failed
-        seen = stats.ok + stats.failed + prior_seen
+
+@dataclass
+class StopPolicy:
+    """When a run stops between batches, for every door: a signal, past max_errors, a run of backend failures,
+    or a reason of its own (a batch's cancel, expiry, or its server stopping). Counts include a resumed run's."""
+
+    max_errors: float | None = None  # job.max_errors: a count, or below 1 a fraction of the records seen
+    max_consecutive_failures: int | None = None  # job.max_consecutive_failures
+    signal: StopRequest | None = None  # truthy once Ctrl-C or SIGTERM came
+    ending: Callable[[], str | None] | None = None  # one of ENDINGS when the run must end now (a batch's)
+    prior_failed: int = 0  # errors a resumed run's earlier sessions wrote
+    prior_seen: int = 0  # records they answered
+
+    @classmethod
+    def of_job(cls, job: Any, *, signal: StopRequest | None = None, done: Done | None = None,
+               ending: Callable[[], str | None] | None = None) -> StopPolicy:  # fmt: skip
+        """The policy of a job config node (or JobSpec): its max_errors and max_consecutive_failures."""
+        failed = done.errors if done is not None else 0
+        return cls(
+            max_errors=getattr(job, "max_errors", None),
+            max_consecutive_failures=getattr(job, "max_consecutive_failures", None),
+            signal=signal,
+            ending=ending,
+            prior_failed=failed,
+            prior_seen=failed + (done.results if done is not None else 0),
+        )
+
+    def check(self, stats: JobStats) -> None:
+        """Raise JobStopped (its status says why) when the run must stop after the batch just written."""
+        if self.signal:
+            raise JobStopped(f"stopped by {self.signal.signal_name} after the batch in flight", status="interrupted")
+        ending = self.ending() if self.ending is not None else None
+        if ending is not None:
+            raise JobStopped(ENDINGS[ending], status=ending)
+        failed = stats.failed + self.prior_failed
+        seen = stats.ok + stats.failed + self.prior_seen
+        limit = self.max_errors
         if limit is not None and _too_many(failed, seen, float(limit)):
             what = f"{int(limit)}" if limit >= 1 else f"{limit:g} of the records seen"
             raise JobStopped(
                 f"{failed} of {seen} records failed, more than job.max_errors={what}: is job.input the right "
                 "file for this job? see errors.jsonl"
             )
-        if streak_limit is not None and stats.failure_streak >= int(streak_limit):
+        streak = self.max_consecutive_failures
+        if streak is not None and stats.failure_streak >= int(streak):
             raise JobStopped(
                 f"the backend failed {stats.failure_streak} requests in a row (job.max_consecutive_failures="
-                f"{int(streak_limit)}), last: {stats.last_backend_error}; it looks unhealthy, so the run stopped"
+                f"{int(streak)}), last: {stats.last_backend_error}; it looks unhealthy, so the run stopped"
             )
+
+
+def after_batches(policy: StopPolicy, manifest: Manifest) -> Callable[[JobStats], None]:
+    """The check run after each durable batch: the stop policy, then the manifest's progress every PROGRESS_EVERY_S."""
+    last = time.monotonic()
+
+    def check(stats: JobStats) -> None:
+        nonlocal last
+        policy.check(stats)
         if time.monotonic() - last >= PROGRESS_EVERY_S:
             last = time.monotonic()
             manifest.update(progress={**stats.as_dict(), "results": stats.ok, "errors": stats.failed})
 
     return check
+
+
+def between_batches(
+    cfg: DictConfig, stop: StopRequest | None, manifest: Manifest, done: Done | None
+) -> Callable[[JobStats], None]:
+    """The runner's check after each durable batch: stop on a signal or past job.max_errors; record progress."""
+    return after_batches(StopPolicy.of_job(cfg.job, signal=stop, done=done), manifest)
+
+
+def resume_state(
+    run_dir: Path, *, resuming: bool, retry_errors: bool = False
+) -> tuple[dict[str, Any] | None, Done | None]:
+    """(the manifest of the run being resumed, what its run dir holds), or (None, None) for a new run.
+
+    Stale temporary files of the run it resumes are removed first (a resumed run's writer starts clean).
+    """
+    if not resuming:
+        return None, None
+    remove_stale_temp_files(run_dir)
+    return previous_manifest(run_dir), load_done(run_dir, retry_errors=retry_errors)
 
 
 def _too_many(failed: int, seen: int, limit: float) -> bool:

@@ -66,6 +66,7 @@ def run_serve(ctx: JobContext) -> JobStats:
             max_batch=int(job.max_batch),
             state_dir=str(job.state_dir),
             runs_dir=str(job.runs_dir),
+            batch_job=dict(job.batch_job),
         )
         app = create_app(engines, options)  # holds job.state_dir's lock from here
         try:

@@ -107,7 +107,12 @@ def _add_batch_api(state: ServerState, state_dir: Path) -> None:
     state.files = FileStore(state_dir / "files")
     state.batches = BatchStore(state_dir / "batches")
     state.batch_worker = BatchWorker(
-        state.batches, state.files, state.models, chunk=state.options.max_batch, resolve=state.for_endpoint
+        state.batches,
+        state.files,
+        state.models,
+        chunk=state.options.max_batch,
+        resolve=state.for_endpoint,
+        job_overrides=state.options.batch_job,
     )
 
 

@@ -81,10 +81,17 @@ def check_file(path: Path, endpoint: str, resolve: Resolve) -> Checked:
 
 
 def requests(path: Path, endpoint: str) -> Iterator[Record | InvalidRecord]:
-    """The requests of a validated file, in order: records to answer, and lines whose body is their own 400."""
-    for _, item in _lines(path, endpoint):
-        if structural(item) is None:
+    """The requests of a validated file, in order: records to answer, and lines whose body is their own 400.
+
+    Validation failed every batch with a structural problem, so there is none here; one would still be an
+    error line (never dropped).
+    """
+    for number, item in _lines(path, endpoint):
+        problem = structural(item)
+        if problem is None:
             yield item
+        else:
+            yield InvalidRecord(number, item.id, problem, "openai", in_body=True)
 
 
 def structural(item: Record | InvalidRecord) -> str | None:

@@ -1,153 +1,100 @@
-"""A Batch API batch's run dir as an adam run: locked while it runs, manifest.json from start to end, resumable.
+"""A Batch API batch as an adam run: a RunSession over its run dir, with the job it runs as.
 
-The same pieces ``adam.runner`` uses for ``python -m adam``: the run-dir lock (a second server on the same
-state dir refuses the batch instead of answering its lines twice), a manifest written before results.jsonl
-with the input's sha256 and the model's identity, the run dir's ``Done`` on a restart, and a resume that
-refuses a model changed since (the same ``check_same_model``). The manifest ends as the batch ends:
-completed (or partial), cancelled, expired, or stopped when the server stops first.
+The job is the runner's own GenerateJob or EmbedJob (adam/job_schemas.py: its defaults are stated there
+once) over the batch's input file, with the server's job.max_batch as its batch size and job.batch_job's
+overrides (max_errors, max_consecutive_failures, window). So a batch is locked, resumed, length-sorted,
+batched, counted and stopped as ``python -m adam`` is (adam/run_session.py), and its manifest.json is a
+run's: the job with its name and input, the engine's settings, the input's sha256, the model's identity.
+The manifest ends as the batch ends: completed (or partial), cancelled, expired, stopped when the server
+stops first or when the run's stop policy stops it (too many errors, a run of backend failures).
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import logging
-import time
+import sys
+from collections.abc import Mapping
 from pathlib import Path
-from types import TracebackType
 from typing import Any
 
-from omegaconf import OmegaConf
-
 from adam.engine import Engine
-from adam.errors import ExitCode
+from adam.errors import ConfigError, ExitCode
 from adam.hashing import file_sha256
-from adam.io.record_parser import Kind
-from adam.io.writers import RunWriter
-from adam.locks import RunDirLock
-from adam.manifest import MANIFEST_NAME, Manifest
-from adam.resume import Done, load_done, remove_stale_temp_files
-from adam.run_control import PROGRESS_EVERY_S, check_same_model, previous_manifest, resume_doc
+from adam.job_schemas import EmbedJob, GenerateJob, JobSpec
+from adam.manifest import MANIFEST_NAME
+from adam.protocol.openai import Kind
+from adam.run_session import RunSession
 
-log = logging.getLogger(__name__)
-
-# how a batch's end maps to the run's status and exit code (cancelled and expired runs keep what they finished)
+RESUMES = "a server started again on this state dir resumes it"
+# how a batch's end maps to its run's status and exit code (a stopped run keeps what it finished, and resumes)
 ENDINGS = {
     "cancelled": ("cancelled", ExitCode.STOPPED),
     "expired": ("expired", ExitCode.STOPPED),
+    "shutdown": ("stopped", ExitCode.STOPPED),
     "stopped": ("stopped", ExitCode.STOPPED),
 }
-RESUMES = "a server started again on this state dir resumes it"
 
 
-class BatchRun:
-    """``with BatchRun(...) as run:`` owns the run dir; raises RunDirLocked when another process does."""
+def batch_job(kind: Kind, input_path: Path, *, batch_size: int, overrides: Mapping[str, Any] | None = None) -> JobSpec:
+    """The job a batch runs as: job=generate or job=embed over its input, with the server's batch size.
 
-    def __init__(self, run_dir: Path, batch: dict[str, Any], input_path: Path, engine: Engine, job: Kind) -> None:
-        self.run_dir = run_dir
+    ``overrides``: job.batch_job (max_errors, max_consecutive_failures, window); a wrong key or value is a ConfigError.
+    """
+    spec = GenerateJob if kind == "generate" else EmbedJob
+    overrides = dict(overrides or {})
+    unknown = sorted(set(overrides) - {f.name for f in dataclasses.fields(spec)})
+    if unknown:
+        keys = ", ".join(f"job.batch_job.{k}" for k in unknown)
+        raise ConfigError(f"unknown key {keys}: a batch takes keys of job={kind}, such as max_errors")
+    return spec(name=kind, input=str(input_path), batch_size=batch_size, progress=False, **overrides)
+
+
+class BatchRun(RunSession):
+    """``with BatchRun(...) as run:`` owns the batch's run dir; raises RunDirLocked when another process does,
+    and ConfigError when a resume finds another model (the manifest then stays as it was)."""
+
+    def __init__(self, run_dir: Path, batch: dict[str, Any], input_path: Path, engine: Engine, job: JobSpec) -> None:
         self.batch = batch
         self.input_path = input_path
         self.engine = engine
-        self.job = job  # generate or embed
-        self._lock = RunDirLock(run_dir)
-        self.done: Done | None = None
-        self.writer: RunWriter | None = None
-        self.manifest: Manifest | None = None
-        self._ended = False
-        self._last_progress = time.monotonic()
+        self.job = job
+        config = {"job": self._job_doc(), "settings": _plain(dataclasses.asdict(engine.settings))}
+        super().__init__(run_dir, config, resuming=(run_dir / MANIFEST_NAME).exists(), hint=RESUMES)
 
     def __enter__(self) -> BatchRun:
-        self._lock.acquire()
+        super().__enter__()
         try:
-            self._open()
+            self.start(
+                self.engine.backend.info(),
+                command=f"POST /v1/batches ({self.batch['id']})",
+                input={"path": str(self.input_path), "sha256": file_sha256(self.input_path)},
+                batch={"id": self.batch["id"], "endpoint": self.batch["endpoint"]},
+            )
         except BaseException:
-            self._lock.release()
+            self.__exit__(*sys.exc_info())
             raise
         return self
 
-    def _open(self) -> None:
-        resuming = (self.run_dir / MANIFEST_NAME).exists()
-        previous = previous_manifest(self.run_dir) if resuming else None
-        if resuming:
-            remove_stale_temp_files(self.run_dir)
-            self.done = load_done(self.run_dir, retry_errors=False)
-        info = self.engine.backend.info()
-        if previous is not None:
-            check_same_model(previous, info, self.run_dir)  # a ConfigError: the batch fails, nothing is mixed
-        self.manifest = Manifest(self.run_dir, OmegaConf.create({"job": self._job_doc()}))
-        self.manifest.doc.update(
-            command=f"POST /v1/batches ({self.batch['id']})",
-            input={"path": str(self.input_path), "sha256": file_sha256(self.input_path)},
-            backend=info,
-            batch={"id": self.batch["id"], "endpoint": self.batch["endpoint"]},
-        )
-        if previous is not None:
-            self.manifest.doc.update(resume_doc(previous, self.done))
-        self.manifest.write()  # before results.jsonl is opened, as a plain run does
-        self.writer = RunWriter(self.run_dir)
-
     def _job_doc(self) -> dict[str, Any]:
-        """The job as a run config records it: the kind, the input, and the settings the engine applies."""
-        settings = json.loads(json.dumps(dataclasses.asdict(self.engine.settings), default=str))
-        return {
-            "name": self.job,
-            "input": str(self.input_path),
-            "format": "openai",
-            "completion_window": self.batch.get("completion_window"),
-            "settings": settings,
-        }
+        """The job as a run's config records it, with the batch's format and completion window."""
+        doc = _plain(dataclasses.asdict(self.job))
+        return {**doc, "format": "openai", "completion_window": self.batch.get("completion_window")}
 
-    @property
-    def before(self) -> tuple[int, int]:
-        """Results and errors a previous server wrote for this batch."""
-        return (self.done.results, self.done.errors) if self.done is not None else (0, 0)
-
-    def progress(self, completed: int, failed: int) -> None:
-        """Record the counts so far, every PROGRESS_EVERY_S as the runner does (the batch store has them at once).
-
-        ``completed`` and ``failed`` count every line answered, across restarts.
-        """
-        assert self.manifest is not None
-        if time.monotonic() - self._last_progress < PROGRESS_EVERY_S:
-            return
-        self._last_progress = time.monotonic()
-        ok, bad = self.before
-        self.manifest.update(
-            progress={"ok": completed - ok, "failed": failed - bad, "results": completed, "errors": failed}
-        )
-
-    def end(self, ending: str, completed: int, failed: int, error: str | None = None) -> None:
-        """Finish the manifest: ``finalizing`` (every line answered) or one of ENDINGS."""
-        assert self.manifest is not None
+    def finish(self, ending: str, *, error: str | None = None) -> None:
+        """End the manifest as the batch ends: ``finalizing`` (every line answered) or one of ENDINGS."""
         if ending == "finalizing":
-            status, code = ("partial", ExitCode.PARTIAL) if failed else ("completed", ExitCode.OK)
+            status, code = ("partial", ExitCode.PARTIAL) if self.counts[1] else ("completed", ExitCode.OK)
         else:
             status, code = ENDINGS[ending]
-        ok, bad = self.before
-        extra: dict[str, Any] = {"error": error} if error else {}
-        if self.done is not None:  # as the runner records a resumed run: this session's counts, and the totals
-            extra["totals"] = {"results": completed, "errors": failed, "skipped_as_done": self.done.skipped}
-        self.manifest.finish(status, code, counts={"ok": completed - ok, "failed": failed - bad}, **extra)
-        self._ended = True
+        self.end(status, code, error=error)
 
-    def end_if_possible(self, ending: str, completed: int, failed: int, error: str | None = None) -> None:
-        """``end``, on a disk that may be full: a manifest that cannot be written is logged, and left as it was."""
-        try:
-            self.end(ending, completed, failed, error=error)
-        except OSError as err:
-            log.warning("could not update %s: %s", self.run_dir / MANIFEST_NAME, err)
-            self._ended = True  # not "failed" on the way out: the batch resumes from what the run dir holds
+    def finish_if_possible(self, ending: str, *, error: str | None = None) -> None:
+        """``finish`` on a disk that may be full (the manifest is left as it was when it cannot be written)."""
+        status, code = ENDINGS[ending]
+        self.end_if_possible(status, code, error=error)
 
-    def __exit__(
-        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
-    ) -> None:
-        try:
-            if self.writer is not None:
-                self.writer.close()
-            if exc is not None and not self._ended and self.manifest is not None:  # a bug: say how the run ended
-                try:
-                    self.manifest.finish("failed", ExitCode.CONFIG, error=f"{type(exc).__name__}: {exc}; {RESUMES}")
-                except OSError as err:
-                    log.error("could not update %s: %s", self.manifest.path, err)
-        finally:
-            self._lock.release()
+
+def _plain(doc: dict[str, Any]) -> dict[str, Any]:
+    """A dataclass's dict as JSON values (enums by their value)."""
+    return json.loads(json.dumps(doc, default=lambda v: getattr(v, "value", str(v))))  # type: ignore[no-any-return]

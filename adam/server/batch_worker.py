@@ -1,10 +1,13 @@
 """Runs the Batch API's batches: one at a time, oldest first, in the gaps between interactive requests.
 
-Each batch is an adam run over its input file (adam/server/batch_run.py: the run-dir lock, manifest.json,
-resume): records in, the engine's result and error lines out, appended durably to the batch's run dir
-(``batches/<id>/run``) a chunk at a time. A server started again on the same state dir resumes a batch
-that was in progress: the run dir's Done skips every custom_id it holds, so each line is answered exactly
-once. Cancel and expiry are checked between chunks.
+Each batch is an adam run over its input file (adam/server/batch_run.py on adam/run_session.py: the run-dir
+lock, manifest.json, resume, the runner's batch loop): records in, length-sorted and planned into batches of
+job.max_batch, the engine's result and error lines out, appended durably to the batch's run dir
+(``batches/<id>/run``) a batch at a time. A server started again on the same state dir resumes a batch that
+was in progress: the run dir's Done skips every custom_id it holds, so each line is answered exactly once.
+Cancel and expiry are checked between batches, with the run's stop policy: past job.batch_job.max_errors, or
+after max_consecutive_failures backend errors in a row, the batch fails with that message (what it finished
+is kept in its output and error files).
 
 A full disk pauses a batch and never ends it: the chunk that did not fit is not kept (RunWriter writes
 all or nothing), the batch stays in progress, and the worker tries again after a backoff (sooner when a
@@ -17,15 +20,17 @@ import hashlib
 import logging
 import threading
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Mapping, Sequence
+from pathlib import Path
 from typing import Any, Protocol
 
 from adam.engine import Engine, Outcome
 from adam.errors import AdamError, ConfigError, RunDirLocked, is_disk_full
-from adam.io.openai_batch import error_result, refused_request
-from adam.io.records import InvalidRecord, Record
+from adam.io.openai_batch import refused_request
+from adam.io.records import Record
+from adam.jobs.batching import JobStats, JobStopped
 from adam.server.batch_input import Resolve, check_file, kind_of, requests
-from adam.server.batch_run import RESUMES, BatchRun
+from adam.server.batch_run import RESUMES, BatchRun, batch_job
 from adam.server.batch_store import BatchStore
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, error_body
@@ -60,13 +65,21 @@ class BatchWorker:
     """
 
     def __init__(
-        self, batches: BatchStore, files: FileStore, models: Sequence[Served], chunk: int, resolve: Resolve
+        self,
+        batches: BatchStore,
+        files: FileStore,
+        models: Sequence[Served],
+        chunk: int,
+        resolve: Resolve,
+        job_overrides: Mapping[str, Any] | None = None,
     ) -> None:
         self.batches = batches
         self.files = files
         self.models = models
-        self.chunk = max(1, chunk)
+        self.chunk = max(1, chunk)  # a batch's job.batch_size: the server's job.max_batch
         self.resolve = resolve
+        self.job_overrides = dict(job_overrides or {})  # job.batch_job: keys of the job a batch runs as
+        batch_job("generate", Path("-"), batch_size=self.chunk, overrides=self.job_overrides)  # a ConfigError now
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="adam-batches", daemon=True)
@@ -173,8 +186,9 @@ class BatchWorker:
             return
         try:
             run_dir, kind = self.batches.run_dir(batch_id), kind_of(batch["endpoint"])
-            with BatchRun(run_dir, batch, path, served.engine, kind) as run:
-                ending = self._answer(batch, run, served)
+            job = batch_job(kind, path, batch_size=self.chunk, overrides=self.job_overrides)
+            with BatchRun(run_dir, batch, path, served.engine, job) as run:
+                ending, problem = self._answer(batch, run, served)
         except RunDirLocked as err:  # another server on this state dir runs it: look again later
             log.warning("batch %s: %s", batch_id, err)
             self._stopping.wait(IDLE_POLL_S * 4)
@@ -182,63 +196,75 @@ class BatchWorker:
         except ConfigError as err:  # the resume was refused (the model changed): fail it, mix nothing
             self._fail(batch_id, "model_changed", str(err))
             return
-        if ending is not None:
+        if problem is not None:  # the run's stop policy ended it: what finished is in its output and error files
+            self._end(batch_id, "failed", problem=problem)
+        elif ending is not None:
             self._end(batch_id, ending)
 
-    def _answer(self, batch: dict[str, Any], run: BatchRun, served: Served) -> str | None:
-        """Answer the lines the run dir does not hold yet; how the batch must end, or None to resume later.
+    def _answer(self, batch: dict[str, Any], run: BatchRun, served: Served) -> tuple[str | None, str | None]:
+        """Answer the lines the run dir does not hold yet, as a run of ``run.job``: (how the batch must end, or None
+        to resume later; why the stop policy failed it, or None).
 
         A full disk is raised (after the manifest says the batch stopped, where it can): the loop waits for space.
         """
         batch_id, endpoint = batch["id"], batch["endpoint"]
-        assert run.writer is not None
-        completed, failed = run.before
-        todo = requests(run.input_path, endpoint)
-        ending: str | None = None
+        total = batch["request_counts"]["total"]
+
+        def ending() -> str | None:
+            return self._ending(batch_id) or ("shutdown" if self._stopping.is_set() else None)
+
+        def counted(stats: JobStats) -> None:
+            completed, failed = run.counts
+            self.batches.update(batch_id, request_counts={"total": total, "completed": completed, "failed": failed})
+
         try:
-            for chunk in _chunks(run.done.filter(todo) if run.done is not None else todo, self.chunk):
-                ending = self._ending(batch_id)
-                if ending is not None or self._stopping.is_set():
-                    break
-                self._yield_to_requests(served)
-                outcome = self._outcome(chunk, endpoint, served)
-                run.writer.write(outcome.results, outcome.errors)
-                completed, failed = completed + len(outcome.results), failed + len(outcome.errors)
-                counts = {**batch["request_counts"], "completed": completed, "failed": failed}
-                self.batches.update(batch_id, request_counts=counts)
-                run.progress(completed, failed)
-            else:
-                ending = "finalizing"
+            if (now := ending()) is not None:
+                raise JobStopped(now, status=now)
+            run.run(
+                requests(run.input_path, endpoint),
+                backend=served.engine.backend,
+                process=lambda records: self._outcome(records, endpoint, served),
+                job=run.job,
+                policy=run.policy(run.job, ending=ending),
+                after_batch=counted,
+            )
+        except JobStopped as err:
+            if err.status == "shutdown":  # the batch stays in progress, to resume on the next start
+                run.finish("shutdown", error=f"the server stopped; {RESUMES}")
+                return None, None
+            if err.status in ("cancelled", "expired"):
+                run.finish(err.status)
+                return err.status, None
+            run.finish("stopped", error=str(err))  # max_errors or a run of backend failures, as a job stops
+            return "failed", str(err)
         except AdamError as err:  # the model went away (shutting down, a server backend down): resume later
             log.warning("batch %s paused: %s", batch_id, err)
-            run.end("stopped", completed, failed, error=f"{err}; it resumes when the server can answer again")
+            run.finish("shutdown", error=f"{err}; it resumes when the server can answer again")
             self._stopping.wait(1.0)
-            return None
+            return None, None
         except OSError as err:
             if is_disk_full(err):
-                run.end_if_possible("stopped", completed, failed, error=f"the disk is full ({err}); it resumes when "
-                                    f"there is space again, or {RESUMES}")  # fmt: skip
+                run.finish_if_possible("shutdown", error=f"the disk is full ({err}); it resumes when there is space "
+                                       f"again, or {RESUMES}")  # fmt: skip
             raise
-        if ending is None:  # the server is stopping: the batch stays in progress, to resume on the next start
-            run.end("stopped", completed, failed, error=f"the server stopped; {RESUMES}")
-        else:
-            run.end(ending, completed, failed)
-        return ending
+        run.finish("finalizing")
+        return "finalizing", None
 
-    def _outcome(self, chunk: list[Record | InvalidRecord], endpoint: str, served: Served) -> Outcome:
-        """Result and error lines for a chunk: lines refused as their HTTP route would refuse them, the rest run."""
+    def _outcome(self, records: Sequence[Record], endpoint: str, served: Served) -> Outcome:
+        """Result and error lines for one planned batch: lines naming a model this batch does not run are refused
+        as their HTTP route would refuse them, the rest go to the model (after the interactive requests waiting)."""
         refused: list[dict[str, Any]] = []
-        records: list[Record] = []
-        for item in chunk:
-            if isinstance(item, InvalidRecord):  # a body value out of range: the request's own 400
-                refused.append(error_result(item, item.message, code="invalid_input"))
-            elif (line := self._refusal(item, endpoint, served)) is not None:
+        ready: list[Record] = []
+        for item in records:
+            if (line := self._refusal(item, endpoint, served)) is not None:
                 refused.append(line)
             else:
-                records.append(item)
+                ready.append(item)
+        self._yield_to_requests(served)
         work = served.engine.generate if kind_of(endpoint) == "generate" else served.engine.embed
-        outcome = served.batcher.call_from_thread(lambda: work(records)) if records else Outcome()
+        outcome = served.batcher.call_from_thread(lambda: work(ready)) if ready else Outcome()
         outcome.errors[:0] = refused
+        outcome.rejected += len(refused)  # the requests' own errors, not the backend's: no failure streak
         return outcome
 
     def _refusal(self, record: Record, endpoint: str, served: Served) -> dict[str, Any] | None:
@@ -276,15 +302,23 @@ class BatchWorker:
         return next((m for m in self.models if m.can_generate), None)
 
     # ----------------------------------------------------------------- endings
-    def _end(self, batch_id: str, status: str) -> None:
-        """Finalize: the run's results and errors become the output and error files; then ``status``."""
+    def _end(self, batch_id: str, status: str, *, problem: str | None = None) -> None:
+        """Finalize: the run's results and errors become the output and error files; then ``status``.
+
+        ``failed`` with a ``problem``: the run's stop policy ended it; what it finished is still in its files.
+        """
         now = int(time.time())
         if status == "finalizing":
             self.batches.update(batch_id, status="finalizing", finalizing_at=now)
             status = "completed"
         files = self._outputs(batch_id)
-        stamp = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at"}[status]
-        self.batches.update(batch_id, status=status, **{stamp: int(time.time())}, **files)
+        stamp = {"completed": "completed_at", "cancelled": "cancelled_at", "expired": "expired_at",
+                 "failed": "failed_at"}[status]  # fmt: skip
+        extra: dict[str, Any] = {}
+        if problem is not None:
+            problems = [{"code": "stopped", "line": None, "message": problem, "param": None}]
+            extra["errors"] = {"object": "list", "data": problems}
+        self.batches.update(batch_id, status=status, **{stamp: int(time.time())}, **files, **extra)
 
     def _outputs(self, batch_id: str) -> dict[str, str | None]:
         run_dir = self.batches.run_dir(batch_id)
@@ -308,14 +342,3 @@ class BatchWorker:
 def _hex(batch_id: str, key: str) -> str:
     """A stable file id for a batch's output (the same after a restart)."""
     return hashlib.sha256(f"{batch_id}/{key}".encode()).hexdigest()[:32]
-
-
-def _chunks(records: Iterator[Record | InvalidRecord], size: int) -> Iterator[list[Record | InvalidRecord]]:
-    chunk: list[Record | InvalidRecord] = []
-    for record in records:
-        chunk.append(record)
-        if len(chunk) == size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

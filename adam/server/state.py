@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from adam.config import ModelKind
 from adam.engine import Engine
@@ -37,6 +37,7 @@ class ServeOptions:
     state_dir: str | None = None  # the Files and Batch APIs' store (job.state_dir); None: they answer 404
     runs_dir: str | None = None  # the runs the web page browses (job.runs_dir); None: its runs list answers 404
     batch_window_s: float = 24 * 3600  # completion_window "24h"; shorter only in tests, to watch expiry
+    batch_job: Mapping[str, Any] = field(default_factory=dict)  # job.batch_job: keys of the job a batch runs as
 
 
 @dataclass
