@@ -1,0 +1,127 @@
+"""One request, three doors, one answer: a JSONL job (``python -m adam``'s run), the HTTP route (``job=serve``) and a
+Batch API batch give the identical chat completion, or the identical refusal, for the same request body.
+
+On echo every time; on the demo model with the HF backend and with llama.cpp (``slow``: each loads it twice, for
+the server and for the job). Each backend's three doors are asked once, in a module-scoped fixture.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from helpers import compose_cfg, read_jsonl
+from llama_probe import llama_cpp_problem
+from serving import CHAT_ID, engine_for, serving
+from test_batch_api import client_for, lines_of, submit, wait_for
+
+from adam.runner import run
+
+USER = {"role": "user", "content": "Name three colours of the rainbow, please"}
+# body -> what it asks; every body names its max_tokens and temperature, so no door's defaults enter
+REQUESTS: dict[str, dict[str, Any]] = {
+    "parts": {  # text parts joined with "\n", a system message, a stop string, the thinking switch
+        "messages": [
+            {"role": "system", "content": "You answer in one short line."},
+            {
+                "role": "user",
+                "content": [{"type": "text", "text": "Name a colour."}, {"type": "text", "text": "Then stop"}],
+            },
+        ],
+        "stop": ["stop", "\n\n"],
+        "chat_template_kwargs": {"enable_thinking": False},
+        "temperature": 0,
+    },
+    "greedy": {"messages": [USER], "temperature": 0},
+    "sampled": {"messages": [USER], "temperature": 0.9, "seed": 7},
+    "tools": {"messages": [USER], "temperature": 0, "tools": [{"type": "function", "function": {"name": "f"}}]},
+    "hot": {"messages": [USER], "temperature": 5},
+}
+MAX_TOKENS = 6
+BACKENDS = [
+    pytest.param(("backend=echo",), id="echo"),
+    pytest.param(("backend=huggingface", "hardware=cpu"), id="huggingface", marks=pytest.mark.slow),
+    pytest.param(
+        ("backend=llamacpp", "hardware=cpu"),
+        id="llamacpp",
+        marks=[pytest.mark.slow, pytest.mark.skipif(llama_cpp_problem() is not None, reason=str(llama_cpp_problem()))],
+    ),
+]
+Answer = tuple[int, dict[str, Any]]  # (HTTP status, the body without its id, creation time and model name)
+
+
+def batch_lines() -> bytes:
+    lines = [
+        {"custom_id": name, "method": "POST", "url": "/v1/chat/completions",
+         "body": {"model": CHAT_ID, "max_tokens": MAX_TOKENS, **body}}
+        for name, body in REQUESTS.items()
+    ]  # fmt: skip
+    return "".join(json.dumps(line) + "\n" for line in lines).encode()
+
+
+def answer(status: int, body: dict[str, Any]) -> Answer:
+    """What must agree: the status and the body, less what names the call rather than the answer."""
+    return status, {k: v for k, v in body.items() if k not in ("id", "created", "model")}
+
+
+def from_lines(rows: list[dict[str, Any]]) -> dict[str, Answer]:
+    """OpenAI Batch output (or error) lines, by custom_id."""
+    return {r["custom_id"]: answer(r["response"]["status_code"], r["response"]["body"]) for r in rows}
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def doors(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, Any]]:
+    """Each door's answers by request name, for one backend: {"job": ..., "http": ..., "batch": ...}."""
+    model: tuple[str, ...] = (*request.param, "size=demo")
+    tmp = tmp_path_factory.mktemp("parity")
+    data = batch_lines()
+    (tmp / "requests.jsonl").write_bytes(data)
+    run(compose_cfg(*model, f"job.input={tmp / 'requests.jsonl'}", run_dir=tmp / "run"))
+    job = from_lines(read_jsonl(tmp / "run" / "results.jsonl") + read_jsonl(tmp / "run" / "errors.jsonl"))
+    with serving(engine_for(*model), state_dir=str(tmp / "state")) as server:
+        http = {}
+        for name, body in REQUESTS.items():  # one at a time: each is a batch of its own
+            reply = httpx.post(f"{server.url}/v1/chat/completions", json={"model": CHAT_ID, "max_tokens": MAX_TOKENS,
+                                                                        **body}, timeout=300)  # fmt: skip
+            http[name] = answer(reply.status_code, reply.json())
+        client = client_for(server.url)
+        done = wait_for(client, submit(client, data).id, timeout=600)
+        assert done.status == "completed", done
+        rows = lines_of(client.files.content(done.output_file_id).content)
+        rows += lines_of(client.files.content(done.error_file_id).content)
+    yield {"job": job, "http": http, "batch": from_lines(rows)}
+
+
+@pytest.mark.parametrize("name", list(REQUESTS))
+def test_every_door_gives_the_same_answer(doors: dict[str, Any], name: str) -> None:
+    http = doors["http"][name]
+    assert doors["job"][name] == http, "a JSONL job and the HTTP route disagree"
+    assert doors["batch"][name] == http, "a Batch API batch and the HTTP route disagree"
+    status, body = http
+    if name in ("tools", "hot"):
+        assert status == 400 and body["error"]["type"] == "invalid_request_error"
+    else:
+        assert status == 200 and body["choices"][0]["message"]["content"] is not None
+
+
+def test_the_answers_and_refusals_read_as_they_should(doors: dict[str, Any]) -> None:
+    _, tools = doors["http"]["tools"]
+    assert tools["error"] == {"message": "tools are not supported by this server", "type": "invalid_request_error",
+                              "param": "tools", "code": "unsupported"}  # fmt: skip
+    _, hot = doors["http"]["hot"]
+    assert hot["error"]["message"] == "'temperature' must be a number between 0 and 2, got 5"
+    assert hot["error"]["param"] == "temperature"
+    for name in ("parts", "greedy", "sampled"):
+        usage = doors["http"][name][1]["usage"]
+        assert 0 < usage["completion_tokens"] <= MAX_TOKENS and usage["prompt_tokens"] > 0
+
+
+def test_text_parts_are_joined_with_a_newline(tmp_path: Path) -> None:
+    """On echo, which answers the last user message's words: "colour." and "Then" stay two words."""
+    with serving(engine_for()) as server:
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json={"model": CHAT_ID, **REQUESTS["parts"]})
+    assert reply.json()["choices"][0]["message"]["content"] == "Name a colour. Then "
