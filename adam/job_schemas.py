@@ -177,7 +177,7 @@ class ServeJob:
     max_batch: int = 32  # requests per batch at most
     overflow: Overflow = Overflow.error  # prompts over the context window: a 400 error | truncate
     # A Batch API batch runs as job=generate (or embed) with job.max_batch as its batch_size; these keys of that job
-    # override its defaults: max_errors, max_consecutive_failures, window (job.batch_job.max_errors=10)
+    # override its defaults: max_errors, max_consecutive_failures, window (+job.batch_job.max_errors=10)
     batch_job: dict[str, Any] = field(default_factory=dict)
     # Stalled clients are dropped (adam/server/read_timeouts.py): a request's line and headers must arrive within
     # header_timeout_s (else 408 and close), and a body may pause at most body_timeout_s between two reads.
