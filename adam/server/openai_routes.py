@@ -111,7 +111,7 @@ async def completions(body: OpenAIBody, request: Request) -> Any:
     return text_completion(results, served.openai_id, ident=ident, created=created)
 
 
-@router.post("/v1/embeddings", response_model=EmbeddingList)
+@router.post("/v1/embeddings", response_model=EmbeddingList, response_model_exclude_none=True)
 async def embeddings(body: OpenAIBody, request: Request) -> EmbeddingList:
     """Vectors for one text or many; encoding_format=base64 as the official client asks by default."""
     ask = read(EMBEDDINGS, body)

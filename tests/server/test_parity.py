@@ -125,3 +125,23 @@ def test_text_parts_are_joined_with_a_newline(tmp_path: Path) -> None:
     with serving(engine_for()) as server:
         reply = httpx.post(f"{server.url}/v1/chat/completions", json={"model": CHAT_ID, **REQUESTS["parts"]})
     assert reply.json()["choices"][0]["message"]["content"] == "Name a colour. Then "
+
+
+def test_an_embedding_request_gets_the_same_vector_through_every_door(tmp_path: Path) -> None:
+    """Echo embeddings: the same floats (float32, shortest repr) and usage as a JSONL job, over HTTP and in a batch."""
+    texts = {"short": "a cat", "long": "the quick brown fox jumps over the lazy dog"}
+    lines = [{"custom_id": k, "method": "POST", "url": "/v1/embeddings", "body": {"model": "minilm", "input": v}}
+             for k, v in texts.items()]  # fmt: skip
+    data = "".join(json.dumps(line) + "\n" for line in lines).encode()
+    (tmp_path / "in.jsonl").write_bytes(data)
+    run(compose_cfg("backend=echo", "size=minilm", "job=embed", f"job.input={tmp_path / 'in.jsonl'}",
+                    run_dir=tmp_path / "run"))  # fmt: skip
+    job = from_lines(read_jsonl(tmp_path / "run" / "results.jsonl"))
+    with serving(engine_for("size=minilm"), state_dir=str(tmp_path / "state")) as server:
+        http = {k: answer(200, httpx.post(f"{server.url}/v1/embeddings", json=line["body"]).json())
+                for k, line in zip(texts, lines, strict=True)}  # fmt: skip
+        client = client_for(server.url)
+        done = wait_for(client, submit(client, data, endpoint="/v1/embeddings").id)
+        batch = from_lines(lines_of(client.files.content(done.output_file_id).content))
+    assert job == http == batch
+    assert http["long"][1]["usage"] == {"prompt_tokens": 9, "total_tokens": 9}
