@@ -1,5 +1,5 @@
-"""What every run does around its batches, a job's or a Batch API batch's: the stop policy, resume bookkeeping,
-the outcome; and dry runs."""
+"""What every run does around its batches, a job's or a Batch API batch's: the stop policy and the progress it
+records between batches, resume bookkeeping; and dry runs."""
 
 from __future__ import annotations
 
