@@ -17,7 +17,7 @@ A refusal is ``Refused``: the request's own 400, with the same message and ``par
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass, field
 from functools import cache
 from typing import Any, Literal
@@ -54,13 +54,16 @@ UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
 }
 
 
-def refuse_unsupported(body: Mapping[str, Any], fields: Mapping[str, Any] | None = None) -> None:
+def refuse_unsupported(
+    body: Mapping[str, Any], fields: Collection[str] | None = None, allowed: Collection[str] = ()
+) -> None:
     """Raise Refused (code ``unsupported``) when ``body`` asks for something in UNSUPPORTED.
 
     ``fields``: the names the endpoint knows (its schema's properties); None: every name in the table.
+    ``allowed``: names the model answering can give after all (a backend with log-probabilities).
     """
     for name, (asks, message) in UNSUPPORTED.items():
-        if (fields is None or name in fields) and asks(body.get(name)):
+        if (fields is None or name in fields) and name not in allowed and asks(body.get(name)):
             raise Refused(message, param=name, code="unsupported")
 
 
@@ -90,15 +93,18 @@ def kind_of(endpoint: str) -> Kind:
     return next(k for k, urls in URLS.items() if endpoint in urls)
 
 
-def read_body(endpoint: str, body: Any) -> Ask:
-    """The Ask of a request body for ``endpoint`` (one of SCHEMAS); Refused when adam cannot answer it as asked."""
+def read_body(endpoint: str, body: Any, *, allowed: Collection[str] = ()) -> Ask:
+    """The Ask of a request body for ``endpoint`` (one of SCHEMAS); Refused when adam cannot answer it as asked.
+
+    ``allowed``: UNSUPPORTED names the answering model can give after all (see refuse_unsupported).
+    """
     if not isinstance(body, dict):
         raise Refused("the body must be a JSON object", param=None)
     name = SCHEMAS[endpoint]
     found = explain(name, body)
     if found is not None:
         raise Refused(found[0], param=found[1])
-    refuse_unsupported(body, known_fields(endpoint))
+    refuse_unsupported(body, known_fields(endpoint), allowed)
     model = body.get("model")
     common: dict[str, Any] = {"endpoint": endpoint, "model": model}
     if endpoint == EMBEDDINGS:
