@@ -10,10 +10,10 @@ import hydra
 from omegaconf import DictConfig
 
 import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
-from adam.errors import AdamError, ExitCode, RunDirLocked
+from adam.errors import AdamError, ExitCode, RunDirLocked, worst
 
 log = logging.getLogger("adam")
-_run_status = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (adam/sweep.py)
+_run_status: int = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (adam/sweep.py)
 
 
 @hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")
@@ -36,7 +36,7 @@ def _task(cfg: DictConfig) -> int:
     if message:
         log.error("%s", message)
     if HydraConfig.get().mode == RunMode.RUN:  # a multirun's jobs may run in other processes (joblib, SLURM, Ray)
-        _run_status = max(_run_status, code)
+        _run_status = worst(_run_status, code)
     return int(code)
 
 
@@ -59,9 +59,13 @@ def main() -> None:
     from adam.config_errors import one_line_config_errors
     from adam.sweep import ended_sweeps_status
 
-    with one_line_config_errors():
-        _task()
-    sys.exit(int(max(_run_status, ended_sweeps_status())))
+    try:
+        with one_line_config_errors():
+            _task()
+    except KeyboardInterrupt:  # before a run caught signals (while Python and Hydra start), or a second Ctrl-C
+        log.error("interrupted: stopped at once")
+        sys.exit(int(ExitCode.STOPPED))
+    sys.exit(worst(_run_status, ended_sweeps_status()))
 
 
 if __name__ == "__main__":
