@@ -189,9 +189,9 @@ def _session(
         except Interrupted as err:
             return _stopped_unhashed(cfg, manifest if previous is None else None, run_dir, str(err))
         manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
-    if previous is None:
-        manifest.write()
-    else:
+        if previous is None:
+            manifest.write()
+    if previous is not None:
         manifest.doc.update(resume_doc(previous, done))
     touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
     writer = RunWriter(run_dir)

@@ -1,13 +1,14 @@
 """Line inputs as bytes: the size limits, a stream hashed as it is read, and numbered lines.
 
 A line longer than ``MAX_LINE_BYTES`` is skipped without being held in memory (only its first bytes
-are kept, for the error). Input that no line of could be read (UTF-16, lines ended by CR alone, one
-pretty-printed JSON document) is refused as a whole, naming the fix. A JSON Lines or text layout is
+are kept, for the error). Input that no line of could be read (binary data, UTF-16, lines ended by CR
+alone, one pretty-printed JSON document) is refused as a whole, naming the fix. A JSON Lines or text layout is
 sniffed from the first line with text.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import zlib
 from collections.abc import Iterator
@@ -15,6 +16,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from adam.errors import InputError
+from adam.io import magic
 from adam.io.magic import HEAD_BYTES
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line (or directory file) is reported, not held in memory
@@ -87,6 +89,43 @@ class NumberedLines:
             if chunk.endswith(b"\r"):
                 chunk = chunk[:-1]
             yield self.line, chunk, False
+
+
+def read_head(path: Path) -> bytes:
+    """The file's first bytes (none when it cannot be read: reading reports that in its own words)."""
+    try:
+        with open(path, "rb") as fh:
+            return fh.read(HEAD_BYTES)
+    except OSError:
+        return b""
+
+
+def gunzip_head(path: Path) -> bytes:
+    """The first bytes of a gzip file, decompressed (as many as can be, of a broken one)."""
+    out = bytearray()
+    try:
+        with gzip.open(path, "rb") as fh:
+            while len(out) < HEAD_BYTES and (block := fh.read(HEAD_BYTES - len(out))):
+                out += block
+    except READ_ERRORS:
+        pass  # reading reports it, with the line it got to
+    return bytes(out)
+
+
+def check_content(head: bytes, name: str, *, compressed: bool = False) -> None:
+    """Refuse, before any model loads, input whose first bytes no line of could be read from: binary data of
+    a kind named by its magic number (an image, an archive, a program), UTF-16, CR-only line endings."""
+    refuse_binary(head, name, compressed=compressed)
+    check_head(head, name)
+
+
+def refuse_binary(head: bytes, name: str, *, compressed: bool = False) -> None:
+    """Refuse input whose first bytes name binary data (UTF-16 with a byte order mark has its own message)."""
+    if head.startswith(UTF16_BOMS):
+        return
+    refusal = magic.refusal(name, head, compressed=compressed)
+    if refusal is not None:
+        raise InputError(refusal)
 
 
 def check_head(head: bytes, name: str) -> None:

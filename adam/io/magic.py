@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import gzip
 import io
-import zlib
 
 HEAD_BYTES = 1 << 16  # how much of a file is looked at
 GZIP = b"\x1f\x8b"
@@ -31,12 +30,11 @@ _MAGIC: tuple[tuple[bytes, str, str], ...] = (
     (b"PK\x03\x04", "a ZIP archive (so are .xlsx, .docx and .jar files)", "unzip it, or export CSV from the sheet"),
     (b"PK\x05\x06", "an empty ZIP archive", "unzip it, or export CSV from the sheet"),
     (b"\x28\xb5\x2f\xfd", "zstd-compressed", "decompress it first (zstd -d FILE), or gzip it: adam reads gzip"),
-    (b"BZh", "bzip2-compressed", "decompress it first (bunzip2 FILE), or gzip it: adam reads gzip"),
     (b"\xfd7zXZ\x00", "xz-compressed", "decompress it first (unxz FILE), or gzip it: adam reads gzip"),
     (b"7z\xbc\xaf\x27\x1c", "a 7-Zip archive", "extract it first (7z x FILE)"),
     (b"Rar!\x1a\x07", "a RAR archive", "extract it first (unrar x FILE)"),
     (b"SQLite format 3\x00", "an SQLite database", "export a table first (sqlite3 -csv -header DB 'select ...')"),
-    (b"ARROW1", "an Arrow IPC file", "write it as Parquet (pyarrow.parquet.write_table)"),
+    (b"ARROW1\x00\x00", "an Arrow IPC file", "write it as Parquet (pyarrow.parquet.write_table)"),
     (b"\x93NUMPY", "a NumPy array file", "write the texts as JSON Lines or Parquet"),
     (b"\x89HDF\r\n\x1a\n", "an HDF5 file", "write the texts as JSON Lines or Parquet"),
 )
@@ -48,6 +46,8 @@ def binary_kind(head: bytes) -> tuple[str, str] | None:
     for magic, what, fix in _MAGIC:
         if head.startswith(magic):
             return what, fix
+    if head[:3] == b"BZh" and head[3:4].isdigit() and head[4:10] in (b"1AY&SY", b"\x17rE8P\x90"):  # + a block
+        return "bzip2-compressed", "decompress it first (bunzip2 FILE), or gzip it: adam reads gzip"
     if head[_TAR_OFFSET : _TAR_OFFSET + 5] == b"ustar":
         return "a tar archive", "extract it first (tar -xf FILE)"
     if head.startswith(GZIP) or head.startswith(PARQUET):
@@ -82,18 +82,6 @@ def _utf16(head: bytes) -> str:
     if even.count(0) > 0.9 * len(even) and odd.count(0) < 0.1 * len(odd):
         return "BE"
     return ""
-
-
-def gunzip_head(data: bytes, limit: int = HEAD_BYTES) -> bytes:
-    """Up to ``limit`` decompressed bytes of gzip data (what can be decoded of a cut-off or broken one)."""
-    out = bytearray()
-    try:
-        with gzip.GzipFile(fileobj=io.BytesIO(data)) as fh:
-            while len(out) < limit and (block := fh.read(limit - len(out))):
-                out += block
-    except (OSError, EOFError, zlib.error):
-        pass  # reading reports a broken file in its own words, with the line it got to
-    return bytes(out)
 
 
 def gunzip_document(data: bytes, limit: int) -> bytes | None:

@@ -3,7 +3,8 @@ of documents, a Hugging Face dataset, or standard input.
 
 Input is streamed (lines, or batches of table rows) and hashed as it is read, so a multi-gigabyte
 input costs little memory and the manifest can still name exactly what ran. The reader is chosen by
-the file's extension; lines are read in line_input.py, tables in tabular.py and hf_dataset.py, and
+the file's first bytes (gzip and Parquet whatever the name; binary data refused, io/magic.py), then
+its extension; lines are read in line_input.py, tables in tabular.py and hf_dataset.py, and
 directories of documents in directory_input.py. Every format ends in the same RecordParser
 validation, with the row number standing in for the line where a format has no lines.
 """
@@ -230,17 +231,17 @@ class RecordReader:
         if (inner and inner not in _SUFFIXES) or (named_gzip and fmt == "parquet"):
             shown = f"{inner}.gz" if named_gzip else inner
             raise InputError(f"adam does not read {shown} files ({path}): give {SUPPORTED}")
-        head = _head(path)
+        head = line_input.read_head(path)
         if head.startswith(magic.PARQUET):  # whatever its name says: a Parquet file is read as one
             if fmt != "parquet":
                 log.warning("%s is a Parquet file (its first bytes say so): reading it as Parquet", path)
             return "parquet", False, "sniff"
         is_gzip = head.startswith(magic.GZIP)  # gzip is read as such whatever the name, and only then
         if is_gzip:
-            head = _gunzip_head(path)
+            head = line_input.gunzip_head(path)
             if fmt == "parquet" or head.startswith(magic.PARQUET):
                 raise InputError(f"{path} is a gzip-compressed Parquet file: decompress it (gunzip) to read it")
-        check_content(head, self._name, compressed=is_gzip)
+        line_input.check_content(head, self._name, compressed=is_gzip)
         return fmt, is_gzip, layout
 
     def _load(self) -> Any:
@@ -275,10 +276,7 @@ class RecordReader:
         head = _peek(stream, magic.HEAD_BYTES)
         if head.startswith(magic.PARQUET):
             raise InputError("standard input is a Parquet file: save it to a file and set job.input=<file>.parquet")
-        if not head.startswith(line_input.UTF16_BOMS):  # the first line's check names UTF-16 (and CR endings)
-            refusal = magic.refusal(self._name, head, compressed=isinstance(stream, gzip.GzipFile))
-            if refusal is not None:
-                raise InputError(refusal)
+        line_input.refuse_binary(head, self._name, compressed=isinstance(stream, gzip.GzipFile))
 
     # ------------------------------------------------------------------ line inputs
     def _iter_lines(self, lines: Iterator[Line], parser: RecordParser) -> Iterator[Record | InvalidRecord]:
@@ -354,34 +352,3 @@ def _peek(stream: Any, size: int) -> bytes:
         return bytes(stream.peek(size)[:size])
     except line_input.READ_ERRORS:
         return b""
-
-
-def _head(path: Path) -> bytes:
-    """The file's first bytes (none when it cannot be read: reading reports that in its own words)."""
-    try:
-        with open(path, "rb") as fh:
-            return fh.read(magic.HEAD_BYTES)
-    except OSError:
-        return b""
-
-
-def _gunzip_head(path: Path) -> bytes:
-    """The first bytes of a gzip file, decompressed (as many as can be, of a broken one)."""
-    out = bytearray()
-    try:
-        with gzip.open(path, "rb") as fh:
-            while len(out) < magic.HEAD_BYTES and (block := fh.read(magic.HEAD_BYTES - len(out))):
-                out += block
-    except line_input.READ_ERRORS:
-        pass  # reading reports it, with the line it got to
-    return bytes(out)
-
-
-def check_content(head: bytes, name: str, *, compressed: bool = False) -> None:
-    """Refuse, before any model loads, input whose first bytes no line of could be read from: binary data of
-    a kind named by its magic number (an image, an archive, a program), UTF-16, CR-only line endings."""
-    if not head.startswith(line_input.UTF16_BOMS):  # UTF-16 holds NULs: its own message says what to do
-        refusal = magic.refusal(name, head, compressed=compressed)
-        if refusal is not None:
-            raise InputError(refusal)
-    line_input.check_head(head, name)
