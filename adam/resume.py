@@ -323,8 +323,8 @@ def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, b"".join(map(dumps_line, rows)))
 
 
-def resume_command(run_dir: Path) -> str:
-    """The command that finishes this run: the same overrides plus job.resume=<run dir>."""
+def resume_command(run_dir: Path | None) -> str:
+    """The command that finishes this run: the same overrides plus job.resume=<run dir> (None: just the same)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
@@ -332,7 +332,8 @@ def resume_command(run_dir: Path) -> str:
     except Exception:  # no Hydra context (the Python API): the overrides are unknown
         overrides = []
     kept = [o for o in overrides if not o.startswith(("job.resume=", "job.retry_errors=", "hydra.run.dir="))]
-    return " ".join(["python -m adam", *map(shlex.quote, [*kept, f"job.resume={run_dir}"])])
+    resume = [f"job.resume={run_dir}"] if run_dir is not None else []
+    return " ".join(["python -m adam", *map(shlex.quote, [*kept, *resume])])
 
 
 _TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")  # what write_json_atomic and the Parquet writer leave when killed

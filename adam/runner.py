@@ -150,31 +150,32 @@ def build_backend(cfg: DictConfig) -> ModelBackend:
 def run(cfg: DictConfig) -> RunSummary:
     """Run the configured job and return its outcome; raises AdamError for config mistakes."""
     run_dir = run_dir_of(cfg)
-    resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
-    default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
     batch = job_kind(cfg).reads_input
-    resuming = batch and wants_resume(cfg.job)
-    if resuming:
-        run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
-        log.info("resuming %s", run_dir)
-    with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
-        preflight(cfg, run_dir, resuming=resuming)
-        backend = build_backend(cfg)
-        if batch and cfg.job.get("dry_run"):
-            return dry_run(cfg, backend, run_dir, resuming=resuming)
-        return _run_owned(cfg, backend, run_dir, batch=batch, resuming=resuming)
+    dry = batch and bool(cfg.job.get("dry_run"))
+    # A batch job catches SIGINT and SIGTERM from here on: one that comes before its first batch ends it as soon
+    # as the step under way returns (at once while it reads), with a manifest that says so. A dry run does not.
+    with stop_on_signals() if batch and not dry else contextlib.nullcontext() as signalled:
+        resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
+        default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
+        resuming = batch and wants_resume(cfg.job)
+        if resuming:
+            run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
+            log.info("resuming %s", run_dir)
+        with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
+            preflight(cfg, run_dir, resuming=resuming)
+            backend = build_backend(cfg)
+            if dry:
+                return dry_run(cfg, backend, run_dir, resuming=resuming)
+            return _run_owned(cfg, backend, run_dir, batch=batch, resuming=resuming, signalled=signalled)
 
 
-def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool) -> RunSummary:
-    """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended."""
-    with stop_on_signals() if batch else contextlib.nullcontext() as signalled:
-        return _session(cfg, backend, run_dir, batch=batch, resuming=resuming, signalled=signalled)
-
-
-def _session(
+def _run_owned(
     cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool, signalled: StopRequest | None
 ) -> RunSummary:
-    """_run_owned's body, with SIGINT and SIGTERM caught for a batch job (``signalled``)."""
+    """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended.
+
+    ``signalled`` is set by SIGINT or SIGTERM (a batch job only).
+    """
     if resuming:
         remove_stale_temp_files(run_dir)
     previous = previous_manifest(run_dir) if resuming else None
@@ -263,11 +264,11 @@ def _session(
 
 
 def _stopped_unhashed(cfg: DictConfig, manifest: Manifest | None, run_dir: Path, message: str) -> RunSummary:
-    """A signal while the input was being hashed, before anything ran: no resume (it was not recorded), run again."""
+    """A signal before the input was hashed, so before anything ran: nothing to resume (no input recorded)."""
     if manifest is None:  # a resume: the run dir and its manifest stay as they were
         msg = f"{message}; {run_dir} is as it was: resume it with: {resume_command(run_dir)}"
     else:
-        msg = f"{message}; no record was read: run the same command again"
+        msg = f"{message}; no record was read: run it again with: {resume_command(None)}"
         _finish(manifest, "interrupted", ExitCode.STOPPED, error=msg)
     return RunSummary(cfg.job.name, "interrupted", ExitCode.STOPPED, run_dir, JobStats(), msg)
 
