@@ -152,3 +152,13 @@ def test_the_readme_and_the_shipped_units_agree_with_the_exit_statuses() -> None
     assert "5 no document succeeded" in cron and "[ $s -eq 3 ]" in cron
     notes = (REPO / "jobs" / "scheduled" / "README.md").read_text(encoding="utf-8")
     assert "5 when no document succeeded" in notes
+
+
+def test_shards_in_which_every_record_failed_merge_into_a_run_that_exits_5(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "text": "not a prompt"} for i in range(8)])
+    shards = [
+        _run(tmp_path, f"job.input={src}", f"job.shard={k}", "job.num_shards=2", name=f"sweep/{k}") for k in (0, 1)
+    ]
+    assert [(s.status, s.exit_code) for s in shards] == [("all_failed", ExitCode.NO_SUCCESS)] * 2
+    merged = run(compose_cfg("job=merge", f"job.runs={tmp_path / 'sweep'}", run_dir=tmp_path / "merged"))
+    assert (merged.status, merged.exit_code, merged.stats.failed) == ("all_failed", ExitCode.NO_SUCCESS, 8)
