@@ -159,7 +159,8 @@ def run(cfg: DictConfig) -> RunSummary:
         default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
         resuming = batch and wants_resume(cfg.job)
         if resuming:
-            run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
+            with signalled.reading() if signalled is not None else contextlib.nullcontext():  # it hashes the input
+                run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
             log.info("resuming %s", run_dir)
         with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
             preflight(cfg, run_dir, resuming=resuming)

@@ -37,6 +37,7 @@ def test_a_stop_during_the_model_load_runs_no_batch(tmp_path: Path) -> None:
     cfg = compose_cfg(
         "backend=echo", f"backend._target_={__name__}.LoadingBackend", f"job.input={src}", run_dir=tmp_path / "run"
     )
+    LoadingBackend.loads = 0
     summary = run(cfg)
     assert LoadingBackend.loads == 1
     assert (summary.status, summary.exit_code) == ("interrupted", ExitCode.STOPPED)
