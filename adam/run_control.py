@@ -124,7 +124,7 @@ def outcome(stats: JobStats, done: Done | None, run_dir: Path) -> tuple[str, Exi
 
 
 def _first_error(path: Path) -> str:
-    """ ", the first: line N: <message>" from an errors.jsonl (native or OpenAI format), or "" when unreadable."""
+    """The message's ", the first (line N): <message>", from errors.jsonl (native or OpenAI lines); "" if unreadable."""
     try:
         with open(path, encoding="utf-8") as fh:
             line = json.loads(fh.readline())

@@ -52,7 +52,8 @@ class StopRequest:
 
     def stopped_message(self) -> str:
         """Why the job stopped, for the manifest and the log."""
-        when = f"after {self.batches} batches" if self.batches else "before its first batch"
+        plural = "es" if self.batches > 1 else ""
+        when = f"after {self.batches} batch{plural}" if self.batches else "before its first batch"
         return f"stopped by {self.signal_name} {when}"
 
     def check(self) -> None:
