@@ -2,8 +2,9 @@
 
 Hydra reports them itself, in six lines that suggest ``+key=value``, from inside ``hydra.main``: its
 ``run_and_report`` prints and exits before the caller sees the exception. ``one_line_config_errors``
-swaps that function for one that says what to fix in one line and exits 1 (the README's promise);
-anything else, or ``HYDRA_FULL_ERROR=1``, still goes to Hydra's own report.
+swaps that function for one that says what to fix in one line and exits 1 (the README's promise).
+A run dir Hydra cannot write (read-only, full) is said in one line too; anything else, or
+``HYDRA_FULL_ERROR=1``, still goes to Hydra's own report.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
+import errno
 import os
 import sys
 from collections.abc import Callable, Iterator
@@ -22,10 +24,14 @@ from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationErr
 from adam import catalog
 from adam.errors import ExitCode, first_line
 
+_UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
+
 
 def explain(err: BaseException) -> str | None:
     """One line saying what is wrong with the command line, or None for errors that are not about it."""
     cause = err.__cause__
+    if isinstance(err, OSError) and err.errno in _UNWRITABLE and err.filename is not None:  # Hydra making its dirs
+        return f"cannot write {err.filename}: {err.strerror}; set hydra.run.dir= (hydra.sweep.dir=) to a writable dir"
     if isinstance(err, MissingConfigException):
         return _unknown_option(err)
     if isinstance(err, OverrideParseException):

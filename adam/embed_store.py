@@ -20,7 +20,7 @@ from typing import Any, NamedTuple
 
 import numpy as np
 
-from adam.errors import ConfigError, StoreBusy
+from adam.errors import AdamError, ConfigError, RunStopped, StoreBusy
 
 log = logging.getLogger(__name__)
 
@@ -57,6 +57,14 @@ class Hit(NamedTuple):
     score: float
     metadata: str | None  # JSON text
     text: str | None  # None when the store keeps no text for it (job.store_text=false, or stored before it did)
+
+
+class PruneRefused(Exception):
+    """A prune would remove more records than it was allowed to; nothing was removed."""
+
+    def __init__(self, doomed: int) -> None:
+        super().__init__(f"the prune would remove {doomed} records")
+        self.doomed = doomed
 
 
 StoreRow = tuple[str, str, str | None] | tuple[str, str, str | None, str | None]  # id, sha256, metadata[, text]
@@ -136,17 +144,27 @@ class EmbeddingStore:
         return out
 
     def width(self) -> int | None:
-        """The width of this model's stored vectors (None when it has none); a ConfigError if they differ."""
+        """The width of this model's vectors (None before its first): fixed when the store got the model's first
+        vectors (``fix_width``); a store from an older adam has the width of the vectors it holds. A ConfigError
+        when the vectors disagree with it or among themselves."""
         rows = self._db.execute(
             "SELECT DISTINCT length(vector) / 4 FROM vectors WHERE model = ? ORDER BY 1", (self.model,)
         ).fetchall()
-        if len(rows) > 1:
-            widths = ", ".join(str(r[0]) for r in rows)
+        widths = {int(r[0]) for r in rows}
+        fixed = self._db.execute("SELECT value FROM meta WHERE key = ?", (_width_key(self.model),)).fetchone()
+        if fixed is not None:
+            widths.add(int(fixed[0]))
+        if len(widths) > 1:
             raise ConfigError(
-                f"the store {self.path} mixes vectors of widths {widths} for model {self.model}: "
-                "rebuild it (delete it and run job=embed job.store=... again)"
+                f"the store {self.path} mixes vectors of widths {', '.join(map(str, sorted(widths)))} for model "
+                f"{self.model}: rebuild it (delete it and run job=embed job.store=... again)"
             )
-        return int(rows[0][0]) if rows else None
+        return widths.pop() if widths else None
+
+    def fix_width(self, width: int) -> None:
+        """Fix this model's vector width in the store (the first width given stays: a store's width never changes)."""
+        with self._transaction():
+            self._db.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (_width_key(self.model), str(int(width))))
 
     def models(self) -> list[str]:
         """Every model this store holds records of (for a search with the wrong size to name the right ones)."""
@@ -218,23 +236,30 @@ class EmbeddingStore:
                 )
         finally:
             self._db.execute("DETACH DATABASE other")
+        if theirs is not None:
+            self.fix_width(theirs)
         return count
 
-    def prune(self, keep: Iterable[str]) -> int:
-        """Remove this model's records whose id is not in ``keep`` and the vectors no record uses; returns the count."""
+    def prune(self, keep: Iterable[str], *, at_most: int | None = None) -> int:
+        """Remove this model's records whose id is not in ``keep`` and the vectors no record uses; returns the count.
+
+        When more than ``at_most`` records would go, PruneRefused is raised and nothing is removed.
+        """
         with self._transaction():
             self._db.execute("CREATE TEMP TABLE IF NOT EXISTS keep_ids (id TEXT PRIMARY KEY)")
             self._db.execute("DELETE FROM keep_ids")
             self._db.executemany("INSERT OR IGNORE INTO keep_ids VALUES (?)", ((i,) for i in keep))
-            removed = self._db.execute(
-                "DELETE FROM records WHERE model = ? AND id NOT IN (SELECT id FROM keep_ids)", (self.model,)
-            ).rowcount
+            gone = "FROM records WHERE model = ? AND id NOT IN (SELECT id FROM keep_ids)"
+            doomed = int(self._db.execute(f"SELECT COUNT(*) {gone}", (self.model,)).fetchone()[0])
+            if at_most is not None and doomed > at_most:
+                raise PruneRefused(doomed)  # the transaction rolls back: the store is as it was
+            self._db.execute(f"DELETE {gone}", (self.model,))
             self._db.execute(
                 "DELETE FROM vectors WHERE model = ? AND sha256 NOT IN (SELECT sha256 FROM records WHERE model = ?)",
                 (self.model, self.model),
             )
             self._db.execute("DELETE FROM keep_ids")
-        return int(removed)
+        return doomed
 
     def _transaction(self) -> Any:
         db = self._db
@@ -244,7 +269,11 @@ class EmbeddingStore:
                 db.execute("BEGIN IMMEDIATE")
 
             def __exit__(self, exc_type: object, *rest: object) -> None:
-                db.execute("ROLLBACK" if exc_type is not None else "COMMIT")
+                if exc_type is None:
+                    db.execute("COMMIT")
+                elif db.in_transaction:  # SQLite itself rolls back on some errors (a full disk): never mask them
+                    with contextlib.suppress(AdamError):
+                        db.execute("ROLLBACK")
 
         return _Tx()
 
@@ -294,41 +323,74 @@ class EmbeddingStore:
 _CHANGED = "(records.sha256 IS NOT excluded.sha256 OR records.metadata IS NOT excluded.metadata)"
 
 
+def _width_key(model: str) -> str:
+    return f"width:{model}"
+
+
 class _Connection:
-    """A SQLite connection whose "database is locked" (past the busy timeout) becomes StoreBusy: the run stops,
-    resumable, instead of crashing. Every statement of the store goes through here."""
+    """A SQLite connection whose failures become adam's one-line errors, so a run never ends in a traceback:
+    "database is locked" past the busy timeout is StoreBusy and a full disk RunStopped (the run stops,
+    resumable); a damaged or unopenable file is a ConfigError (exit 1). Every statement of the store goes
+    through here."""
 
     def __init__(self, path: Path) -> None:
         self.path = path
-        with self._busy():
+        with self._translated():
             self._db = sqlite3.connect(path, timeout=BUSY_TIMEOUT_S, isolation_level=None)  # transactions explicit
 
+    @property
+    def in_transaction(self) -> bool:
+        """Whether a transaction is open (SQLite ends one itself on some errors)."""
+        return self._db.in_transaction
+
     @contextlib.contextmanager
-    def _busy(self) -> Iterator[None]:
+    def _translated(self) -> Iterator[None]:
         try:
             yield
-        except sqlite3.OperationalError as err:
-            text = str(err).lower()
-            if "locked" not in text and "busy" not in text:
+        except sqlite3.DatabaseError as err:
+            translated = _store_error(self.path, err)
+            if translated is err:
                 raise
-            raise StoreBusy(
-                f"the embedding store {self.path} stayed locked by another process for over {BUSY_TIMEOUT_S:g} s"
-            ) from err
+            raise translated from err
 
     def execute(self, sql: str, params: Any = ()) -> sqlite3.Cursor:
-        with self._busy():
+        with self._translated():
             return self._db.execute(sql, params)
 
     def executemany(self, sql: str, rows: Iterable[Any]) -> sqlite3.Cursor:
-        with self._busy():
+        with self._translated():
             return self._db.executemany(sql, rows)
 
     def executescript(self, sql: str) -> sqlite3.Cursor:
-        with self._busy():
+        with self._translated():
             return self._db.executescript(sql)
 
     def close(self) -> None:
         self._db.close()
+
+
+# SQLite's primary result codes (https://sqlite.org/rescode.html); an extended code keeps its primary in the low byte
+_BUSY, _LOCKED, _READONLY, _IOERR, _CORRUPT, _FULL, _CANTOPEN, _NOTADB = 5, 6, 8, 10, 11, 13, 14, 26
+
+
+def _store_error(path: Path, err: sqlite3.DatabaseError) -> Exception:
+    """The adam error a SQLite failure on the store at ``path`` means; unknown ones are left as they are."""
+    code = (getattr(err, "sqlite_errorcode", None) or 0) & 0xFF
+    text = str(err)
+    if code in (_BUSY, _LOCKED) or "locked" in text.lower() or "busy" in text.lower():
+        return StoreBusy(f"the embedding store {path} stayed locked by another process for over {BUSY_TIMEOUT_S:g} s")
+    if code == _FULL:
+        return RunStopped(f"disk full writing the embedding store {path} ({text}): free some space")
+    if code == _IOERR:
+        return RunStopped(f"cannot write the embedding store {path} ({text}): check the disk it is on")
+    if code in (_CORRUPT, _NOTADB):
+        return ConfigError(
+            f"the embedding store {path} is damaged ({text}): restore it from a backup, or move it away and run "
+            "job=embed again to rebuild it"
+        )
+    if code in (_READONLY, _CANTOPEN):
+        return ConfigError(f"cannot write the embedding store {path} ({text}): check the path and its permissions")
+    return err
 
 
 def _chunks(items: list[str], size: int) -> Iterable[list[str]]:

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import errno
 from enum import IntEnum
+
+DISK_FULL = frozenset(
+    {errno.ENOSPC, errno.EDQUOT}
+)  # the errnos of a full disk (or quota): wait for space, lose nothing
 
 
 class ExitCode(IntEnum):
@@ -89,6 +94,11 @@ class RunDirLocked(ConfigError):
 
 class UnsupportedError(ConfigError):
     """The backend or model cannot do what the job asks (e.g. embeddings from a generation-only backend)."""
+
+
+def is_disk_full(err: BaseException) -> bool:
+    """Whether ``err`` says the disk (or the quota) is full: an operational fault, resumable once space returns."""
+    return isinstance(err, OSError) and err.errno in DISK_FULL
 
 
 def first_line(message: object) -> str:

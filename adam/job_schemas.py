@@ -95,6 +95,7 @@ class EmbedJob(JobSpec):
     store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
     store_text: bool = True  # with store: keep each text beside its hash, so search hits carry it
     prune: bool = False  # with store: remove ids that are no longer in the input
+    prune_max_fraction: float = 0.5  # with prune: refuse (exit 4) to remove more of the store's records; 1.0: any
     chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#<n>; null: whole
     chunk_overlap: int = 0  # tokens each chunk repeats from the end of the one before
     follow_symlinks: bool = False  # a directory input: read links that lead out of it (else skipped with a warning)
@@ -102,6 +103,8 @@ class EmbedJob(JobSpec):
     def __post_init__(self) -> None:
         super().__post_init__()
         at_least("job", 1, chunk_tokens=self.chunk_tokens)
+        if not 0 <= self.prune_max_fraction <= 1:
+            raise ConfigError(f"'job.prune_max_fraction' must be between 0 and 1, got {self.prune_max_fraction}")
         if self.chunk_tokens and not 0 <= self.chunk_overlap < self.chunk_tokens:
             raise ConfigError(f"'job.chunk_overlap' must be at least 0 and below job.chunk_tokens={self.chunk_tokens}")
 
@@ -174,9 +177,16 @@ class ServeJob:
     batch_wait_ms: float = 10  # how long a request waits for others to share its batch
     max_batch: int = 32  # requests per batch at most
     overflow: Overflow = Overflow.error  # prompts over the context window: a 400 error | truncate
+    # Stalled clients are dropped (adam/server/read_timeouts.py): a request's line and headers must arrive within
+    # header_timeout_s (else 408 and close), and a body may pause at most body_timeout_s between two reads.
+    header_timeout_s: float = 10
+    body_timeout_s: float = 30
 
     def __post_init__(self) -> None:
         at_least("job", 1, max_batch=self.max_batch, port=self.port)
+        for key in ("header_timeout_s", "body_timeout_s"):
+            if not getattr(self, key) > 0:
+                raise ConfigError(f"'job.{key}' must be above 0, got {getattr(self, key)}")
         at_least("job", 0, batch_wait_ms=self.batch_wait_ms)
         if self.port > 65535:
             raise ConfigError(f"'job.port' must be at most 65535, got {self.port}")
@@ -192,6 +202,7 @@ class MergeJob:
     model_kind: ClassVar[ModelKind | None] = None
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False  # reads run dirs; loads no model
+    restartable: ClassVar[bool] = True  # stops between steps on a signal; run again into its dir, it starts over
 
     name: str = "merge"
     runs: Any = None  # required: a sweep dir, or a list of shard run dirs

@@ -1,4 +1,5 @@
-"""Advisory file locks: one process owns a run dir, and a store is never pruned while another run uses it.
+"""Advisory file locks: one process owns a run dir, one server a state dir, and a store is never pruned while
+another run uses it.
 
 ``flock`` locks belong to an open file and vanish with the process, so a killed run never leaves a
 stale lock behind. They hold across processes on one machine and on shared filesystems that
@@ -36,9 +37,11 @@ def _describe(fd: int) -> str:
 class RunDirLock:
     """Exclusive ownership of a run dir for the whole run, taken before anything is written there."""
 
+    lock_name = RUN_LOCK_NAME
+
     def __init__(self, run_dir: Path) -> None:
         self.run_dir = Path(run_dir)
-        self.path = self.run_dir / RUN_LOCK_NAME
+        self.path = self.run_dir / self.lock_name
         self._fd: int | None = None
 
     def acquire(self) -> RunDirLock:
@@ -47,21 +50,25 @@ class RunDirLock:
             self.run_dir.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)  # no O_TRUNC: the holder's name stays
         except OSError as err:
-            raise ConfigError(
-                f"cannot write to the output dir {self.run_dir}: {err.strerror}; set hydra.run.dir="
-            ) from err
+            raise ConfigError(self.unwritable(err)) from err
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             who = _describe(fd)
             os.close(fd)
-            raise RunDirLocked(
-                f"{self.run_dir} is in use by {who}: wait for that run to end, or pick another run dir"
-            ) from None
+            raise RunDirLocked(self.held(who)) from None
         os.ftruncate(fd, 0)
         os.pwrite(fd, json.dumps(_holder()).encode(), 0)
         self._fd = fd
         return self
+
+    def unwritable(self, err: OSError) -> str:
+        """The one-line error for a dir the lock cannot be created in."""
+        return f"cannot write to the output dir {self.run_dir}: {err.strerror}; set hydra.run.dir="
+
+    def held(self, who: str) -> str:
+        """The one-line error when ``who`` ('host H, pid P') holds the lock."""
+        return f"{self.run_dir} is in use by {who}: wait for that run to end, or pick another run dir"
 
     def release(self) -> None:
         """Give the lock up (closing the file releases it); releasing twice is fine."""
@@ -78,6 +85,25 @@ class RunDirLock:
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:
         self.release()
+
+
+class StateDirLock(RunDirLock):
+    """One server per state dir (job.state_dir), for the server's whole life: a second one refuses to start.
+
+    Two servers on one state dir would each keep their own batch objects in memory: counts would go stale
+    and each one's batches would be unknown to the other.
+    """
+
+    lock_name = ".adam-serve.lock"
+
+    def unwritable(self, err: OSError) -> str:
+        return f"cannot write to job.state_dir={self.run_dir}: {err.strerror}; set job.state_dir= to a writable dir"
+
+    def held(self, who: str) -> str:
+        return (
+            f"job.state_dir={self.run_dir} is in use by another server ({who}): stop that server, "
+            "or give this one another job.state_dir"
+        )
 
 
 class StoreLock:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import contextlib
+import logging
+import os
 import sys
 import time
 from datetime import UTC, datetime
@@ -13,9 +15,14 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam import __version__
+from adam.errors import is_disk_full
 from adam.io.writers import write_json_atomic
 
+log = logging.getLogger(__name__)
+
 MANIFEST_NAME = "manifest.json"
+RESERVE_NAME = ".adam.reserve"  # disk space set aside so a full disk cannot keep the run's outcome from its manifest
+RESERVE_BYTES = 256 * 1024  # several manifests (a new one is written beside the old) and the last log lines
 
 
 def _versions() -> dict[str, str]:
@@ -63,7 +70,7 @@ def record_failure(run_dir: Path, cfg: DictConfig, message: str, exit_code: int)
         manifest = Manifest(run_dir, cfg)
     except Exception:  # a config too broken to describe: keep what can be said
         manifest = Manifest.__new__(Manifest)
-        manifest.path, manifest._started = path, time.perf_counter()
+        manifest.path, manifest._started, manifest._reserve = path, time.perf_counter(), None
         manifest.doc = {"adam_version": __version__, "status": "running", "run_dir": str(run_dir)}
     manifest.finish("failed", exit_code, error=message)
 
@@ -73,6 +80,7 @@ class Manifest:
 
     def __init__(self, run_dir: Path, cfg: DictConfig) -> None:
         self.path = run_dir / MANIFEST_NAME
+        self._reserve: Path | None = None
         self._started = time.perf_counter()
         self.doc: dict[str, Any] = {
             "adam_version": __version__,
@@ -91,8 +99,9 @@ class Manifest:
         self.write()
 
     def finish(self, status: str, exit_code: int, **fields: Any) -> None:
-        """Record the outcome and timing."""
-        self.update(
+        """Record the outcome and timing; on a full disk the space reserved at the start (``reserve``) is given
+        up for it. When even that fails the file keeps its last complete version, which a resume reads as well."""
+        self.doc.update(
             status=status,
             exit_code=exit_code,
             finished=datetime.now(UTC).isoformat(timespec="seconds"),
@@ -100,7 +109,37 @@ class Manifest:
             peak_memory_mb=peak_memory_mb(),
             **fields,
         )
+        try:
+            self.write()
+        except OSError as err:
+            if not is_disk_full(err) or self._reserve is None:
+                raise
+            self.release()
+            self.write()
+        finally:
+            self.release()  # the run is over: the space goes back, for its last log lines first
 
     def write(self) -> None:
         """Write the manifest (tmp file + rename, so a reader never sees half of it)."""
         write_json_atomic(self.path, self.doc)
+
+    def reserve(self) -> None:
+        """Set disk space aside in the run dir for the last write of the manifest (``finish``)."""
+        path = self.path.with_name(RESERVE_NAME)
+        try:
+            with open(path, "wb") as fh:
+                if hasattr(os, "posix_fallocate"):
+                    os.posix_fallocate(fh.fileno(), 0, RESERVE_BYTES)
+                else:  # macOS: written blocks are held as well
+                    fh.write(bytes(RESERVE_BYTES))
+        except OSError as err:  # a disk this full fails the run's first write anyway, in its own words
+            log.debug("no space reserved in %s: %s", path.parent, err)
+            path.unlink(missing_ok=True)
+            return
+        self._reserve = path
+
+    def release(self) -> None:
+        """Give the reserved space back (done by ``finish``; releasing twice is fine)."""
+        if self._reserve is not None:
+            self._reserve.unlink(missing_ok=True)
+            self._reserve = None

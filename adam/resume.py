@@ -44,6 +44,7 @@ RESUMABLE_KEYS = frozenset(
         "job.resume",
         "job.retry_errors",
         "job.dry_run",
+        "job.prune_max_fraction",  # a prune refused as too large is allowed by resuming with a higher one
         "backend.concurrency",
         "backend.timeout",
         "backend.retries",
@@ -145,7 +146,8 @@ def _short(value: Any) -> str:
     return text if len(text) <= 60 else text[:57] + "..."
 
 
-def _read_manifest(run_dir: Path) -> dict[str, Any] | None:
+def read_manifest(run_dir: Path) -> dict[str, Any] | None:
+    """The manifest.json of ``run_dir``, or None when there is none that reads as one."""
     try:
         doc = json.loads((run_dir / MANIFEST_NAME).read_text(encoding="utf-8"))
     except (OSError, ValueError):
@@ -191,7 +193,7 @@ def choose_run_dir(cfg: DictConfig, fresh_dir: Path) -> tuple[Path, str]:
     value = str(cfg.job.resume)
     if value.lower() != "true":
         run_dir = Path(value)
-        doc = _read_manifest(run_dir)
+        doc = read_manifest(run_dir)
         if doc is None:
             raise ConfigError(f"cannot resume {run_dir}: it holds no manifest.json from an adam run")
         why, adopt = fits(doc)
@@ -205,7 +207,7 @@ def choose_run_dir(cfg: DictConfig, fresh_dir: Path) -> tuple[Path, str]:
     for child in parent.iterdir() if parent.is_dir() else ():
         if not child.is_dir():  # the fresh dir too: a sweep run again into its sweep dir gets each job's old dir
             continue
-        doc = _read_manifest(child)
+        doc = read_manifest(child)
         if doc is not None and (found := fits(doc))[0] is None:
             started = str(doc.get("first_started") or doc.get("started") or "")
             candidates.append((started, child.name, child, doc if found[1] else None))
@@ -323,17 +325,26 @@ def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:
     write_atomic(path, b"".join(map(dumps_line, rows)))
 
 
-def resume_command(run_dir: Path | None) -> str:
-    """The command that finishes this run: the same overrides plus job.resume=<run dir> (None: just the same)."""
+def resume_command(run_dir: Path) -> str:
+    """The command that finishes this run: the same overrides plus job.resume=<run dir>."""
+    kept = [o for o in _overrides() if not o.startswith(("job.resume=", "job.retry_errors=", "hydra.run.dir="))]
+    return " ".join(["python -m adam", *map(shlex.quote, [*kept, f"job.resume={run_dir}"])])
+
+
+def _overrides() -> list[str]:
+    """This run's command-line overrides (none known outside Hydra: the Python API)."""
     try:
         from hydra.core.hydra_config import HydraConfig
 
-        overrides = list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else sys.argv[1:]
+        return list(HydraConfig.get().overrides.task) if HydraConfig.initialized() else sys.argv[1:]
     except Exception:  # no Hydra context (the Python API): the overrides are unknown
-        overrides = []
-    kept = [o for o in overrides if not o.startswith(("job.resume=", "job.retry_errors=", "hydra.run.dir="))]
-    resume = [f"job.resume={run_dir}"] if run_dir is not None else []
-    return " ".join(["python -m adam", *map(shlex.quote, [*kept, *resume])])
+        return []
+
+
+def rerun_command(run_dir: Path) -> str:
+    """The same command again, into the same run dir (a job that starts over there: job=merge)."""
+    kept = [o for o in _overrides() if not o.startswith("hydra.run.dir=")]
+    return " ".join(["python -m adam", *map(shlex.quote, [*kept, f"hydra.run.dir={run_dir}"])])
 
 
 _TEMP_FILE = re.compile(r"^\..+\.\d+\.tmp$")  # what write_json_atomic and the Parquet writer leave when killed

@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import difflib
-import errno
 import logging
 import os
 from pathlib import Path
@@ -22,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
-from adam.errors import AdamError, ConfigError, ExitCode, NoRecords, RunStopped
+from adam.errors import AdamError, ConfigError, ExitCode, NoRecords, RunStopped, is_disk_full
 from adam.io.readers import RecordReader, input_exists
 from adam.io.writers import RunWriter
 from adam.job_schemas import check_values
@@ -37,7 +36,9 @@ from adam.resume import (
     choose_run_dir,
     job_input_sha256,
     load_done,
+    read_manifest,
     remove_stale_temp_files,
+    rerun_command,
     resume_command,
     wants_resume,
 )
@@ -50,6 +51,7 @@ from adam.run_control import (
     resume_doc,
     totals,
 )
+from adam.shard_runs import FINISHED
 from adam.signals import Interrupted, StopRequest, stop_on_signals
 from adam.sizing import resolve_auto
 from adam.summary import RunSummary
@@ -115,12 +117,20 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
         probe.unlink()
     except OSError as err:
         raise ConfigError(f"cannot write to the output dir {run_dir}: {err.strerror}; set hydra.run.dir=") from err
-    if not resuming and (run_dir / "results.jsonl").exists():
-        raise ConfigError(
-            f"{run_dir} already holds results: pick another hydra.run.dir, or finish it with job.resume={run_dir}"
-        )
+    if not resuming and (run_dir / "results.jsonl").exists() and not restarts(run_dir, job):
+        finish = f", or finish it with job.resume={run_dir}" if job.reads_input else " (it finished there)"
+        raise ConfigError(f"{run_dir} already holds results: pick another hydra.run.dir{finish}")
     if job.reads_input and cfg.job.get("retry_errors") and not resuming:
         raise ConfigError("job.retry_errors=true needs job.resume=<run dir> (or job.resume=true): it retries that run")
+
+
+def restarts(run_dir: Path, job: JobKind) -> bool:
+    """Whether this run starts over a run of the same restartable job (job=merge) that ``run_dir`` holds unfinished:
+    stopped, interrupted, failed, or killed (its manifest says running, but this process holds the lock now)."""
+    if not job.restartable:
+        return False
+    doc = read_manifest(run_dir)
+    return doc is not None and doc.get("job") == job.name and doc.get("status") not in FINISHED
 
 
 def job_kind(cfg: DictConfig) -> JobKind:
@@ -150,11 +160,13 @@ def build_backend(cfg: DictConfig) -> ModelBackend:
 def run(cfg: DictConfig) -> RunSummary:
     """Run the configured job and return its outcome; raises AdamError for config mistakes."""
     run_dir = run_dir_of(cfg)
-    batch = job_kind(cfg).reads_input
+    kind = job_kind(cfg)
+    batch = kind.reads_input
     dry = batch and bool(cfg.job.get("dry_run"))
-    # A batch job catches SIGINT and SIGTERM from here on: one that comes before its first batch ends it as soon
-    # as the step under way returns (at once while it reads), with a manifest that says so. A dry run does not.
-    with stop_on_signals() if batch and not dry else contextlib.nullcontext() as signalled:
+    # A batch job (and job=merge) catches SIGINT and SIGTERM from here on: one that comes before the first batch
+    # ends it as soon as the step under way returns (at once while it reads), with a manifest that says so. A dry
+    # run does not: nothing there would check.
+    with stop_on_signals() if (batch and not dry) or kind.restartable else contextlib.nullcontext() as signalled:
         resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
         default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
         resuming = batch and wants_resume(cfg.job)
@@ -175,15 +187,16 @@ def _run_owned(
 ) -> RunSummary:
     """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended.
 
-    ``signalled`` is set by SIGINT or SIGTERM (a batch job only).
+    ``signalled`` is set by SIGINT or SIGTERM (a batch or restartable job only).
     """
-    if resuming:
+    job = job_kind(cfg)
+    if resuming or restarts(run_dir, job):
         remove_stale_temp_files(run_dir)
     previous = previous_manifest(run_dir) if resuming else None
     done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
     manifest = Manifest(run_dir, cfg)
     if previous is None:
-        manifest.write()  # first: a run killed from here on is known, and resumable once its input is recorded
+        _first_write(manifest)  # first: a run killed from here on is known, and resumable once its input is recorded
     if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
         try:
             with signalled.reading() if signalled is not None else contextlib.nullcontext():
@@ -192,7 +205,7 @@ def _run_owned(
             return _stopped_unhashed(cfg, manifest if previous is None else None, run_dir, str(err))
         manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
         if previous is None:
-            manifest.write()
+            _first_write(manifest)
     if previous is not None:
         manifest.doc.update(resume_doc(previous, done))
     touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
@@ -200,20 +213,23 @@ def _run_owned(
     ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
     ctx.config = cfg
     ctx.done = done
-    ctx.stop = signalled
+    ctx.stop_request = signalled
     ctx.vector_width = (previous or {}).get("dimensions")  # a resumed run's vectors keep the recorded width
     ctx.on_vector_width = lambda width: manifest.update(dimensions=width)
     ctx.update_manifest = manifest.update
 
     def stop(status: str, message: str) -> RunSummary:
-        msg = f"{message}; what finished is in {run_dir}" if batch else message
+        msg = message
         if batch:
+            msg = f"{message}; what finished is in {run_dir}"
             resumable = str(cfg.job.input) != "-"
             msg += f"; resume with: {resume_command(run_dir)}" if resumable else " (standard input cannot be resumed)"
+        elif job.restartable:
+            msg = f"{message}; run it again to finish it (it starts over): {rerun_command(run_dir)}"
         _finish(manifest, status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
         return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
 
-    job = job_kind(cfg)
+    manifest.reserve()  # so a disk that fills during the run still gets the run's outcome written (finish frees it)
     try:
         if signalled is not None:
             signalled.check()  # a signal while the run was being set up: nothing has run, stop now
@@ -240,13 +256,14 @@ def _run_owned(
         _finish(manifest, "empty", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
         return RunSummary(cfg.job.name, "empty", err.exit_code, run_dir, ctx.stats, str(err))
     except OSError as err:
-        if err.errno not in _DISK_FULL:
+        if not is_disk_full(err):
             _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
             raise
         return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
     except AdamError as err:
         if touched:
             _finish(manifest, "failed", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
+        manifest.release()
         raise
     except Exception as err:  # a bug: still say in the manifest that the run ended, and how
         _finish(manifest, "failed", ExitCode.CONFIG, error=f"{type(err).__name__}: {err}")
@@ -258,7 +275,7 @@ def _run_owned(
     extra: dict[str, Any] = {"totals": totals(done, stats)} if done is not None else {}
     if message:
         extra["error"] = message
-    manifest.finish(status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
+    _finish(manifest, status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats, message)
@@ -269,20 +286,27 @@ def _stopped_unhashed(cfg: DictConfig, manifest: Manifest | None, run_dir: Path,
     if manifest is None:  # a resume: the run dir and its manifest stay as they were
         msg = f"{message}; {run_dir} is as it was: resume it with: {resume_command(run_dir)}"
     else:
-        msg = f"{message}; no record was read: run it again with: {resume_command(None)}"
+        msg = f"{message}; no record was read: run it again with: {rerun_command(run_dir)}"
         _finish(manifest, "interrupted", ExitCode.STOPPED, error=msg)
     return RunSummary(cfg.job.name, "interrupted", ExitCode.STOPPED, run_dir, JobStats(), msg)
 
 
-_DISK_FULL = frozenset({errno.ENOSPC, errno.EDQUOT})
+def _first_write(manifest: Manifest) -> None:
+    """The run's first manifest; a disk already full stops the run before it starts, in one line."""
+    try:
+        manifest.write()
+    except OSError as err:
+        if is_disk_full(err):
+            raise RunStopped(f"disk full writing {manifest.path} ({err.strerror}): free some space") from err
+        raise ConfigError(f"cannot write {manifest.path}: {err.strerror}; set hydra.run.dir=") from err
 
 
 def _finish(manifest: Manifest, status: str, code: ExitCode, **fields: Any) -> None:
     """Record how the run ended; a manifest that cannot be written (the disk is full) is logged, not raised."""
     try:
         manifest.finish(status, code, **fields)
-    except OSError as err:
-        log.error("could not update %s: %s", manifest.path, err)
+    except OSError as err:  # it keeps its last complete version, which a resume reads as well
+        log.error("could not update %s (%s): it keeps its last complete version", manifest.path, err.strerror)
 
 
 def _input_doc(cfg: DictConfig, ctx: JobContext) -> dict[str, object] | None:

@@ -1,9 +1,9 @@
 """The shard runs job=merge combines: found in a sweep dir or a list of run dirs, checked to add up to one input.
 
 Shards add up when each of 0..n-1 is there exactly once, all read the same input (its sha256), ran
-the same model with the same settings and the same job.num_shards, and each one finished (completed,
-partial: some records failed, all_failed: every one did, or empty: the input held none). Anything else is refused
-in one line that says what to do.
+the same model with the same settings and the same job.num_shards, each one finished (completed,
+partial: some records failed, all_failed: every one did, or empty: the input held none), and together
+they hold one line per record. Anything else is refused in one line that says what to do.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import shlex
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -159,6 +159,53 @@ def check_complete(runs: list[ShardRun], bare: list[Path]) -> list[ShardRun]:
             f"shard {what} of {n} is missing: run it (job.shard={missing[0]} job.num_shards={n}) and merge again{hint}"
         )
     return [by_index[i] for i in range(n)]
+
+
+def check_once(runs: list[ShardRun], *, between: Callable[[], None] = lambda: None) -> None:
+    """Refuse shards that do not hold one line per record: an id twice in a shard's results.jsonl and errors.jsonl
+    (lines added by hand, two files joined), or in two shards. Merging them would count a record twice, and which
+    of its lines is right cannot be told. ``between`` runs after each file (it raises to stop the merge)."""
+    seen: dict[tuple[str, str], tuple[ShardRun, str]] = {}  # (kind, key) -> where it was first seen
+    for run in runs:
+        for name in ("results.jsonl", "errors.jsonl"):
+            for number, key in _record_keys(run.run_dir / name):
+                where = f"{name} line {number}"
+                first = seen.setdefault(key, (run, where))
+                if first != (run, where):
+                    what = f"input line {key[1]}" if key[0] == "line" else f"id {key[1]!r}"
+                    if first[0] is run:
+                        twice = f"{run.label()} holds {what} twice ({first[1]} and {where})"
+                    else:
+                        twice = f"{what} is in two shards ({first[0].label()} {first[1]}, {run.label()} {where})"
+                    raise ConfigError(
+                        f"{twice}: a shard holds one line per record; remove the extra line, or run the shard again "
+                        "into a new run dir, then merge"
+                    )
+            between()
+
+
+def _record_keys(path: Path) -> Iterator[tuple[int, tuple[str, str]]]:
+    """(line number, the record's key) for each complete line: ("id", id) for a result or a failed record,
+    ("line", n) for an input line refused as invalid (it may have no usable id)."""
+    if not path.exists():
+        return
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            if not raw.endswith(b"\n"):
+                break
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                continue
+            if not isinstance(obj, dict):
+                continue
+            error = obj.get("error") or (((obj.get("response") or {}).get("body") or {}).get("error"))
+            if isinstance(error, dict) and error.get("code") == "invalid_input" and "line" in obj:
+                yield number, ("line", str(obj["line"]))
+                continue
+            key = obj.get("custom_id") if "custom_id" in obj else obj.get("id")  # OpenAI-format lines: custom_id
+            if key is not None:
+                yield number, ("id", str(key))
 
 
 def lock_finished(runs: Iterable[ShardRun], stack: contextlib.ExitStack) -> None:

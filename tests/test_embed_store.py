@@ -106,6 +106,46 @@ def test_prune_removes_ids_gone_from_the_input_and_export_matches_the_store(tmp_
         assert json.loads(row["metadata"]) == {"n": int(row["id"][1:])}
 
 
+@pytest.mark.parametrize("emptied", ["empty_dir", "only_invalid_lines"])
+def test_an_input_without_records_never_prunes(tmp_path: Path, emptied: str, caplog: pytest.LogCaptureFixture) -> None:
+    store = tmp_path / "notes.db"
+    _embed(tmp_path, write_jsonl(tmp_path / "in.jsonl", _docs(3)), store, name="first")
+    if emptied == "empty_dir":  # the nightly job's folder, unmounted or emptied
+        (src := tmp_path / "empty").mkdir()
+    else:
+        src = write_jsonl(tmp_path / "bad.jsonl", ["{broken", {"id": "x"}])
+    _, counts = _embed(tmp_path, src, store, "job.prune=true", "job.prune_max_fraction=1.0", name="prune")
+    assert counts["pruned"] == 0 and sorted(_stored(store)) == ["d0", "d1", "d2"]
+    assert f"nothing was pruned from {store}: job.input={src} holds no records" in caplog.text
+
+
+def test_a_prune_past_job_prune_max_fraction_is_refused_in_one_line_and_loses_nothing(tmp_path: Path) -> None:
+    store = tmp_path / "store.db"
+    docs = _docs(6)
+    src = write_jsonl(tmp_path / "in.jsonl", docs)
+    _embed(tmp_path, src, store, name="first")
+    write_jsonl(src, [*docs[:2], {"id": "new", "text": "a new document"}])  # 4 of the 6 are gone
+    refused, counts = _embed(tmp_path, src, store, "job.prune=true", name="refused")
+    assert (refused.exit_code, refused.status) == (ExitCode.STOPPED, "stopped")
+    assert refused.message.startswith(
+        f"refused to prune {store}: job.input={src} lacks 4 of the 6 records the store held before this run (67%), "
+        "more than job.prune_max_fraction=0.5; nothing was pruned"
+    )
+    assert "\n" not in refused.message and f"job.resume={refused.run_dir}" in refused.message
+    assert counts["embedded"] == 1 and sorted(_stored(store)) == ["d0", "d1", "d2", "d3", "d4", "d5", "new"]
+    manifest = json.loads((refused.run_dir / "manifest.json").read_text())
+    assert (manifest["status"], manifest["exit_code"]) == ("stopped", 4)
+    cfg = compose_cfg(  # allowed on resume: the work done stays, only the prune runs
+        "backend=echo", "job=embed", "size=demo", f"job.input={src}", f"job.store={store}", "job.batch_size=4",
+        "job.prune=true", "job.prune_max_fraction=1.0", f"job.resume={refused.run_dir}", run_dir=tmp_path / "unused",
+    )  # fmt: skip
+    allowed = run(cfg)
+    assert allowed.exit_code == ExitCode.OK and allowed.stats.extra["pruned"] == 4
+    assert sorted(_stored(store)) == ["d0", "d1", "new"]
+    with pytest.raises(ConfigError, match=r"'job\.prune_max_fraction' must be between 0 and 1"):
+        _embed(tmp_path, src, store, "job.prune_max_fraction=1.5", name="bad_fraction")
+
+
 def test_stored_vectors_equal_freshly_computed_ones_and_failures_stay_out(tmp_path: Path) -> None:
     store = tmp_path / "store.db"
     docs = _docs(30)

@@ -137,18 +137,17 @@ def test_prune_refuses_while_another_run_holds_the_store_and_a_resume_prunes(tmp
     old = write_jsonl(tmp_path / "old.jsonl", [{"id": f"o{i}", "text": f"old doc {i}"} for i in range(4)])
     new = write_jsonl(tmp_path / "new.jsonl", [{"id": f"n{i}", "text": f"new doc {i}"} for i in range(3)])
     _run(tmp_path, "job=embed", f"job.input={old}", f"job.store={store}", name="old")
+    prune = (f"job.store={store}", "job.prune=true", "job.prune_max_fraction=1.0")  # every old record goes
     other = StoreLock(store).share()  # another run filling the store right now
     try:
-        held = _run(tmp_path, "job=embed", f"job.input={new}", f"job.store={store}", "job.prune=true", name="new")
+        held = _run(tmp_path, "job=embed", f"job.input={new}", *prune, name="new")
     finally:
         other.release()
     assert held.exit_code == ExitCode.STOPPED and held.status == "stopped"
     assert "not pruned" in held.message and f"job.resume={held.run_dir}" in held.message
     with sqlite3.connect(store) as db:
         assert db.execute("SELECT COUNT(*) FROM records").fetchone()[0] == 7  # nothing of the other run's was wiped
-    again = _run(
-        tmp_path, "job=embed", f"job.input={new}", f"job.store={store}", "job.prune=true", f"job.resume={held.run_dir}"
-    )
+    again = _run(tmp_path, "job=embed", f"job.input={new}", *prune, f"job.resume={held.run_dir}")
     assert again.exit_code == ExitCode.OK and again.stats.extra["pruned"] == 4
 
 

@@ -76,6 +76,18 @@ class ModelBackend(ABC):
             results = [truncate_dimensions(r, self.size.dimensions) for r in results]
         return results
 
+    def embedding_width(self) -> int | None:
+        """The width of this backend's vectors where its settings declare it, so no probe is needed; size.dimensions
+        (Matryoshka) keeps the first N. None: only the model can tell (the engine embeds one text to learn it)."""
+        declared = self.declared_width()
+        if declared is None:
+            return None
+        return min(declared, self.size.dimensions) if self.size.dimensions else declared
+
+    def declared_width(self) -> int | None:
+        """The width the backend's own settings fix (backend.dimensions); None when they fix none."""
+        return None
+
     def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
         """Stream one generation; the joined text equals what generate() returns for the request."""
         if not self.supports_streaming:

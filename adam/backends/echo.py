@@ -47,6 +47,10 @@ class EchoBackend(ModelBackend):
         self.failure_rate = failure_rate
         self.unavailable = unavailable
 
+    def declared_width(self) -> int | None:
+        """Every vector is backend.dimensions wide."""
+        return self.dimensions
+
     def check_available(self) -> None:
         """Fail like a backend that is down when configured to."""
         if self.unavailable:

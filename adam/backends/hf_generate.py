@@ -1,8 +1,10 @@
 """Generation on a loaded transformers model: batched generate() calls and streaming from a generation thread.
 
-Requests that share sampling settings share one generate() call; each row is then cut to its own
-max_tokens and first EOS. Streaming runs generate() in a thread and hands decoded text on as whole
-UTF-8 characters. The backend supplies the prompt token ids and whether a prompt opens <think>.
+Requests with the same stop strings share one generate() call, greedy and sampled rows together: each
+sampled row draws from its own seeded generator (hf_tensors.row_sampler_class), so its answer does not
+depend on its neighbours. Each row is then cut to its own max_tokens and first EOS. Streaming runs
+generate() in a thread and hands decoded text on as whole UTF-8 characters. The backend supplies the
+prompt token ids and whether a prompt opens <think>.
 """
 
 from __future__ import annotations
@@ -48,10 +50,8 @@ def generate_batch(
 
 
 def _sampling_key(request: GenerationRequest) -> tuple[Any, ...]:
-    """Requests with equal keys can share one generate() call."""
-    if request.temperature > 0:
-        return ("sample", request.temperature, request.top_p, request.seed, request.stop)
-    return ("greedy", request.stop)
+    """Requests with equal keys can share one generate() call: stop strings apply to a whole call."""
+    return (request.stop,)
 
 
 def _generate_group(
@@ -60,35 +60,38 @@ def _generate_group(
     prompt_ids: Callable[[GenerationRequest], list[int]],
     opens_thinking: Callable[[GenerationRequest], bool],
 ) -> list[Generation]:
-    """One generate() call for requests that share sampling settings; each row is cut to its max_tokens."""
-    import torch
-
+    """One generate() call for requests that share stop strings; each row is cut to its max_tokens."""
     prompts = [prompt_ids(r) for r in requests]
     input_ids, attention_mask = hf_tensors.pad_rows(
         prompts, lm.tokenizer.pad_token_id, "left"
     )  # decoders continue on the right
     input_ids, attention_mask = input_ids.to(lm.device), attention_mask.to(lm.device)
-    kwargs = _generate_kwargs(lm, requests[0], max(r.max_tokens for r in requests))
-    with running(lm, "generation"):
-        if requests[0].seed is not None:
-            torch.manual_seed(requests[0].seed)
+    with running(lm, "generation"):  # turns a bad setting (top_p <= 0) into this group's BackendError
+        kwargs = _generate_kwargs(lm, requests, max(r.max_tokens for r in requests))
         output = lm.model.generate(input_ids=input_ids, attention_mask=attention_mask, **kwargs)
     rows = output[:, input_ids.shape[1] :].tolist()
     return [_finish(lm, r, len(p), row, opens_thinking(r)) for r, p, row in zip(requests, prompts, rows, strict=True)]
 
 
-def _generate_kwargs(lm: LoadedModel, request: GenerationRequest, max_new_tokens: int) -> dict[str, Any]:
+def _generate_kwargs(lm: LoadedModel, requests: Sequence[GenerationRequest], max_new_tokens: int) -> dict[str, Any]:
+    """generate()'s arguments for rows that share stop strings: greedy search, each sampled row drawn by its own
+    generator (the model's generation_config sampling defaults, top_k among them, do not apply)."""
+    from transformers import LogitsProcessorList
+
     kwargs: dict[str, Any] = {
         "max_new_tokens": max_new_tokens,
         "pad_token_id": lm.tokenizer.pad_token_id,
         "eos_token_id": lm.eos_ids or None,
+        "do_sample": False,
+        "temperature": None,
+        "top_p": None,
+        "top_k": None,
     }
-    if request.temperature > 0:
-        kwargs.update(do_sample=True, temperature=request.temperature, top_p=request.top_p)
-    else:
-        kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
-    if request.stop:
-        kwargs.update(stop_strings=list(request.stop), tokenizer=lm.tokenizer)
+    rows = [(r.temperature, r.top_p, r.seed) if r.temperature > 0 else None for r in requests]
+    if any(rows):
+        kwargs["logits_processor"] = LogitsProcessorList([hf_tensors.row_sampler_class()(rows)])
+    if requests[0].stop:
+        kwargs.update(stop_strings=list(requests[0].stop), tokenizer=lm.tokenizer)
     return kwargs
 
 
@@ -134,14 +137,14 @@ def stream(lm: LoadedModel, request: GenerationRequest, prompt: list[int]) -> It
     tokens: queue.Queue[Any] = queue.Queue()
     cancelled = threading.Event()
     streamer_cls, cancel_cls = hf_tensors.stream_classes()
-    kwargs = _generate_kwargs(lm, request, request.max_tokens)
-    kwargs.update(streamer=streamer_cls(tokens), stopping_criteria=StoppingCriteriaList([cancel_cls(cancelled)]))
 
     def work() -> None:
         try:
             with running(lm, "generation"):
-                if request.seed is not None:
-                    torch.manual_seed(request.seed)
+                kwargs = _generate_kwargs(lm, [request], request.max_tokens)
+                kwargs.update(
+                    streamer=streamer_cls(tokens), stopping_criteria=StoppingCriteriaList([cancel_cls(cancelled)])
+                )
                 ids = torch.tensor([prompt], device=lm.device)
                 lm.model.generate(input_ids=ids, attention_mask=torch.ones_like(ids), **kwargs)
         except Exception as err:  # handed to the consumer, which raises it in its own thread

@@ -110,3 +110,57 @@ def stream_classes() -> tuple[type, type]:
             return torch.full((input_ids.shape[0],), stop, dtype=torch.bool, device=input_ids.device)
 
     return QueueStreamer, Cancelled
+
+
+@functools.cache
+def row_sampler_class() -> type:
+    """A logits processor that samples each row with its own generator, defined on first use (lazy transformers).
+
+    generate() runs greedy; for a sampled row the processor draws the token itself (temperature, then
+    top-p, from the row's own torch.Generator) and leaves only that token possible. A row's draws then
+    depend on its own seed and nothing else: not on the other rows of its batch, nor on torch's global
+    generator, as vLLM does with a per-request seed. Greedy rows pass through untouched.
+    """
+    import torch
+    from transformers import LogitsProcessor
+
+    class RowSampler(LogitsProcessor):
+        def __init__(self, rows: Sequence[tuple[float, float, int | None] | None]) -> None:
+            self._rows: list[tuple[float, float, torch.Generator] | None] = []
+            for row in rows:
+                if row is None:
+                    self._rows.append(None)
+                    continue
+                temperature, top_p, seed = row
+                if not 0.0 < top_p <= 1.0:
+                    raise ValueError(f"top_p must be greater than 0 and at most 1, not {top_p}")
+                generator = torch.Generator(device="cpu")
+                if seed is None:
+                    generator.seed()  # a fresh nondeterministic seed, as an unseeded request expects
+                else:
+                    generator.manual_seed(seed)
+                self._rows.append((temperature, top_p, generator))
+
+        def __call__(self, input_ids: torch.Tensor, scores: torch.Tensor) -> torch.Tensor:
+            out = scores
+            for i, row in enumerate(self._rows):
+                if row is None:
+                    continue
+                temperature, top_p, generator = row
+                token = _draw(scores[i], temperature, top_p, generator)
+                if out is scores:
+                    out = scores.clone()
+                out[i] = float("-inf")
+                out[i, token] = 0.0
+            return out
+
+    def _draw(logits: torch.Tensor, temperature: float, top_p: float, generator: torch.Generator) -> int:
+        probs = torch.softmax(logits.float().cpu() / temperature, dim=-1)
+        if top_p < 1.0:
+            ordered, index = probs.sort(descending=True)
+            before = ordered.cumsum(0) - ordered  # the mass of the tokens ranked above each one
+            ordered[before >= top_p] = 0.0  # the first token always stays
+            return int(index[torch.multinomial(ordered, 1, generator=generator)])
+        return int(torch.multinomial(probs, 1, generator=generator))
+
+    return RowSampler

@@ -85,6 +85,10 @@ class OllamaBackend(ServerBackend):
         self.truncate = truncate
         self.share_store = share_store
 
+    def declared_width(self) -> int | None:
+        """backend.dimensions, when set: the server cuts every vector to it."""
+        return self.dimensions
+
     # ----------------------------------------------------------------- generation
     def _generate_one(self, request: GenerationRequest) -> Generation:
         what, call = self._generation_call(request, stream=False)

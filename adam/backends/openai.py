@@ -70,6 +70,10 @@ class OpenAIBackend(ServerBackend):
         self.api_key_env = api_key_env
         self.dimensions = dimensions
 
+    def declared_width(self) -> int | None:
+        """backend.dimensions, when set: the server cuts every vector to it."""
+        return self.dimensions
+
     # ----------------------------------------------------------------- generation
     def _generate_one(self, request: GenerationRequest) -> Generation:
         client = self._client()

@@ -19,12 +19,14 @@ from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBa
 from adam.engine.fitting import fit_prompt, text_overflow
 from adam.engine.settings import Settings
 from adam.engine.vectors import VectorCheck
-from adam.errors import BackendError, ContextOverflowError, InvalidOutputError
+from adam.errors import BackendError, BackendUnavailable, ContextOverflowError, InvalidOutputError
 from adam.io.openai_batch import embedding_result, error_result, generation_result
 from adam.io.records import Record
 from adam.job_schemas import Overflow
 
 log = logging.getLogger(__name__)
+
+WIDTH_PROBE = "How wide are your vectors?"  # the one text embedded to learn a model's width, when nothing declares it
 
 
 @dataclass
@@ -165,6 +167,8 @@ class Engine:
             out.append(ContextOverflowError(problem) if problem else None)
             if problem is None:
                 sent.append((len(out) - 1, full))
+        if sent and self._check.width is None:
+            self._check.fix(self.model_width())  # the model's, before any vector is judged: never an outlier's
         for (index, _), result in zip(sent, self.backend.embed([t for _, t in sent]), strict=True):
             if isinstance(result, Embedding) and (problem := self._check.problem(result.vector)) is not None:
                 result = InvalidOutputError(problem)
@@ -186,8 +190,21 @@ class Engine:
 
     @property
     def vector_width(self) -> int | None:
-        """The width every vector of this engine has (None before the first)."""
+        """The width every vector of this engine has (None until given or learned before the first embedding)."""
         return self._check.width
+
+    def model_width(self) -> int:
+        """The width of the model's vectors: declared by the backend (backend.dimensions), else probed once by
+        embedding one short text. A probe that fails stops the run (BackendUnavailable): no vector could be judged."""
+        declared = self.backend.embedding_width()
+        if declared is not None:
+            return declared
+        (probe,) = self.backend.embed([WIDTH_PROBE])
+        problem = str(probe) if isinstance(probe, BackendError) else VectorCheck().problem(probe.vector)
+        if problem is not None:
+            raise BackendUnavailable(f"cannot learn the vector width of {self.model_name} from a short text: {problem}")
+        log.debug("%s embeds into %d dimensions", self.model_name, len(probe.vector))
+        return len(probe.vector)
 
     def store_key(self, info: Mapping[str, Any]) -> str:
         """The model part of an embedding store's key: name, revision or file hash, and kept dimensions."""

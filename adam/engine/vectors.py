@@ -1,7 +1,9 @@
 """The check every embedding passes before it is written: finite values, and one width for the whole run.
 
-A vector that fails becomes its record's error line (code ``invalid_output``) instead of a NaN in
-results.jsonl or a Parquet file whose rows have different widths.
+The width is the model's (adam/engine/core.py: declared by the backend, or probed once), fixed
+before the first vector is judged, so an outlier can never set it. A vector that fails becomes its
+record's error line (code ``invalid_output``) instead of a NaN in results.jsonl or a Parquet file
+whose rows have different widths.
 """
 
 from __future__ import annotations
@@ -13,13 +15,19 @@ import numpy as np
 
 
 class VectorCheck:
-    """Knows the run's vector width (recorded by an earlier attempt, or taken from its first vector)."""
+    """Knows the run's vector width (recorded by an earlier attempt or a store, or the model's: ``fix``)."""
 
     def __init__(self, width: int | None = None, *, on_width: Callable[[int], None] | None = None) -> None:
         self.width = width
         self._on_width = on_width  # told the width once it is known, to record it (the manifest)
         if width is not None and on_width is not None:
             on_width(width)
+
+    def fix(self, width: int) -> None:
+        """Set the width every vector must have (before the first is judged) and record it."""
+        self.width = int(width)
+        if self._on_width is not None:
+            self._on_width(self.width)
 
     def problem(self, vector: Any) -> str | None:
         """Why ``vector`` must not be written, in one line; None when it is fine."""
@@ -37,10 +45,8 @@ class VectorCheck:
                 f"the backend returned a vector holding {arr[index]} (at index {index}), which JSON and Parquet "
                 "cannot hold: check the model (a float16 model can overflow; try hardware.dtype=float32)"
             )
-        if self.width is None:
-            self.width = int(arr.size)
-            if self._on_width is not None:
-                self._on_width(self.width)
+        if self.width is None:  # only a check nobody fixed (a lone probe): its first vector says
+            self.fix(int(arr.size))
         elif arr.size != self.width:
             return (
                 f"the backend returned a {arr.size}-wide vector, but this run's vectors are {self.width}-wide: "

@@ -70,13 +70,21 @@ def error_result(record: Record | InvalidRecord, message: str, *, code: ErrorCod
     snippet = record.snippet if isinstance(record, InvalidRecord) else None
     if record.format == "openai":
         status, kind = _HTTP[code]
-        body = {"error": {"message": message, "type": kind, "param": None, "code": code}}
-        out = _batch_line(record.id, body, status_code=status)
-        out["line"] = record.line
+        out = refused_request(record, status, {"message": message, "type": kind, "param": None, "code": code})
     else:
         out = {"id": record.id, "line": record.line, "error": {"code": code, "message": message}}
     if snippet is not None:
         out["input"] = snippet
+    return out
+
+
+def refused_request(record: Record | InvalidRecord, status_code: int, error: dict[str, Any]) -> dict[str, Any]:
+    """The errors.jsonl line for an OpenAI batch request answered with an error, as its HTTP route would answer it.
+
+    ``error`` is the body's ``{"message", "type", "param", "code"}``; adam's own ``line`` is added.
+    """
+    out = _batch_line(record.id, {"error": error}, status_code=status_code)
+    out["line"] = record.line
     return out
 
 

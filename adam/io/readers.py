@@ -201,6 +201,8 @@ class RecordReader:
         """(format, is gzip, line layout), or an InputError saying what to fix."""
         path = self._path
         if path is None:
+            if self.source == "-" and self._stdin is None and sys.stdin is None:  # started with `<&-`
+                raise InputError("standard input is closed: pipe the records in (< in.jsonl) or set job.input=<file>")
             return ("lines" if self.source == "-" else "hub"), False, "sniff"
         if not path.exists():
             raise InputError(

@@ -16,7 +16,7 @@ from collections.abc import Mapping
 from typing import Any, Literal
 
 from adam.io.records import InvalidRecord, Record, RecordFormat
-from adam.io.validation import check
+from adam.io.validation import check, check_split
 from adam.sharding import shard_of_id
 
 log = logging.getLogger(__name__)
@@ -41,9 +41,16 @@ class RecordParser:
     """Turns decoded input into records for one reader: tracks ids for duplicates and warns once per field."""
 
     def __init__(
-        self, kind: Kind, *, id_field: str = "id", text_field: str | None = None, shard: tuple[int, int] = (0, 1)
+        self,
+        kind: Kind,
+        *,
+        id_field: str = "id",
+        text_field: str | None = None,
+        shard: tuple[int, int] = (0, 1),
+        endpoint: str | None = None,
     ) -> None:
         self.kind = kind
+        self.endpoint = endpoint  # a Batch API batch's: every OpenAI line must ask it (None: any url of the kind)
         self.shard, self.num_shards = shard  # job.shard, job.num_shards: JSON lines of other shards are skipped
         self.id_field = id_field
         self._text_name = "prompt" if kind == "generate" else "text"  # the schema's name for the text
@@ -203,17 +210,13 @@ class RecordParser:
 
     # ------------------------------------------------------------------ OpenAI batch requests
     def _openai(self, line: int, obj: dict[str, Any], raw: str) -> Record | InvalidRecord:
+        """An OpenAI batch line; a line whose body alone is wrong comes back ``in_body`` (the request's own 400)."""
         self._note_format("openai")
         id_ = _custom_id(obj)
         snippet = None if id_ is not None else raw
         url = obj.get("url")
-        message = None
-        if isinstance(url, str) and url not in URLS[self.kind]:
-            message = f"url {url!r} is not supported by a {self.kind} job: use {' or '.join(URLS[self.kind])}"
-            other = next((k for k, urls in URLS.items() if url in urls), None)
-            if other is not None:
-                message += f" (or run job={other})"
-        message = message or check("openai_request", obj)
+        outside, inside = check_split("openai_request", obj, "body")
+        message = self._url_problem(url) or outside
         if message is not None:
             if id_ is not None:
                 self._remember(id_, line)
@@ -221,14 +224,17 @@ class RecordParser:
         assert id_ is not None  # the schema requires a non-empty custom_id
         if (dup := self._duplicate(id_, line)) is not None:
             return self._invalid(line, id_, dup, fmt="openai")
+        if inside is not None:
+            return self._invalid(line, id_, inside, fmt="openai", in_body=True)
         body: dict[str, Any] = obj["body"]
         for key in obj.keys() - _OPENAI_TOP:
             self._warn_once(f"top:{key}", "field %r of an OpenAI batch line is ignored", key)
         for key in body.keys() - _OPENAI_BODY:
             self._warn_once(f"body:{key}", "body key %r is not supported by adam and is ignored", key)
-        if "model" in body and self._once("model"):
-            log.info("request bodies name model %r; adam answers with its configured model", body["model"])
-        common: dict[str, Any] = {"line": line, "id": id_, "format": "openai", "url": url}
+        model = body.get("model") if isinstance(body.get("model"), str) else None
+        if model is not None and self.endpoint is None and self._once("model"):
+            log.info("request bodies name model %r; adam answers with its configured model", model)
+        common: dict[str, Any] = {"line": line, "id": id_, "format": "openai", "url": url, "model": model}
         if url == "/v1/embeddings":
             text = body["input"] if isinstance(body["input"], str) else body["input"][0]
             return Record(text=text, **common)
@@ -238,6 +244,20 @@ class RecordParser:
         if url == "/v1/completions":
             return Record(prompt=body["prompt"], chat=False, params=params, **common)
         return Record(messages=normalise_messages(body["messages"]), params=params, **common)
+
+    def _url_problem(self, url: Any) -> str | None:
+        """Why an OpenAI line's url is not one this parser takes (a url that is not a string is the schema's)."""
+        if not isinstance(url, str):
+            return None
+        if self.endpoint is not None:
+            if url == self.endpoint:
+                return None
+            return f"url {url!r} is not the batch's endpoint {self.endpoint!r}: every line of a batch asks its endpoint"
+        if url in URLS[self.kind]:
+            return None
+        message = f"url {url!r} is not supported by a {self.kind} job: use {' or '.join(URLS[self.kind])}"
+        other = next((k for k, urls in URLS.items() if url in urls), None)
+        return message + (f" (or run job={other})" if other is not None else "")
 
     # ------------------------------------------------------------------ shared helpers
     def _decode(self, line: int, raw: bytes, id_: str | int | None = None) -> str | InvalidRecord:
@@ -255,9 +275,10 @@ class RecordParser:
         *,
         snippet: str | None = None,
         fmt: RecordFormat | None = None,
+        in_body: bool = False,
     ) -> InvalidRecord:
         clipped = snippet[:SNIPPET_CHARS] if snippet is not None else None
-        return InvalidRecord(line=line, id=id_, message=message, format=fmt or self.format, snippet=clipped)
+        return InvalidRecord(line, id_, message, fmt or self.format, clipped, in_body)
 
     def _note_format(self, fmt: RecordFormat) -> None:
         if not self._format_known:
@@ -353,6 +374,15 @@ def _json_error(err: ValueError, text: str) -> str:
     return f"not valid JSON: {err}{_ONE_OBJECT}"
 
 
+def text_problem(obj: Any) -> str | None:
+    """Why decoded JSON ``obj`` cannot be written back as UTF-8: a string or key with a lone surrogate; None if it can.
+
+    The one check every door uses (input lines here, request bodies in the server): what passes is never
+    stored, echoed or streamed only to fail when it is encoded.
+    """
+    return _walk(obj, deep=False, surrogate=True)
+
+
 def _structure_problem(obj: dict[str, Any], text: str) -> str | None:
     """Why a parsed record cannot be written back as JSON Lines: nested too deep, or a lone surrogate.
 
@@ -362,16 +392,22 @@ def _structure_problem(obj: dict[str, Any], text: str) -> str | None:
     surrogate = "\\ud" in text or "\\uD" in text  # a surrogate can only come from a \u escape
     if not (deep or surrogate):
         return None
+    return _walk(obj, deep=deep, surrogate=surrogate)
+
+
+def _walk(obj: Any, *, deep: bool, surrogate: bool) -> str | None:
+    """The first problem in ``obj``: a lone surrogate in a string or key (if ``surrogate``), nesting (if ``deep``)."""
     stack: list[tuple[Any, str, int]] = [(obj, "", 1)]
     while stack:
         value, path, depth = stack.pop()
         if isinstance(value, str):
             if surrogate and (code := _lone_surrogate(value)):
-                return f"'{path}' holds a lone UTF-16 surrogate ({code}), which is not text: remove it or fix its pair"
+                where = f"'{path}'" if path else "the value"
+                return f"{where} holds a lone UTF-16 surrogate ({code}), which is not text: remove it or fix its pair"
             continue
         if not isinstance(value, (dict, list)):
             continue
-        if depth > MAX_DEPTH:
+        if deep and depth > MAX_DEPTH:
             field = re.split(r"[.\[]", path, maxsplit=1)[0]  # the record's own field: the full path is 100 levels long
             return f"'{field}' is nested deeper than {MAX_DEPTH} levels: flatten it (or store it as a JSON string)"
         items = value.items() if isinstance(value, dict) else enumerate(value)

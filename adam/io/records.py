@@ -27,6 +27,7 @@ class Record:
     metadata: Any = None  # the record's own "metadata" value, copied to its result
     extra: dict[str, Any] = field(default_factory=dict)  # unknown fields, passed through untouched
     url: str | None = None  # OpenAI batch endpoint, e.g. /v1/chat/completions
+    model: str | None = None  # an OpenAI batch line's body.model: a job runs its configured model whatever it says
 
     @property
     def content(self) -> str:
@@ -47,3 +48,4 @@ class InvalidRecord:
     message: str
     format: RecordFormat = "native"
     snippet: str | None = None  # the start of the offending line, for lines with no usable id
+    in_body: bool = False  # an OpenAI batch line whose body is wrong (a value out of range): the request's own 400

@@ -57,6 +57,29 @@ def check(name: SchemaName, instance: Any, *, rename: Mapping[str, str] | None =
     return _message(load_schema(name), error, instance, dict(rename or {}))
 
 
+def check_split(name: SchemaName, instance: Any, inner: str) -> tuple[str | None, str | None]:
+    """``check``, telling where the problem is: (a problem outside ``instance[inner]``, a problem within it).
+
+    Within is a value inside the ``inner`` object (a body's temperature out of range, its messages
+    missing); outside is everything else, ``inner`` missing or not an object included. At most one of
+    the two is set: a problem outside wins.
+    """
+    if _fast_check(name)(instance):
+        return None, None
+    errors = list(_validator(name).iter_errors(instance))
+    outside = [e for e in errors if not _within(e, inner)]
+    error = best_match(outside or errors)
+    if error is None:
+        return None, None
+    message = _message(load_schema(name), error, instance, {})
+    return (message, None) if outside else (None, message)
+
+
+def _within(error: ValidationError, inner: str) -> bool:
+    path = list(error.absolute_path)
+    return bool(path) and path[0] == inner and (len(path) > 1 or error.validator != "type")
+
+
 def is_valid(name: SchemaName, instance: Any) -> bool:
     """Whether ``instance`` is valid, by the compiled check alone (what check() tries first)."""
     return _fast_check(name)(instance)

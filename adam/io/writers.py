@@ -47,16 +47,26 @@ class RunWriter:
         self.closed = False
 
     def write(self, results: Sequence[dict[str, Any]], errors: Sequence[dict[str, Any]]) -> None:
-        """Append one batch's result and error lines and make them durable before returning."""
+        """Append one batch's result and error lines and make them durable before returning.
+
+        All or nothing: a write that fails (a full disk) cuts both files back to where they were, so the
+        batch can be written again later with no line of it twice and no torn line between.
+        """
         if self.closed:
             raise ValueError(f"the RunWriter for {self.run_dir} is closed")
         # serialise the whole batch first: a value JSON cannot hold must not leave half a batch written
         chunks = [b"".join(map(dumps_line, results)), b"".join(map(dumps_line, errors))]
-        for fh, data in zip((self._results, self._errors), chunks, strict=True):
-            if data:
-                fh.write(data)
-                fh.flush()
+        pending = [(fh, data) for fh, data in zip((self._results, self._errors), chunks, strict=True) if data]
+        sizes = [os.fstat(fh.fileno()).st_size for fh, _ in pending]
+        try:
+            for fh, data in pending:
+                _write_all(fh, data)
                 os.fsync(fh.fileno())
+        except OSError:
+            for (fh, _), size in zip(pending, sizes, strict=True):
+                with contextlib.suppress(OSError):  # shrinking a file needs no space
+                    os.ftruncate(fh.fileno(), size)
+            raise
 
     def close(self) -> None:
         """Close both files; closing twice is fine."""
@@ -222,7 +232,17 @@ def embedding_row(obj: Any) -> tuple[str, list[float], str | None] | None:
 
 def _open_append(path: Path) -> IO[bytes]:
     _trim_torn_tail(path)
-    return open(path, "ab")  # closed by RunWriter.close
+    return open(path, "ab", buffering=0)  # unbuffered: no bytes of a failed write linger to be flushed later
+
+
+def _write_all(fh: IO[bytes], data: bytes) -> None:
+    """Write all of ``data`` to an unbuffered file (a write near a full disk may take only part of it)."""
+    view = memoryview(data)
+    while view:
+        written = fh.write(view)
+        if not written:  # a regular file takes at least a byte or raises; never spin
+            raise OSError(f"could not write to {fh.name}")
+        view = view[written:]
 
 
 def _trim_torn_tail(path: Path) -> None:

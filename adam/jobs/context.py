@@ -14,7 +14,7 @@ from adam.errors import BackendError, NoRecords
 from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
-from adam.jobs.batching import JobStats, Progress, run_batches
+from adam.jobs.batching import JobStats, JobStopped, Progress, run_batches
 from adam.sharding import job_shard, shard_records
 from adam.signals import StopRequest
 
@@ -41,7 +41,7 @@ class JobContext:
     on_vector_width: Callable[[int], None] | None = None  # embeddings: records the run's width (in the manifest)
     config: Any = None  # the whole composed config, for a job that builds a second backend (job=serve's embed_size)
     update_manifest: Callable[..., None] | None = None  # sets fields of the run's manifest.json (job=merge's shards)
-    stop: StopRequest | None = None  # the runner's signal catcher: reading stops at once, a batch is finished
+    stop_request: StopRequest | None = None  # the runner's: reading stops at once, a batch is finished (merge checks)
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -68,16 +68,24 @@ class JobContext:
         if reader.records_read == 0 and not self.job.get("allow_empty"):
             raise NoRecords(no_records_message(reader))
 
-    def make_engine(self, vector_width: int | None = None) -> Engine:
-        """An engine with this job's settings; ``vector_width`` (a store's) wins over the recorded one."""
+    def make_engine(
+        self, vector_width: int | None = None, *, on_vector_width: Callable[[int], None] | None = None
+    ) -> Engine:
+        """An engine with this job's settings; ``vector_width`` (a store's) wins over the recorded one, and
+        ``on_vector_width`` (a store's) is told the width instead of the manifest alone."""
         return Engine.from_config(
             self.backend,
             self.job,
             self.domain,
             model_name=self.model_name,
             vector_width=vector_width if vector_width is not None else self.vector_width,
-            on_vector_width=self.on_vector_width,
+            on_vector_width=on_vector_width or self.on_vector_width,
         )
+
+    def stop_if_asked(self) -> None:
+        """Raise JobStopped once Ctrl-C or SIGTERM came, for a job that checks between its own steps (job=merge)."""
+        if self.stop_request:
+            raise JobStopped(f"stopped by {self.stop_request.signal_name}", status="interrupted")
 
     @property
     def engine(self) -> Engine:
@@ -109,7 +117,7 @@ class JobContext:
             process=process,
             after_batch=self.after_batch,
             stats=self.stats,
-            stop=self.stop,
+            stop=self.stop_request,
             before_first=lambda: self._load_model(kind),
         )
 

@@ -8,12 +8,13 @@ from it.
 from __future__ import annotations
 
 import logging
+import math
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
 import numpy as np
 
-from adam.embed_store import EmbeddingStore, metadata_text
+from adam.embed_store import EmbeddingStore, PruneRefused, metadata_text
 from adam.engine import Engine, Outcome
 from adam.errors import BackendError
 from adam.io.readers import RecordReader
@@ -38,7 +39,8 @@ def run_embed_store(ctx: JobContext) -> JobStats:
         probe = ctx.make_engine()
         model = probe.store_key(ctx.info)
         store = EmbeddingStore(ctx.job.store, model)
-        engine = ctx.make_engine(store.width())  # new vectors match the store's
+        held = store.count()  # what a prune may take a fraction of
+        engine = ctx.make_engine(store.width(), on_vector_width=_fixing(store, ctx.on_vector_width))
         keep_text = bool(ctx.job.get("store_text", True))
         stats = ctx.run_batches("embed", _processor(engine, store, model, counts, keep_text=keep_text))
         if ctx.job.get("prune"):
@@ -47,8 +49,7 @@ def run_embed_store(ctx: JobContext) -> JobStats:
                     f"every record is in the store, but it was not pruned: another run is using {ctx.job.store}; "
                     "prune when that run has ended"
                 )
-            counts["pruned"] = store.prune(_valid_ids(ctx))
-            log.info("pruned %d records no longer in the input from %s", counts["pruned"], ctx.job.store)
+            counts["pruned"] = _prune(ctx, store, held)
         stats.extra.update(counts)
         stats.extra["store"] = {"path": str(ctx.job.store), "model": model, "records": store.count()}
         if ctx.job.parquet:
@@ -64,6 +65,41 @@ def run_embed_store(ctx: JobContext) -> JobStats:
         *(counts[k] for k in (*STATUSES, "pruned")),
     )
     return stats
+
+
+def _fixing(store: EmbeddingStore, then: Callable[[int], None] | None) -> Callable[[int], None]:
+    """What the engine calls once the run's vector width is known: the store keeps it for good, then ``then``."""
+
+    def fixed(width: int) -> None:
+        store.fix_width(width)
+        if then is not None:
+            then(width)
+
+    return fixed
+
+
+def _prune(ctx: JobContext, store: EmbeddingStore, held: int) -> int:
+    """Remove the records no longer in the input, unless the input has none or too many would go (one line why)."""
+    keep = _valid_ids(ctx)
+    if not keep:  # an unmounted disk or an emptied folder must never wipe the store
+        log.warning(
+            "nothing was pruned from %s: job.input=%s holds no records, and an input without records never prunes",
+            ctx.job.store,
+            ctx.job.input,
+        )
+        return 0
+    fraction = float(ctx.job.prune_max_fraction)
+    try:
+        pruned = store.prune(keep, at_most=math.floor(fraction * held + 1e-9))
+    except PruneRefused as refused:
+        share = f" ({refused.doomed / held:.0%})" if held else ""
+        raise JobStopped(
+            f"refused to prune {ctx.job.store}: job.input={ctx.job.input} lacks {refused.doomed} of the {held} "
+            f"records the store held before this run{share}, more than job.prune_max_fraction={fraction:g}; nothing "
+            "was pruned and every record embedded is kept; if the input is right, add job.prune_max_fraction=1.0"
+        ) from None
+    log.info("pruned %d records no longer in the input from %s", pruned, ctx.job.store)
+    return pruned
 
 
 def _processor(

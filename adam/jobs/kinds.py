@@ -60,6 +60,12 @@ class JobKind:
         return bool(getattr(self.schema, "shares_model", False))
 
     @property
+    def restartable(self) -> bool:
+        """Not a batch job, yet stopped by Ctrl-C/SIGTERM between its steps, and run again into the run dir it
+        left unfinished it starts over (job=merge)."""
+        return bool(getattr(self.schema, "restartable", False))
+
+    @property
     def records(self) -> Literal["generate", "embed"]:
         """How the reader reads its job.input."""
         return "embed" if self.model_kind is ModelKind.embed else "generate"

@@ -4,7 +4,8 @@ results.jsonl and errors.jsonl get the shards' lines, shard 0's first; embedding
 vectors; with job.store, their embedding stores become one store. The manifest lists each shard
 (status, counts, tokens, wall time) and names the slowest. Every shard's run dir is locked while it
 is read, so none can be resumed halfway through a merge; the checks (adam/shard_runs.py) run before
-anything is written.
+anything is written. Ctrl-C or SIGTERM stops a merge between lines, batches or stores (status
+``interrupted``); the same command into the same run dir starts it over and finishes it.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import contextlib
 import json
 import logging
 import os
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -22,9 +24,11 @@ from adam.errors import ConfigError
 from adam.io.writers import ERRORS_NAME, PARQUET_NAME, RESULTS_NAME, VectorParquetWriter
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
-from adam.shard_runs import ShardRun, check_alike, check_complete, find_shard_runs, lock_finished
+from adam.shard_runs import ShardRun, check_alike, check_complete, check_once, find_shard_runs, lock_finished
 
 log = logging.getLogger(__name__)
+
+CHECK_EVERY = 10_000  # lines copied between two looks at Ctrl-C/SIGTERM
 
 
 def check_merge(cfg: DictConfig) -> None:
@@ -45,22 +49,26 @@ def run_merge(ctx: JobContext) -> JobStats:
         lock_finished(found, locks)  # first: a running shard's manifest is not complete yet
         check_alike(found)
         shards = check_complete(found, bare)
+        check_once(shards, between=ctx.stop_if_asked)  # before anything is written: one line per record
         parquets = _parquet_inputs(ctx, shards)
         stores = _store_inputs(ctx, shards)
         ctx.writer.close()  # the merged files are written here directly, shard after shard
+        for path in (ctx.writer.results_path, ctx.writer.errors_path):
+            path.write_bytes(b"")  # empty, or what a stopped merge had written here: this one starts over
         table = [_shard_row(s) for s in shards]
         for row, shard in zip(table, shards, strict=True):
-            row["results"] = _append_lines(shard.run_dir / RESULTS_NAME, ctx.writer.results_path)
-            invalid, other = _append_errors(shard.run_dir / ERRORS_NAME, ctx.writer.errors_path)
+            row["results"] = _append_lines(shard.run_dir / RESULTS_NAME, ctx.writer.results_path, ctx.stop_if_asked)
+            invalid, other = _append_errors(shard.run_dir / ERRORS_NAME, ctx.writer.errors_path, ctx.stop_if_asked)
             row["errors"] = invalid + other
             stats.ok += row["results"]
             stats.invalid += invalid
             stats.backend_errors += other
             stats.tokens += int(row.get("tokens") or 0)
+            ctx.stop_if_asked()
         if parquets:
-            stats.extra["parquet_rows"] = _merge_parquet(parquets, ctx.run_dir / PARQUET_NAME)
+            stats.extra["parquet_rows"] = _merge_parquet(parquets, ctx.run_dir / PARQUET_NAME, ctx.stop_if_asked)
         if stores:
-            stats.extra["store"] = _merge_stores(stores, str(ctx.job.store))
+            stats.extra["store"] = _merge_stores(stores, str(ctx.job.store), ctx.stop_if_asked)
     slowest = max(table, key=lambda r: r.get("wall_time_s") or 0.0)
     first = shards[0]
     merged = {
@@ -101,8 +109,10 @@ def _shard_row(shard: ShardRun) -> dict[str, Any]:
     }
 
 
-def _append_lines(source: Path, target: Path) -> int:
-    """Append the complete lines of ``source`` to ``target`` and make them durable; returns how many."""
+def _append_lines(source: Path, target: Path, between: Callable[[], None]) -> int:
+    """Append the complete lines of ``source`` to ``target`` and make them durable; returns how many.
+
+    ``between`` runs every CHECK_EVERY lines (it raises to stop the merge)."""
     count = 0
     if not source.exists():
         return 0
@@ -111,12 +121,14 @@ def _append_lines(source: Path, target: Path) -> int:
             if raw.endswith(b"\n"):  # a finished shard has no torn line; never copy half of one
                 out.write(raw)
                 count += 1
+                if count % CHECK_EVERY == 0:
+                    between()
         out.flush()
         os.fsync(out.fileno())
     return count
 
 
-def _append_errors(source: Path, target: Path) -> tuple[int, int]:
+def _append_errors(source: Path, target: Path, between: Callable[[], None]) -> tuple[int, int]:
     """Append a shard's error lines; returns (invalid input lines, other failures)."""
     invalid = other = 0
     if not source.exists():
@@ -130,6 +142,8 @@ def _append_errors(source: Path, target: Path) -> tuple[int, int]:
                 invalid += 1
             else:
                 other += 1
+            if (invalid + other) % CHECK_EVERY == 0:
+                between()
         out.flush()
         os.fsync(out.fileno())
     return invalid, other
@@ -161,7 +175,7 @@ def _parquet_inputs(ctx: JobContext, shards: list[ShardRun]) -> list[Path]:
     return paths
 
 
-def _merge_parquet(paths: list[Path], target: Path) -> int:
+def _merge_parquet(paths: list[Path], target: Path, between: Callable[[], None]) -> int:
     """One Parquet file with every shard's rows (id, vector, metadata and any extra columns); returns the rows."""
     import numpy as np
     import pyarrow.parquet as pq
@@ -174,6 +188,7 @@ def _merge_parquet(paths: list[Path], target: Path) -> int:
             if source.schema_arrow.names != names:
                 raise ConfigError(f"{path} has columns {source.schema_arrow.names}, not {names} as {paths[0]}")
             for batch in source.iter_batches():
+                between()  # raising here leaves no Parquet file: the writer removes its temp file
                 ids = batch.column(0).to_pylist()
                 vectors = batch.column(1)
                 offsets = np.asarray(vectors.offsets)
@@ -204,8 +219,11 @@ def _store_inputs(ctx: JobContext, shards: list[ShardRun]) -> list[tuple[str, st
     return out
 
 
-def _merge_stores(stores: list[tuple[str, str]], target: str) -> dict[str, Any]:
-    """Copy every shard store's records and vectors into ``target``; SQLite has one writer, so one at a time."""
+def _merge_stores(stores: list[tuple[str, str]], target: str, between: Callable[[], None]) -> dict[str, Any]:
+    """Copy every shard store's records and vectors into ``target``; SQLite has one writer, so one at a time.
+
+    Each store is copied in one transaction, and copying one again changes nothing, so a merge stopped
+    between two stores is finished by running it again."""
     from adam.embed_store import EmbeddingStore
     from adam.locks import StoreLock
 
@@ -217,6 +235,7 @@ def _merge_stores(stores: list[tuple[str, str]], target: str) -> dict[str, Any]:
     try:
         with EmbeddingStore(target, model) as store:
             for path, _ in stores:
+                between()
                 store.merge_from(path)
             records = store.count()
     finally:

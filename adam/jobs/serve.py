@@ -7,6 +7,7 @@ here imports FastAPI or uvicorn until the server starts, so `python -m adam --he
 from __future__ import annotations
 
 import logging
+from pathlib import Path
 from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
@@ -23,11 +24,14 @@ log = logging.getLogger(__name__)
 
 
 def check_serve(cfg: DictConfig) -> None:
-    """Before any model loads: no open port without a key, and an embed_size that is an embedding model."""
+    """Before any model loads: no open port without a key, no other server on the state dir, and an embed_size
+    that is an embedding model."""
+    from adam.locks import StateDirLock
     from adam.server.security import check_bind, read_key
 
     job = cfg.job
     check_bind(str(job.host), key=read_key(str(job.api_key_env)), insecure=bool(job.insecure), key_env=job.api_key_env)
+    StateDirLock(Path(str(job.state_dir))).acquire().release()  # refuse now; create_app takes it for good
     if job.embed_size is not None:
         if job.embed_size not in catalog.sizes():
             raise ConfigError(f"job.embed_size={job.embed_size} is not a size; sizes: {', '.join(catalog.sizes())}")
@@ -41,6 +45,7 @@ def run_serve(ctx: JobContext) -> JobStats:
     """Serve until SIGTERM or Ctrl-C, then finish the requests in flight and return."""
     from adam.server.app import create_app
     from adam.server.listen import serve
+    from adam.server.read_timeouts import ReadTimeouts
     from adam.server.security import read_key
     from adam.server.state import ServeOptions
 
@@ -62,12 +67,16 @@ def run_serve(ctx: JobContext) -> JobStats:
             state_dir=str(job.state_dir),
             runs_dir=str(job.runs_dir),
         )
-        app = create_app(engines, options)
-        names = ", ".join(m.openai_id for m in app.state.adam.models)
-        key = "a key from $" + str(job.api_key_env) if options.api_key else "no key"
-        log.info("serving %s on http://%s:%s (OpenAI: /v1, Ollama: /api; %s)", names, job.host, job.port, key)
-        stopped_by = serve(app, str(job.host), int(job.port))
-        answered = app.state.adam.metrics.answered()
+        app = create_app(engines, options)  # holds job.state_dir's lock from here
+        try:
+            names = ", ".join(m.openai_id for m in app.state.adam.models)
+            key = "a key from $" + str(job.api_key_env) if options.api_key else "no key"
+            log.info("serving %s on http://%s:%s (OpenAI: /v1, Ollama: /api; %s)", names, job.host, job.port, key)
+            timeouts = ReadTimeouts(header_s=float(job.header_timeout_s), body_s=float(job.body_timeout_s))
+            stopped_by = serve(app, str(job.host), int(job.port), timeouts)
+            answered = app.state.adam.metrics.answered()
+        finally:
+            app.state.adam.close()  # the app's shutdown let it go already, unless the server never started
     finally:
         if embedder is not None:
             embedder.close()

@@ -20,7 +20,8 @@ from fastapi.responses import JSONResponse, Response
 from starlette.exceptions import HTTPException
 
 from adam.engine import Engine
-from adam.errors import AdamError, ConfigError
+from adam.errors import AdamError, ConfigError, is_disk_full
+from adam.locks import StateDirLock
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, error_body, from_adam_error
 from adam.server.metrics import Metrics, MetricsMiddleware
@@ -31,11 +32,25 @@ log = logging.getLogger(__name__)
 
 
 def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -> Any:
-    """The ASGI app serving ``engines`` (a chat model, and an embedder beside it, say) over both protocols."""
+    """The ASGI app serving ``engines`` (a chat model, and an embedder beside it, say) over both protocols.
+
+    With a state dir it holds that dir's lock until the app shuts down (or ``app.state.adam.close()``).
+    """
+    options = options or ServeOptions()
+    # first: a second server on this state dir refuses before it starts anything (see StateDirLock)
+    state_lock = StateDirLock(Path(options.state_dir)).acquire() if options.state_dir is not None else None
+    try:
+        return _build(engines, options, state_lock)
+    except BaseException:
+        if state_lock is not None:
+            state_lock.release()
+        raise
+
+
+def _build(engines: Sequence[Engine], options: ServeOptions, state_lock: StateDirLock | None) -> Any:
     from adam.server import batches, files, ollama_routes, openai_routes, ui
     from adam.server.runs_browser import RunsBrowser
 
-    options = options or ServeOptions()
     models: list[Served] = []
     app = FastAPI(title="adam", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     app.include_router(openai_routes.router)
@@ -56,6 +71,7 @@ def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -
         metrics.watch_queue(openai_id, lambda b=batcher: b.queue_depth)
         models.append(Served(engine, batcher, openai_id, ollama, aliases))
     app.state.adam = ServerState(models, options, metrics)
+    app.state.adam.state_lock = state_lock
     if options.state_dir is not None:
         _add_batch_api(app.state.adam, Path(options.state_dir))
     if options.runs_dir is not None:
@@ -76,6 +92,7 @@ def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -
         key=options.api_key,
         hosts=allowed_hosts(options.host, options.allowed_hosts),
         max_body=int(options.max_body_mb * 2**20),
+        proxied=options.allowed_hosts,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refusals are counted too
     return app
@@ -89,7 +106,9 @@ def _add_batch_api(state: ServerState, state_dir: Path) -> None:
 
     state.files = FileStore(state_dir / "files")
     state.batches = BatchStore(state_dir / "batches")
-    state.batch_worker = BatchWorker(state.batches, state.files, state.models, chunk=state.options.max_batch)
+    state.batch_worker = BatchWorker(
+        state.batches, state.files, state.models, chunk=state.options.max_batch, resolve=state.for_endpoint
+    )
 
 
 @contextlib.asynccontextmanager
@@ -103,6 +122,7 @@ async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
     # uvicorn has finished the requests in flight: let the workers finish their queues and stop
     for served in app.state.adam.models:
         await asyncio.to_thread(served.batcher.close, 60)
+    app.state.adam.close()  # the state dir is free for the next server
 
 
 def _add_error_handlers(app: FastAPI) -> None:
@@ -125,6 +145,15 @@ def _add_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, err: HTTPException) -> JSONResponse:
         return answer(request, ApiError(err.status_code, str(err.detail)))
+
+    @app.exception_handler(OSError)
+    async def os_error(request: Request, err: OSError) -> JSONResponse:
+        if not is_disk_full(err):
+            return await bug(request, err)
+        # an upload, a batch or a cancel the state dir has no room for: nothing of it was kept
+        log.warning("%s %s refused: %s", request.method, request.url.path, err)
+        message = "the server's disk is full (job.state_dir): nothing was stored; free some space and try again"
+        return answer(request, ApiError(507, message, code="insufficient_storage"))
 
     @app.exception_handler(Exception)
     async def bug(request: Request, err: Exception) -> JSONResponse:

@@ -130,6 +130,14 @@ class BatchRun:
         self.manifest.finish(status, code, counts={"ok": completed - ok, "failed": failed - bad}, **extra)
         self._ended = True
 
+    def end_if_possible(self, ending: str, completed: int, failed: int, error: str | None = None) -> None:
+        """``end``, on a disk that may be full: a manifest that cannot be written is logged, and left as it was."""
+        try:
+            self.end(ending, completed, failed, error=error)
+        except OSError as err:
+            log.warning("could not update %s: %s", self.run_dir / MANIFEST_NAME, err)
+            self._ended = True  # not "failed" on the way out: the batch resumes from what the run dir holds
+
     def __exit__(
         self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
     ) -> None:

@@ -1,12 +1,15 @@
 """The Batch API's batch objects, one JSON file each under job.state_dir/batches/<id>/, written atomically.
 
 The objects are OpenAI's: status, request_counts, the ``*_at`` timestamps, output and error file ids.
-Each batch's run dir (``batches/<id>/run``) holds its results.jsonl and errors.jsonl.
+Each batch's run dir (``batches/<id>/run``) holds its results.jsonl and errors.jsonl. A batch object
+that cannot be read back (cut short, written by hand, or holding text UTF-8 cannot carry) is skipped
+with a warning when the store loads: one bad file never takes the listing down.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
@@ -14,10 +17,25 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from adam.atomic import write_atomic
+from adam.io.record_parser import text_problem
+from adam.io.writers import write_json_atomic
+
+log = logging.getLogger(__name__)
 
 ACTIVE = ("validating", "in_progress", "finalizing", "cancelling")  # the worker still owes these an ending
+STATUSES = (*ACTIVE, "completed", "failed", "expired", "cancelled")
 _ID = re.compile(r"^batch_[0-9a-f]{32}$")
+# what the server reads of a stored batch object, and the type it must have
+_FIELDS: dict[str, type | tuple[type, ...]] = {
+    "id": str,
+    "endpoint": str,
+    "input_file_id": str,
+    "status": str,
+    "created_at": int,
+    "request_counts": dict,
+    "adam_seq": int,
+    "adam_deadline": (int, float),
+}
 
 
 class BatchStore:
@@ -29,8 +47,9 @@ class BatchStore:
         self._lock = threading.Lock()
         self._batches: dict[str, dict[str, Any]] = {}
         for path in self.root.glob("batch_*/batch.json"):
-            doc = json.loads(path.read_text("utf-8"))
-            self._batches[doc["id"]] = doc
+            doc = _load(path)
+            if doc is not None:
+                self._batches[doc["id"]] = doc
 
     def create(
         self, *, input_file_id: str, endpoint: str, metadata: dict[str, str] | None, window_s: float
@@ -59,6 +78,7 @@ class BatchStore:
             "cancelled_at": None,
             "request_counts": {"total": 0, "completed": 0, "failed": 0},
             "metadata": metadata,
+            "model": None,  # the served model that answers it, known once it is validated
             "adam_seq": time.time_ns(),  # creation order, finer than created_at's seconds
             "adam_deadline": time.time() + window_s,
         }
@@ -111,9 +131,38 @@ class BatchStore:
         return self.root / batch_id / "run"
 
     def _save(self, doc: dict[str, Any]) -> None:
-        write_atomic(self.root / doc["id"] / "batch.json", json.dumps(doc))
+        """Persist ``doc`` as UTF-8 JSON: text it cannot carry fails here, before anything is written."""
+        write_json_atomic(self.root / doc["id"] / "batch.json", doc)
 
 
 def public(doc: dict[str, Any]) -> dict[str, Any]:
     """The OpenAI batch object, without adam's own keys."""
     return {k: v for k, v in doc.items() if not k.startswith("adam_")}
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    """The batch object stored at ``path``, or None (with a warning) when it cannot be read back as one."""
+    try:
+        doc = json.loads(path.read_bytes().decode("utf-8"))
+    except (OSError, ValueError) as err:  # unreadable, not UTF-8, not JSON
+        problem: str | None = f"it cannot be read ({err})"
+    else:
+        problem = _problem(doc, path.parent.name)
+    if problem is not None:
+        log.warning("skipping the stored batch %s: %s", path, problem)
+        return None
+    return doc  # type: ignore[no-any-return]
+
+
+def _problem(doc: Any, batch_id: str) -> str | None:
+    """Why a stored batch object cannot be served, or None."""
+    if not isinstance(doc, dict):
+        return "it is not a JSON object"
+    if doc.get("id") != batch_id:
+        return f"its id is {doc.get('id')!r}, not its folder's name"
+    wrong = [key for key, kind in _FIELDS.items() if not isinstance(doc.get(key), kind) or isinstance(doc[key], bool)]
+    if wrong:
+        return f"{', '.join(wrong)} missing or of the wrong type"
+    if doc["status"] not in STATUSES:
+        return f"unknown status {doc['status']!r}"
+    return text_problem(doc)

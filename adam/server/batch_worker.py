@@ -5,6 +5,10 @@ resume): records in, the engine's result and error lines out, appended durably t
 (``batches/<id>/run``) a chunk at a time. A server started again on the same state dir resumes a batch
 that was in progress: the run dir's Done skips every custom_id it holds, so each line is answered exactly
 once. Cancel and expiry are checked between chunks.
+
+A full disk pauses a batch and never ends it: the chunk that did not fit is not kept (RunWriter writes
+all or nothing), the batch stays in progress, and the worker tries again after a backoff (sooner when a
+file is deleted through the API), resuming from the run dir as a restarted server would.
 """
 
 from __future__ import annotations
@@ -14,22 +18,24 @@ import logging
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from pathlib import Path
 from typing import Any, Protocol
 
-from adam.engine import Engine
-from adam.errors import AdamError, ConfigError, RunDirLocked
-from adam.io.record_parser import URLS, Kind, RecordParser
-from adam.io.records import Record
+from adam.engine import Engine, Outcome
+from adam.errors import AdamError, ConfigError, RunDirLocked, is_disk_full
+from adam.io.openai_batch import error_result, refused_request
+from adam.io.records import InvalidRecord, Record
+from adam.server.batch_input import Resolve, check_file, kind_of, requests
 from adam.server.batch_run import RESUMES, BatchRun
 from adam.server.batch_store import BatchStore
 from adam.server.batcher import Batcher
-from adam.server.file_store import FileStore, validate_batch
+from adam.server.errors import ApiError, error_body
+from adam.server.file_store import FileStore
 
 log = logging.getLogger(__name__)
 
 IDLE_POLL_S = 0.5  # how often an idle worker looks for new batches (it is woken at once on create)
 YIELD_S = 0.005  # while interactive requests wait, batch work waits this long before looking again
+DISK_RETRY_S = (0.5, 30.0)  # a full disk: try again after the first, doubling up to the second
 
 
 class Served(Protocol):
@@ -37,6 +43,7 @@ class Served(Protocol):
 
     engine: Engine
     batcher: Batcher
+    openai_id: str
 
     @property
     def can_embed(self) -> bool: ...
@@ -45,19 +52,21 @@ class Served(Protocol):
     def can_generate(self) -> bool: ...
 
 
-def kind_of(endpoint: str) -> Kind:
-    """The job an endpoint asks for."""
-    return next(k for k, urls in URLS.items() if endpoint in urls)
-
-
 class BatchWorker:
-    """The one thread that runs batches; start() on server start, stop() before the batchers close."""
+    """The one thread that runs batches; start() on server start, stop() before the batchers close.
 
-    def __init__(self, batches: BatchStore, files: FileStore, models: Sequence[Served], chunk: int) -> None:
+    ``resolve`` finds the model a line names as the HTTP routes do (ServerState.for_endpoint), so a line
+    is refused with the same status and error body its route would answer.
+    """
+
+    def __init__(
+        self, batches: BatchStore, files: FileStore, models: Sequence[Served], chunk: int, resolve: Resolve
+    ) -> None:
         self.batches = batches
         self.files = files
         self.models = models
         self.chunk = max(1, chunk)
+        self.resolve = resolve
         self._wake = threading.Event()
         self._stopping = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="adam-batches", daemon=True)
@@ -67,7 +76,7 @@ class BatchWorker:
         self._thread.start()
 
     def wake(self) -> None:
-        """A batch was created or cancelled: look now."""
+        """A batch was created or cancelled, or a file deleted (space for a paused batch): look now."""
         self._wake.set()
 
     def stop(self, timeout: float | None = None) -> None:
@@ -79,17 +88,39 @@ class BatchWorker:
 
     # ----------------------------------------------------------------- the thread
     def _loop(self) -> None:
+        pause = 0.0
         while not self._stopping.is_set():
             batch = self.batches.next_active()
             if batch is None:
-                self._wake.wait(IDLE_POLL_S)
-                self._wake.clear()
+                self._sleep(IDLE_POLL_S)
                 continue
             try:
                 self._advance(batch)
-            except Exception as err:  # a bug fails the batch, never the server
-                log.exception("batch %s failed", batch["id"])
-                self._fail(batch["id"], "server_error", f"{type(err).__name__}: {err}")
+                pause = 0.0
+            except OSError as err:
+                if not is_disk_full(err):
+                    self._bug(batch, err)
+                    continue
+                pause = min(max(2 * pause, DISK_RETRY_S[0]), DISK_RETRY_S[1])
+                log.warning("batch %s paused: the disk is full (%s); trying again in %g s, or when a file is "
+                            "deleted", batch["id"], err, pause)  # fmt: skip
+                self._sleep(pause)
+            except Exception as err:
+                self._bug(batch, err)
+
+    def _sleep(self, seconds: float) -> None:
+        """Wait ``seconds``, or until woken (a create, a cancel, a deleted file, stop)."""
+        self._wake.wait(seconds)
+        self._wake.clear()
+
+    def _bug(self, batch: dict[str, Any], err: Exception) -> None:
+        """A bug fails the batch, never the server (nor this thread, even when failing it cannot be written)."""
+        log.error("batch %s failed", batch["id"], exc_info=err)
+        try:
+            self._fail(batch["id"], "server_error", f"{type(err).__name__}: {err}")
+        except OSError as again:
+            log.error("could not mark batch %s failed: %s", batch["id"], again)
+            self._sleep(DISK_RETRY_S[1])
 
     def _advance(self, batch: dict[str, Any]) -> None:
         """Move one batch on to its next state (running it when it is in progress)."""
@@ -104,19 +135,18 @@ class BatchWorker:
             self._end(batch_id, "completed")
 
     def _validate(self, batch: dict[str, Any]) -> None:
-        data = self.files.content(batch["input_file_id"])
-        if data is None:
+        path, endpoint = self.files.path(batch["input_file_id"]), batch["endpoint"]
+        if path is None or not path.exists():
             self._fail(batch["id"], "invalid_file", f"the input file {batch['input_file_id']} was deleted")
             return
-        found = validate_batch(data, kind_of(batch["endpoint"]))
+        found = check_file(path, endpoint, self.resolve)
         if found.problems:
             self._fail_with(batch["id"], found.problems)
             return
-        if self._served(batch["endpoint"]) is None:
-            what = "an embedding model" if kind_of(batch["endpoint"]) == "embed" else "a chat model"
-            self._fail(
-                batch["id"], "unsupported", f"{batch['endpoint']} needs {what}, which this server does not serve"
-            )
+        served = self._served(endpoint, found.model.openai_id if found.model is not None else None)
+        if served is None:
+            what = "an embedding model" if kind_of(endpoint) == "embed" else "a chat model"
+            self._fail(batch["id"], "unsupported", f"{endpoint} needs {what}, which this server does not serve")
             return
         counts = {"total": found.lines, "completed": 0, "failed": 0}
         self.batches.update(
@@ -125,18 +155,25 @@ class BatchWorker:
             status="in_progress",
             in_progress_at=int(time.time()),
             request_counts=counts,
+            model=served.openai_id,
         )
 
     def _run(self, batch: dict[str, Any]) -> None:
         batch_id = batch["id"]
-        served = self._served(batch["endpoint"])
+        served = self._served(batch["endpoint"], batch.get("model"))
         path = self.files.path(batch["input_file_id"])
-        if served is None or path is None:
-            self._fail(batch_id, "invalid_file", "the input file or the model for its endpoint is gone")
+        if path is None:
+            self._fail(batch_id, "invalid_file", f"the input file {batch['input_file_id']} is not there any more")
             return
-        kind = kind_of(batch["endpoint"])
+        if served is None:  # a server started again with other models: never answer the rest with another one
+            model = batch.get("model") or f"a model for {batch['endpoint']}"
+            served_now = ", ".join(m.openai_id for m in self.models)
+            message = f"the batch runs {model}, which this server does not serve (it serves {served_now})"
+            self._fail(batch_id, "model_changed", message)
+            return
         try:
-            with BatchRun(self.batches.run_dir(batch_id), batch, path, served.engine, kind) as run:
+            run_dir, kind = self.batches.run_dir(batch_id), kind_of(batch["endpoint"])
+            with BatchRun(run_dir, batch, path, served.engine, kind) as run:
                 ending = self._answer(batch, run, served)
         except RunDirLocked as err:  # another server on this state dir runs it: look again later
             log.warning("batch %s: %s", batch_id, err)
@@ -149,11 +186,14 @@ class BatchWorker:
             self._end(batch_id, ending)
 
     def _answer(self, batch: dict[str, Any], run: BatchRun, served: Served) -> str | None:
-        """Answer the lines the run dir does not hold yet; how the batch must end, or None to resume later."""
-        batch_id = batch["id"]
+        """Answer the lines the run dir does not hold yet; how the batch must end, or None to resume later.
+
+        A full disk is raised (after the manifest says the batch stopped, where it can): the loop waits for space.
+        """
+        batch_id, endpoint = batch["id"], batch["endpoint"]
         assert run.writer is not None
         completed, failed = run.before
-        todo = _records(run.input_path, run.job)
+        todo = requests(run.input_path, endpoint)
         ending: str | None = None
         try:
             for chunk in _chunks(run.done.filter(todo) if run.done is not None else todo, self.chunk):
@@ -161,8 +201,7 @@ class BatchWorker:
                 if ending is not None or self._stopping.is_set():
                     break
                 self._yield_to_requests(served)
-                work = served.engine.generate if run.job == "generate" else served.engine.embed
-                outcome = served.batcher.call_from_thread(lambda work=work, chunk=chunk: work(chunk))
+                outcome = self._outcome(chunk, endpoint, served)
                 run.writer.write(outcome.results, outcome.errors)
                 completed, failed = completed + len(outcome.results), failed + len(outcome.errors)
                 counts = {**batch["request_counts"], "completed": completed, "failed": failed}
@@ -175,11 +214,45 @@ class BatchWorker:
             run.end("stopped", completed, failed, error=f"{err}; it resumes when the server can answer again")
             self._stopping.wait(1.0)
             return None
+        except OSError as err:
+            if is_disk_full(err):
+                run.end_if_possible("stopped", completed, failed, error=f"the disk is full ({err}); it resumes when "
+                                    f"there is space again, or {RESUMES}")  # fmt: skip
+            raise
         if ending is None:  # the server is stopping: the batch stays in progress, to resume on the next start
             run.end("stopped", completed, failed, error=f"the server stopped; {RESUMES}")
         else:
             run.end(ending, completed, failed)
         return ending
+
+    def _outcome(self, chunk: list[Record | InvalidRecord], endpoint: str, served: Served) -> Outcome:
+        """Result and error lines for a chunk: lines refused as their HTTP route would refuse them, the rest run."""
+        refused: list[dict[str, Any]] = []
+        records: list[Record] = []
+        for item in chunk:
+            if isinstance(item, InvalidRecord):  # a body value out of range: the request's own 400
+                refused.append(error_result(item, item.message, code="invalid_input"))
+            elif (line := self._refusal(item, endpoint, served)) is not None:
+                refused.append(line)
+            else:
+                records.append(item)
+        work = served.engine.generate if kind_of(endpoint) == "generate" else served.engine.embed
+        outcome = served.batcher.call_from_thread(lambda: work(records)) if records else Outcome()
+        outcome.errors[:0] = refused
+        return outcome
+
+    def _refusal(self, record: Record, endpoint: str, served: Served) -> dict[str, Any] | None:
+        """The error line for a record whose body.model this batch's model cannot answer, or None."""
+        if record.model is None:
+            return None
+        try:
+            named = self.resolve(endpoint, record.model)
+            if named.openai_id != served.openai_id:  # served since validation, by another model than the batch's
+                raise ApiError(400, f"this batch runs '{served.openai_id}', not '{record.model}'", param="model")
+        except ApiError as err:
+            body = error_body("/v1", err.status, err.message, err.code, err.param)
+            return refused_request(record, err.status, body["error"])
+        return None
 
     def _ending(self, batch_id: str) -> str | None:
         """How the batch must end now, if it must: cancelled (asked to) or expired (past its window)."""
@@ -194,7 +267,10 @@ class BatchWorker:
         while served.batcher.queue_depth and not self._stopping.is_set():
             time.sleep(YIELD_S)
 
-    def _served(self, endpoint: str) -> Served | None:
+    def _served(self, endpoint: str, model: str | None) -> Served | None:
+        """The batch's model: the one its lines name, else the first served model that answers ``endpoint``."""
+        if model is not None:
+            return next((m for m in self.models if m.openai_id == model), None)
         if kind_of(endpoint) == "embed":
             return next((m for m in self.models if m.can_embed), None)
         return next((m for m in self.models if m.can_generate), None)
@@ -234,18 +310,8 @@ def _hex(batch_id: str, key: str) -> str:
     return hashlib.sha256(f"{batch_id}/{key}".encode()).hexdigest()[:32]
 
 
-def _records(path: Path, kind: Kind) -> Iterator[Record]:
-    """The records of a validated batch input file."""
-    parser = RecordParser(kind)
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            item = parser.from_json_line(number, raw.rstrip(b"\r\n"))
-            if isinstance(item, Record):
-                yield item
-
-
-def _chunks(records: Iterator[Record], size: int) -> Iterator[list[Record]]:
-    chunk: list[Record] = []
+def _chunks(records: Iterator[Record | InvalidRecord], size: int) -> Iterator[list[Record | InvalidRecord]]:
+    chunk: list[Record | InvalidRecord] = []
     for record in records:
         chunk.append(record)
         if len(chunk) == size:

@@ -9,21 +9,21 @@ from __future__ import annotations
 from typing import Any
 
 from fastapi import APIRouter, Query, Request
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import Field
 
 from adam.io.record_parser import URLS
 from adam.server.batch_store import BatchStore, public
+from adam.server.bodies import RequestBody
 from adam.server.errors import ApiError
 from adam.server.files import store_of
+from adam.server.json_body import JsonBodyRoute
 from adam.server.state import state_of
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)  # a JSON body whatever its Content-Type
 ENDPOINTS = tuple(url for urls in URLS.values() for url in urls)
 
 
-class CreateBatch(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class CreateBatch(RequestBody):
     input_file_id: str = Field(min_length=1)
     endpoint: str
     completion_window: str

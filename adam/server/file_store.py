@@ -1,76 +1,30 @@
 """The Batch API's uploaded files, kept under job.state_dir/files across restarts.
 
-Each file is ``<id>.jsonl`` (the bytes as uploaded) beside ``<id>.json`` (its OpenAI file object and
-the problems validation found). Ids are generated here: no path ever comes from request data.
+Each file is ``<id>.jsonl`` (the bytes as uploaded) beside ``<id>.json`` (its OpenAI file object).
+Ids are generated here: no path ever comes from request data. A file object that cannot be read
+back (written by hand, or cut short) is skipped with a warning, never a listing's 500.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 import threading
 import time
 import uuid
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from adam.atomic import write_atomic
-from adam.io.record_parser import URLS, Kind, RecordParser
-from adam.io.records import InvalidRecord, Record
+from adam.io.record_parser import text_problem
+from adam.io.writers import write_json_atomic
+
+log = logging.getLogger(__name__)
 
 PURPOSES = ("batch", "batch_output")
-MAX_REPORTED = 100  # validation problems kept per file; the count says how many there were
 _ID = re.compile(r"^file-[0-9a-f]{32}$")
-
-
-@dataclass
-class Validation:
-    """What line-by-line validation found in an uploaded batch file."""
-
-    kind: Kind | None  # generate or embed, from the first line's url
-    lines: int  # request lines (blank lines are not counted)
-    problems: list[dict[str, Any]]  # {"code", "line", "message", "param"} as a batch's errors.data lists them
-    problem_count: int
-
-
-def validate_batch(data: bytes, kind: Kind | None = None) -> Validation:
-    """Validate a Batch input file line by line, as a ``kind`` job (else the first url's) reads it."""
-    kind = kind or _kind_of(data)
-    parser = RecordParser(kind or "generate")
-    problems: list[dict[str, Any]] = []
-    count = lines = 0
-    for number, raw in enumerate(data.splitlines(), start=1):
-        item = parser.from_json_line(number, raw.rstrip(b"\r"))
-        if item is None:
-            continue
-        lines += 1
-        message = None
-        if isinstance(item, InvalidRecord):
-            message = item.message
-        elif isinstance(item, Record) and item.format != "openai":
-            message = "not an OpenAI batch request line: each line needs custom_id, method, url and body"
-        if message is not None:
-            count += 1
-            if len(problems) < MAX_REPORTED:
-                problems.append({"code": "invalid_request", "line": number, "message": message, "param": None})
-    if lines == 0:
-        count += 1
-        problems.append({"code": "empty_file", "line": None, "message": "the file has no request lines", "param": None})
-    return Validation(kind, lines, problems, count)
-
-
-def _kind_of(data: bytes) -> Kind | None:
-    """The job a file's first request line asks for, by its url."""
-    for raw in data.splitlines():
-        if not raw.strip():
-            continue
-        try:
-            url = json.loads(raw).get("url")
-        except (ValueError, AttributeError):
-            return None
-        return next((k for k, urls in URLS.items() if url in urls), None)
-    return None
+_FIELDS = {"id": str, "object": str, "bytes": int, "created_at": int, "filename": str, "purpose": str}
 
 
 class FileStore:
@@ -80,11 +34,10 @@ class FileStore:
         self.root = Path(root)
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
+        self._warned: set[str] = set()
 
-    def create(
-        self, data: bytes, *, filename: str, purpose: str, validation: Validation | None = None
-    ) -> dict[str, Any]:
-        """Store ``data`` under a new id; returns its file object."""
+    def create(self, data: bytes, *, filename: str, purpose: str) -> dict[str, Any]:
+        """Store ``data`` under a new id; returns its file object. On a full disk it raises and keeps nothing."""
         file_id = f"file-{uuid.uuid4().hex}"
         meta: dict[str, Any] = {
             "id": file_id,
@@ -96,16 +49,13 @@ class FileStore:
             "status": "processed",
             "status_details": None,
         }
-        if validation is not None:
-            meta["adam_validation"] = {
-                "kind": validation.kind,
-                "lines": validation.lines,
-                "problems": validation.problems,
-                "problem_count": validation.problem_count,
-            }
         with self._lock:
             write_atomic(self._data(file_id), data)
-            write_atomic(self._meta(file_id), json.dumps(meta))
+            try:
+                write_json_atomic(self._meta(file_id), meta)  # UTF-8: what it cannot carry fails here
+            except BaseException:
+                self._data(file_id).unlink(missing_ok=True)  # no bytes without their file object
+                raise
         return meta
 
     def adopt(self, file_id: str, path: Path, *, filename: str, purpose: str = "batch_output") -> dict[str, Any]:
@@ -122,17 +72,22 @@ class FileStore:
             "adam_path": str(path),
         }
         with self._lock:
-            write_atomic(self._meta(file_id), json.dumps(meta))
+            write_json_atomic(self._meta(file_id), meta)  # UTF-8: what it cannot carry fails here
         return meta
 
     def get(self, file_id: str) -> dict[str, Any] | None:
         """The file object, or None when there is no such file."""
         if not _ID.match(file_id):
             return None
+        path = self._meta(file_id)
         try:
-            return json.loads(self._meta(file_id).read_text("utf-8"))  # type: ignore[no-any-return]
+            meta = json.loads(path.read_bytes().decode("utf-8"))
         except FileNotFoundError:
             return None
+        except (OSError, ValueError) as err:  # not UTF-8 or not JSON
+            return self._unreadable(path, f"it cannot be read ({err})")
+        problem = _meta_problem(meta, file_id)
+        return meta if problem is None else self._unreadable(path, problem)  # type: ignore[no-any-return]
 
     def path(self, file_id: str) -> Path | None:
         """Where the file's bytes are, or None."""
@@ -163,8 +118,25 @@ class FileStore:
         found = [f for f in files if f is not None and (purpose is None or f["purpose"] == purpose)]
         return sorted(found, key=lambda f: (f["created_at"], f["id"]), reverse=True)
 
+    def _unreadable(self, path: Path, why: str) -> None:
+        if path.name not in self._warned:  # once per file: listings read every file object
+            self._warned.add(path.name)
+            log.warning("skipping the stored file object %s: %s", path, why)
+
     def _data(self, file_id: str) -> Path:
         return self.root / f"{file_id}.jsonl"
 
     def _meta(self, file_id: str) -> Path:
         return self.root / f"{file_id}.json"
+
+
+def _meta_problem(meta: Any, file_id: str) -> str | None:
+    """Why a stored file object cannot be served as one, or None."""
+    if not isinstance(meta, dict):
+        return "it is not a JSON object"
+    if meta.get("id") != file_id:
+        return f"its id is {meta.get('id')!r}, not {file_id!r}"
+    wrong = [key for key, kind in _FIELDS.items() if not isinstance(meta.get(key), kind)]
+    if wrong:
+        return f"{', '.join(wrong)} missing or of the wrong type"
+    return text_problem(meta)

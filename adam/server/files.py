@@ -1,12 +1,14 @@
 """The OpenAI Files API for batch input: upload (multipart, purpose=batch), retrieve, content, delete, list.
 
-Uploads are validated line by line as a generate or embed job reads an OpenAI Batch file; what is
-wrong is kept with the file and reported in the ``errors`` of a batch created from it. The multipart
-body is parsed with the standard library's email parser, so the server needs no extra package.
+An upload is stored as it came; its lines are validated when a batch is created from it, for that
+batch's endpoint, in the batch worker's thread (adam/server/batch_input.py), never on the event loop.
+On a full disk an upload gets 507 and nothing is kept. The multipart body is parsed with the standard
+library's email parser, so the server needs no extra package.
 """
 
 from __future__ import annotations
 
+import asyncio
 import email.parser
 import email.policy
 from typing import Any
@@ -15,7 +17,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import Response
 
 from adam.server.errors import ApiError
-from adam.server.file_store import PURPOSES, FileStore, validate_batch
+from adam.server.file_store import PURPOSES, FileStore
 from adam.server.state import state_of
 
 router = APIRouter()
@@ -32,14 +34,20 @@ def store_of(request: Request) -> FileStore:
 @router.post("/v1/files")
 async def upload(request: Request) -> dict[str, Any]:
     """Store an uploaded batch input file under a new id."""
-    fields, data, filename = _multipart(request.headers.get("content-type", ""), await request.body())
+    store, content_type = store_of(request), request.headers.get("content-type", "")
+    body = await request.body()
+    # parsing a large multipart body and writing it durably take a while: not on the event loop
+    return await asyncio.to_thread(_store_upload, store, content_type, body)
+
+
+def _store_upload(store: FileStore, content_type: str, body: bytes) -> dict[str, Any]:
+    fields, data, filename = _multipart(content_type, body)
     purpose = fields.get("purpose")
     if purpose != "batch":
         raise ApiError(400, f"purpose must be 'batch', got {purpose!r}", code="invalid_request", param="purpose")
     if data is None:
         raise ApiError(400, "the upload has no 'file' part", code="invalid_request", param="file")
-    validation = validate_batch(data)
-    return store_of(request).create(data, filename=filename or "upload.jsonl", purpose=purpose, validation=validation)
+    return _public(store.create(data, filename=filename or "upload.jsonl", purpose=purpose))
 
 
 @router.get("/v1/files")
@@ -69,6 +77,9 @@ async def delete(request: Request, file_id: str) -> dict[str, Any]:
     deleted = store_of(request).delete(file_id)
     if not deleted:
         raise _missing(file_id)
+    worker = state_of(request).batch_worker
+    if worker is not None:  # a batch paused on a full disk may go on now
+        worker.wake()
     return {"id": file_id, "object": "file", "deleted": True}
 
 
@@ -99,10 +110,17 @@ def _multipart(content_type: str, body: bytes) -> tuple[dict[str, str], bytes | 
     fields: dict[str, str] = {}
     data = filename = None
     for part in message.iter_parts():
-        name = part.get_param("name", header="content-disposition")
+        try:
+            name = part.get_param("name", header="content-disposition")
+            part_filename = part.get_filename() if name == "file" else None
+        except UnicodeError as err:  # an RFC 2231 parameter (filename*=utf-7''...) decoded to a lone surrogate
+            raise ApiError(
+                400, "a part's name or file name holds a lone UTF-16 surrogate, which is not text: rename the file",
+                code="invalid_request", param="file",
+            ) from err  # fmt: skip
         payload = part.get_payload(decode=True) or b""
         if name == "file":
-            data, filename = payload, part.get_filename()
+            data, filename = payload, part_filename
         elif isinstance(name, str) and name in ("purpose",):
             fields[name] = payload.decode("utf-8", "replace").strip()
     if "purpose" in fields and fields["purpose"] not in PURPOSES:

@@ -3,7 +3,9 @@
 On SIGTERM or Ctrl-C uvicorn stops accepting connections and finishes the requests in flight (up to
 ``GRACE_S``); the app's lifespan then lets each model's worker finish its queue. uvicorn itself
 would re-raise the signal once it is done, killing the process with it; adam's server returns
-instead, so the run ends with its manifest written and exit status 0.
+instead, so the run ends with its manifest written and exit status 0. Connections speak HTTP/1.1
+through uvicorn's h11 protocol with read timeouts (adam/server/read_timeouts.py): a client that
+stalls before its request is in is dropped.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ from types import FrameType
 from typing import Any
 
 import uvicorn
+
+from adam.server.read_timeouts import ReadTimeouts, protocol_for
 
 GRACE_S = 30  # seconds requests in flight get to finish after SIGTERM
 
@@ -42,12 +46,15 @@ class _Server(uvicorn.Server):
         super().handle_exit(sig, frame)
 
 
-def make_server(app: Any, host: str, port: int, *, access_log: bool = True) -> _Server:
-    """A uvicorn server for ``app`` that logs through adam's logging and shuts down gracefully."""
+def make_server(
+    app: Any, host: str, port: int, *, access_log: bool = True, timeouts: ReadTimeouts | None = None
+) -> _Server:
+    """A uvicorn server for ``app`` that logs through adam's logging, drops stalled clients, stops gracefully."""
     config = uvicorn.Config(
         app,
         host=host,
         port=port,
+        http=protocol_for(timeouts or ReadTimeouts()),  # never "auto": httptools, if installed, has no timeouts
         log_config=None,  # adam's logging (Hydra's job_logging) stays as it is
         access_log=access_log,
         server_header=False,
@@ -57,9 +64,9 @@ def make_server(app: Any, host: str, port: int, *, access_log: bool = True) -> _
     return _Server(config)
 
 
-def serve(app: Any, host: str, port: int) -> str | None:
+def serve(app: Any, host: str, port: int, timeouts: ReadTimeouts | None = None) -> str | None:
     """Serve until SIGTERM or Ctrl-C; returns the signal's name (None when stopped otherwise)."""
-    server = make_server(app, host, port)
+    server = make_server(app, host, port, timeouts=timeouts)
     server.run()
     return server.stopped_by
 
@@ -67,8 +74,8 @@ def serve(app: Any, host: str, port: int) -> str | None:
 class BackgroundServer:
     """``app`` served on a thread of this process; ``url`` is its root (port 0: a free port)."""
 
-    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0) -> None:
-        self.server = make_server(app, host, port, access_log=False)
+    def __init__(self, app: Any, host: str = "127.0.0.1", port: int = 0, timeouts: ReadTimeouts | None = None) -> None:
+        self.server = make_server(app, host, port, access_log=False, timeouts=timeouts)
         self.thread = threading.Thread(target=self.server.run, name="adam-serve", daemon=True)
         self.host = host
         self.port = port

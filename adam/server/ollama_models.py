@@ -6,13 +6,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from adam.server.bodies import RequestBody
 from adam.server.errors import ApiError
 
 
 # --------------------------------------------------------------------- requests
-class _Request(BaseModel):
-    model_config = ConfigDict(extra="ignore")
-
+class _Request(RequestBody):
     model: str = Field(min_length=1)
 
 
@@ -81,10 +80,8 @@ class EmbeddingsRequest(_Request):
     prompt: str = ""
 
 
-class NamedRequest(BaseModel):
+class NamedRequest(RequestBody):
     """/api/show and /api/pull: ``model`` (older clients send ``name``)."""
-
-    model_config = ConfigDict(extra="ignore")
 
     model: str | None = None
     name: str | None = None

@@ -23,6 +23,7 @@ from pydantic import BaseModel
 from adam.backends.base import Generation, GenerationRequest, StreamChunk, truncate_dimensions
 from adam.errors import AdamError, BackendError
 from adam.server.errors import ApiError, from_adam_error
+from adam.server.json_body import JsonBodyRoute
 from adam.server.ollama_models import (
     AssistantMessage,
     ChatRequest,
@@ -45,7 +46,7 @@ from adam.server.ollama_models import (
 )
 from adam.server.state import Served, ServerState, state_of
 
-router = APIRouter()
+router = APIRouter(route_class=JsonBodyRoute)  # a JSON body whatever its Content-Type
 OLLAMA_API_VERSION = "0.12.0"  # the Ollama release whose API fields these answers carry
 RUNNING = "Ollama is running"  # what GET / says; health checks written for Ollama look for it
 

@@ -1,8 +1,12 @@
-"""Safe by default: loopback unless a key is set, the key on every endpoint but /health, Host checked, bodies capped.
+"""Safe by default: loopback unless a key is set, the key on every endpoint but /health, Host checked, other
+sites' requests refused, bodies capped.
 
 A server bound to 127.0.0.1 is still reachable from a web page through DNS rebinding (a name the
 attacker controls resolves to 127.0.0.1), so the Host header must name the bound host. No CORS
-headers are sent at all: browsers keep other origins from reading the answers.
+headers are sent at all: browsers keep other origins from reading the answers. But a page on any
+site can still *send* a form or a "simple" fetch (no preflight) to the server, and without a key
+it would be obeyed: a state-changing request whose Origin is not the server's own is refused.
+Browsers send Origin with every such request; curl and the SDKs send none and are not affected.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ import os
 import re
 from collections.abc import Awaitable, Callable, Iterable, MutableMapping
 from typing import Any
+from urllib.parse import urlsplit
 
 from adam.errors import ConfigError
 from adam.server.errors import error_body
@@ -28,6 +33,8 @@ LOOPBACK_NAMES = frozenset({"localhost", "127.0.0.1", "::1"})
 OPEN_PATHS = frozenset({"/health", "/ui", "/ui/"})  # without a key: probes carry none, nor does opening the page
 # the page's script and styles: no data, and a browser sends no key for them; one plain file name, no "/" or ".."
 OPEN_STATIC = re.compile(r"/ui/static/[A-Za-z0-9_-]+\.(?:js|css|html|svg)")
+STATE_CHANGING = frozenset({"POST", "PUT", "PATCH", "DELETE"})  # a page on another site may not send these
+DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
 def read_key(env: str) -> str | None:
@@ -83,16 +90,44 @@ def host_name(header: str) -> str:
     return header.rsplit(":", 1)[0] if header.count(":") == 1 else header
 
 
+def same_origin(origin: str, scheme: str, host: str, proxied: Iterable[str] = ()) -> bool:
+    """Whether an Origin header names this server: ``scheme`` and the Host header's name and port ("null": no).
+
+    ``proxied``: names a reverse proxy serves this server under (job.allowed_hosts); an Origin with one of
+    them counts as the server's own whatever its scheme and port, since the proxy's differ from the server's.
+    """
+    try:
+        theirs, ours = urlsplit(origin.strip()), urlsplit(f"//{host.strip()}")
+        their_port = theirs.port or DEFAULT_PORTS.get(theirs.scheme.lower())
+        our_port = ours.port or DEFAULT_PORTS.get(scheme)
+    except ValueError:  # a port that is not a number
+        return False
+    if not theirs.hostname or theirs.path.strip("/") or theirs.scheme.lower() not in DEFAULT_PORTS:
+        return False
+    if theirs.hostname in {name.lower().strip("[]") for name in proxied}:
+        return True
+    return theirs.scheme.lower() == scheme and theirs.hostname == ours.hostname and their_port == our_port
+
+
 def is_open(path: str) -> bool:
     """Whether ``path`` is answered without the key."""
     return path in OPEN_PATHS or OPEN_STATIC.fullmatch(path) is not None
 
 
 class Guard:
-    """ASGI middleware in front of every route: Host check, bearer key, body size limit."""
+    """ASGI middleware in front of every route: Host check, other sites refused, bearer key, body size limit."""
 
-    def __init__(self, app: ASGIApp, *, key: str | None, hosts: frozenset[str] | None, max_body: int) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        *,
+        key: str | None,
+        hosts: frozenset[str] | None,
+        max_body: int,
+        proxied: Iterable[str] = (),
+    ) -> None:
         self.app = app
+        self.proxied = tuple(proxied)  # job.allowed_hosts: a reverse proxy's names, for the Origin check
         self.key = key.encode() if key else None
         self.hosts = hosts
         self.max_body = max_body
@@ -106,6 +141,16 @@ class Guard:
         if self.hosts is not None and host_name(headers.get("host", "")) not in self.hosts:
             await _reject(send, path, 400, "invalid Host header: this server answers to its own host name only")
             return
+        origin = headers.get("origin")
+        if origin is not None and scope.get("method") in STATE_CHANGING:
+            scheme, host = scope.get("scheme", "http"), headers.get("host", "")
+            if not same_origin(origin, scheme, host, self.proxied):
+                message = (
+                    f"cross-origin request refused: Origin {origin[:200]!r} is not this server ({scheme}://{host[:200]});"
+                    " a web page on another site may not change anything here (clients that send no Origin may)"
+                )
+                await _reject(send, path, 403, message, "cross_origin")
+                return
         if self.key is not None and not is_open(path) and not self._authorized(headers):
             await _reject(
                 send, path, 401, "missing or wrong API key: send 'Authorization: Bearer <key>'", "invalid_api_key"

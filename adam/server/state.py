@@ -9,12 +9,14 @@ from typing import TYPE_CHECKING
 
 from adam.config import ModelKind
 from adam.engine import Engine
+from adam.io.record_parser import URLS
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, model_not_found
 
 if TYPE_CHECKING:
     from fastapi import Request
 
+    from adam.locks import StateDirLock
     from adam.server.batch_store import BatchStore
     from adam.server.batch_worker import BatchWorker
     from adam.server.file_store import FileStore
@@ -88,6 +90,12 @@ class ServerState:
         self.batches: BatchStore | None = None
         self.batch_worker: BatchWorker | None = None
         self.runs: RunsBrowser | None = None  # the web page's runs browser, when the server has a runs dir
+        self.state_lock: StateDirLock | None = None  # held from create_app until the server stops
+
+    def close(self) -> None:
+        """Let the state dir go (after the server has stopped); closing twice is fine."""
+        if self.state_lock is not None:
+            self.state_lock.release()
 
     def find(self, name: str, *, ollama: bool = False) -> Served:
         """The served model called ``name``; 404 model_not_found for any other."""
@@ -102,6 +110,10 @@ class ServerState:
         if not served.can_generate:
             raise ApiError(400, f"model '{name}' is an embedding model: it does not generate text", param="model")
         return served
+
+    def for_endpoint(self, endpoint: str, name: str) -> Served:
+        """The model called ``name``, if it answers ``endpoint`` (/v1/embeddings embeds, the others generate)."""
+        return self.for_embeddings(name) if endpoint in URLS["embed"] else self.for_generation(name)
 
     def for_embeddings(self, name: str, *, ollama: bool = False) -> Served:
         """The model called ``name``, if it embeds."""

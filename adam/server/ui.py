@@ -17,7 +17,7 @@ from fastapi.responses import Response
 from adam.server.batch_store import public
 from adam.server.errors import ApiError
 from adam.server.jsonl_pages import Page, decode
-from adam.server.runs_browser import RunsBrowser, is_run
+from adam.server.runs_browser import RunsBrowser
 from adam.server.state import state_of
 
 router = APIRouter()
@@ -141,11 +141,7 @@ def batches(request: Request) -> dict[str, Any]:
         return {"enabled": False, "data": []}
     out = []
     for doc in reversed(state.batches.in_order()):
-        run = None
-        if state.runs is not None:
-            run_dir = state.batches.run_dir(doc["id"]).resolve()
-            if run_dir.is_relative_to(state.runs.real_root) and is_run(run_dir):
-                run = state.runs.name_of(run_dir)
+        run = state.runs.run_name(state.batches.run_dir(doc["id"])) if state.runs is not None else None
         out.append({**public(doc), "run": run})
     return {"enabled": True, "data": out}
 

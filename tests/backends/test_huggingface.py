@@ -250,8 +250,21 @@ def test_zero_max_tokens_is_a_backend_error(tiny: HuggingFaceBackend) -> None:
     assert isinstance(results[0], BackendError) and ok(results[1]).completion_tokens == 2
 
 
+def eos_seed(tiny: HuggingFaceBackend) -> int:
+    """A seed with which the tiny model, sampling after "hello", emits EOS within 30 tokens."""
+    for seed in range(200):
+        if (
+            tiny.generate_one(
+                GenerationRequest(prompt="hello", max_tokens=30, temperature=1.0, seed=seed)
+            ).completion_tokens
+            < 30
+        ):
+            return seed
+    pytest.fail("no seed below 200 makes the tiny model emit EOS")
+
+
 def test_eos_ends_a_row_and_counts_as_a_token(tiny: HuggingFaceBackend) -> None:
-    sampled = {"prompt": "hello", "temperature": 1.0, "seed": 20}  # this seed makes the tiny model emit EOS
+    sampled = {"prompt": "hello", "temperature": 1.0, "seed": eos_seed(tiny)}
     ended = tiny.generate_one(GenerationRequest(max_tokens=30, **sampled))  # type: ignore[arg-type]
     assert ended.finish_reason == "stop" and ended.completion_tokens < 30
     tokens = ended.completion_tokens
@@ -268,6 +281,33 @@ def test_seeded_sampling_repeats(tiny: HuggingFaceBackend) -> None:
     assert len(others) > 1
 
 
+def test_a_sampled_row_does_not_depend_on_its_batch(tiny: HuggingFaceBackend) -> None:
+    """Each sampled row draws from its own seeded generator, as vLLM's per-request seed does: its answer alone
+    equals its answer beside greedy rows, other sampled rows and a copy of itself."""
+    sampled = chat(QUESTIONS[2], max_tokens=14, temperature=0.9, seed=7)
+    alone = tiny.generate_one(sampled)
+    neighbours = [
+        chat(QUESTIONS[0], max_tokens=10),
+        chat(QUESTIONS[3], max_tokens=16, temperature=1.0, seed=7),
+        sampled,
+        chat(QUESTIONS[5], max_tokens=8, temperature=0.7, top_p=0.5),
+        sampled,
+    ]
+    batched = [ok(r) for r in tiny.generate(neighbours)]
+    assert batched[2] == batched[4] == alone
+    assert batched[0] == tiny.generate_one(neighbours[0])  # greedy rows share the call unchanged
+    reseeded = {tiny.generate_one(chat(QUESTIONS[2], max_tokens=14, temperature=0.9, seed=s)).text for s in range(4)}
+    assert len(reseeded) > 1, "the seed must change the draws"
+
+
+def test_top_p_keeps_only_the_likeliest_tokens(tiny: HuggingFaceBackend) -> None:
+    """A tiny top_p leaves one token: sampling then answers as greedy does, whatever the seed."""
+    greedy = tiny.generate_one(chat(QUESTIONS[1], max_tokens=10))
+    for seed in range(3):
+        narrow = tiny.generate_one(chat(QUESTIONS[1], max_tokens=10, temperature=1.5, top_p=1e-6, seed=seed))
+        assert narrow.text == greedy.text
+
+
 # ----------------------------------------------------------------- streaming
 @pytest.mark.parametrize(
     "request_",
@@ -278,7 +318,7 @@ def test_seeded_sampling_repeats(tiny: HuggingFaceBackend) -> None:
         chat(QUESTIONS[4], max_tokens=12, temperature=0.9, seed=0),
         GenerationRequest(prompt="hello", max_tokens=30, temperature=1.0, seed=20),
     ],
-    ids=["chat", "thinking", "raw-prompt", "sampled", "eos"],
+    ids=["chat", "thinking", "raw-prompt", "sampled", "sampled-long"],
 )
 def test_stream_joins_to_the_generated_text(tiny: HuggingFaceBackend, request_: GenerationRequest) -> None:
     expected = tiny.generate_one(request_)

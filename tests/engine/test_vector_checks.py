@@ -18,6 +18,7 @@ from fake_ollama import FakeOllama, Model
 from helpers import compose_cfg, read_jsonl, write_jsonl
 
 from adam.embed_store import EmbeddingStore
+from adam.engine.core import WIDTH_PROBE
 from adam.engine.vectors import VectorCheck
 from adam.errors import ConfigError, ExitCode
 from adam.runner import run
@@ -69,7 +70,8 @@ def test_bad_and_ragged_vectors_from_the_server_are_errors_and_the_rest_are_writ
     )
     summary = run(cfg)
     assert summary.exit_code == ExitCode.PARTIAL
-    assert len(fake_ollama.calls("/api/embed")) == 1
+    probe, batch = fake_ollama.bodies("/api/embed")  # the width is the model's, probed before the first record
+    assert probe["input"] == [WIDTH_PROBE] and len(batch["input"]) == 5
     assert [r["id"] for r in read_jsonl(summary.run_dir / "results.jsonl")] == ["good", "fine"]
     codes = _codes(summary.run_dir)
     assert {k: code for k, (code, _) in codes.items()} == dict.fromkeys(bad, "invalid_output")
@@ -79,6 +81,41 @@ def test_bad_and_ragged_vectors_from_the_server_are_errors_and_the_rest_are_writ
     table = pq.read_table(summary.run_dir / "embeddings.parquet")
     assert table.column("id").to_pylist() == ["good", "fine"]
     assert {len(v) for v in table.column("vector").to_pylist()} == {8}
+
+
+def test_the_width_is_the_models_so_an_outlier_first_is_the_only_error(
+    tmp_path: Path, fake_ollama: FakeOllama, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("ADAM_SHARE_DIR", str(tmp_path / "share"))
+    fake_ollama.models[EMBED_TAG] = Model(EMBED_TAG)
+    fake_ollama.embedding_dim = 16
+    outlier = "the outlier, the longest text of all, so the first vector of the run " * 2
+    fake_ollama.embedding_of = lambda text, vector: [0.125] * 64 if text == outlier else vector
+    docs = [{"id": "odd", "text": outlier}, *({"id": f"d{i}", "text": f"document {i}"} for i in range(4))]
+    src = write_jsonl(tmp_path / "in.jsonl", docs)
+    store = tmp_path / "store.db"
+    common = ("backend=ollama", f"backend.host={fake_ollama.url}", "size=qwen3_embedding_0_6b")
+
+    def embed(*overrides: str, name: str) -> Path:
+        summary = run(compose_cfg(*common, "job=embed", f"job.input={src}", *overrides, run_dir=tmp_path / name))
+        assert summary.exit_code == ExitCode.PARTIAL
+        assert {k: c for k, (c, _) in _codes(summary.run_dir).items()} == {"odd": "invalid_output"}
+        assert "a 64-wide vector, but this run's vectors are 16-wide" in _codes(summary.run_dir)["odd"][1]
+        assert json.loads((summary.run_dir / "manifest.json").read_text())["dimensions"] == 16
+        return summary.run_dir
+
+    plain = embed(name="plain")  # results.jsonl and embeddings.parquet
+    assert sorted(r["id"] for r in read_jsonl(plain / "results.jsonl")) == ["d0", "d1", "d2", "d3"]
+    assert {len(v) for v in pq.read_table(plain / "embeddings.parquet").column("vector").to_pylist()} == {16}
+    embed(f"job.store={store}", name="store")  # a new store: its width is the model's, fixed as it is made
+    with EmbeddingStore(store, EMBED_TAG) as db:
+        assert (db.width(), db.count()) == (16, 4)
+    fake_ollama.embedding_of = lambda text, vector: vector
+    cfg = compose_cfg(*common, "job=search", f"job.store={store}", "job.query=document 2", run_dir=tmp_path / "s")
+    searched = run(cfg)
+    assert searched.exit_code == ExitCode.OK
+    (line,) = read_jsonl(searched.run_dir / "results.jsonl")
+    assert line["hits"][0]["id"] == "d2"
 
 
 def test_a_store_keeps_one_width_and_search_refuses_a_store_of_several(tmp_path: Path) -> None:

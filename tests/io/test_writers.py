@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import logging
 from pathlib import Path
@@ -9,6 +10,7 @@ from pathlib import Path
 import numpy as np
 import pyarrow.parquet as pq
 import pytest
+from small_disk import fill, small_disk
 
 from adam.io.writers import RunWriter, VectorParquetWriter, results_to_parquet, write_json_atomic
 
@@ -195,3 +197,18 @@ def test_vector_parquet_writer_touches_the_target_only_when_closed(tmp_path: Pat
         raise KeyboardInterrupt
     assert pq.read_table(target).column("id").to_pylist() == ["old"]
     assert [p.name for p in tmp_path.iterdir()] == ["out.parquet"]  # no temp file left
+
+
+def test_a_write_that_fills_the_disk_leaves_both_files_as_they_were(tmp_path: Path) -> None:
+    with small_disk(tmp_path / "disk", "1m") as disk, RunWriter(disk / "run") as writer:
+        writer.write([{"id": 1}], [{"id": 0, "error": {}}])
+        filler = fill(disk, leave=20_000)
+        big = [{"id": i, "text": "x" * 1000} for i in range(2, 40)]  # about 40 kB: more than is left
+        with pytest.raises(OSError) as err:
+            writer.write(big, [{"id": "e", "error": {}}])
+        assert err.value.errno == errno.ENOSPC
+        assert _lines(disk / "run" / "results.jsonl") == ['{"id":1}']  # no line of it, not even a torn one
+        assert _lines(disk / "run" / "errors.jsonl") == ['{"id":0,"error":{}}']
+        filler.unlink()
+        writer.write(big, [{"id": "e", "error": {}}])  # the same batch again, once space is back
+        assert [json.loads(line)["id"] for line in _lines(disk / "run" / "results.jsonl")] == list(range(1, 40))

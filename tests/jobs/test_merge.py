@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import shutil
+import signal
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +16,7 @@ from helpers import compose_cfg, read_jsonl, write_jsonl
 
 from adam.embed_store import EmbeddingStore
 from adam.errors import ConfigError, ExitCode
+from adam.jobs import merge
 from adam.locks import RunDirLock
 from adam.runner import run
 from adam.shard_runs import check_alike, check_complete, find_shard_runs, lock_finished
@@ -146,3 +149,67 @@ def test_merge_refuses_shards_that_do_not_add_up(tmp_path: Path) -> None:
     assert json.loads((tmp_path / "merged" / "manifest.json").read_text())["status"] == "failed"
     with pytest.raises(ConfigError, match=r"needs job\.runs="):
         _merge(tmp_path, "null", name="none")
+
+
+def test_merge_refuses_a_record_twice_in_a_shard_or_in_two(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(30))
+    sweep = _sweep(tmp_path, src, 2)
+    results = [sweep / str(k) / "results.jsonl" for k in range(2)]
+    lines = [path.read_bytes().splitlines(keepends=True) for path in results]
+    twice = json.loads(lines[1][0])["id"]
+    results[1].write_bytes(b"".join([*lines[1], lines[1][0]]))  # a line added again (files joined by hand)
+    with pytest.raises(ConfigError) as err:
+        _merge(tmp_path, str(sweep))
+    assert str(err.value).startswith(
+        f"shard 1 ({sweep / '1'}) holds id {twice!r} twice (results.jsonl line 1 and results.jsonl line "
+        f"{len(lines[1]) + 1}): a shard holds one line per record"
+    )
+    assert (tmp_path / "merged" / "results.jsonl").read_bytes() == b""  # refused before anything was written
+    results[1].write_bytes(b"".join([*lines[1], lines[0][2]]))  # shard 0's record in shard 1 as well
+    with pytest.raises(ConfigError, match=r"^id '\w+' is in two shards \(shard 0 .* results.jsonl line 3, shard 1 "):
+        _merge(tmp_path, str(sweep), name="across")
+
+
+def test_sigterm_stops_a_merge_and_the_same_merge_finishes_it(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    docs = [{"id": f"d{i}", "text": f"document {i}"} for i in range(20)]
+    src = write_jsonl(tmp_path / "docs.jsonl", docs)
+    sweep = _sweep(tmp_path, src, 3, "job=embed", f"job.store={tmp_path}/x-${{job.shard}}.db")
+    target = tmp_path / "all.db"
+    copy = merge._append_lines
+
+    def terminated_after_the_first_shard(*args: object) -> int:
+        count = copy(*args)
+        if not sent:
+            sent.append(os.kill(os.getpid(), signal.SIGTERM))  # as `kill <pid>` mid-merge
+        return count
+
+    class Killed(Exception):  # SIGTERM's default, ending the process, without ending pytest
+        pass
+
+    def killed(signum: int, frame: object) -> None:
+        raise Killed
+
+    sent: list[None] = []
+    monkeypatch.setattr(merge, "_append_lines", terminated_after_the_first_shard)
+    before = signal.signal(signal.SIGTERM, killed)
+    try:
+        stopped = _merge(tmp_path, str(sweep), f"job.store={target}")
+    finally:
+        signal.signal(signal.SIGTERM, before)
+    assert (stopped.status, stopped.exit_code) == ("interrupted", ExitCode.STOPPED)
+    manifest = json.loads((stopped.run_dir / "manifest.json").read_text())
+    assert (manifest["status"], manifest["exit_code"]) == ("interrupted", 4)
+    assert manifest["error"].startswith("stopped by SIGTERM; run it again to finish it (it starts over): python -m")
+    assert f"hydra.run.dir={stopped.run_dir}" in manifest["error"]
+    assert 0 < len(read_jsonl(stopped.run_dir / "results.jsonl")) < 20
+    monkeypatch.undo()
+    again = _merge(tmp_path, str(sweep), f"job.store={target}")  # the same merge, into the same run dir
+    assert (again.status, again.exit_code) == ("completed", ExitCode.OK)
+    assert sorted(r["id"] for r in read_jsonl(again.run_dir / "results.jsonl")) == sorted(d["id"] for d in docs)
+    assert sorted(pq.read_table(again.run_dir / "embeddings.parquet").column("id").to_pylist()) == sorted(
+        d["id"] for d in docs
+    )
+    manifest = json.loads((again.run_dir / "manifest.json").read_text())
+    assert manifest["counts"]["ok"] == 20 and manifest["counts"]["store"]["records"] == 20
+    with pytest.raises(ConfigError, match="already holds results"):  # a finished merge is not redone
+        _merge(tmp_path, str(sweep), f"job.store={target}")

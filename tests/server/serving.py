@@ -14,6 +14,7 @@ from adam.engine import Engine
 from adam.runner import build_backend
 from adam.server.app import create_app
 from adam.server.listen import BackgroundServer
+from adam.server.read_timeouts import ReadTimeouts
 from adam.server.state import ServeOptions
 
 CHAT_ID = "HuggingFaceTB/SmolLM2-135M-Instruct"  # size=demo under the OpenAI API
@@ -27,11 +28,14 @@ def engine_for(*overrides: str) -> Engine:
 
 
 @contextmanager
-def serving(*engines: Engine, **options: Any) -> Iterator[BackgroundServer]:
+def serving(*engines: Engine, timeouts: ReadTimeouts | None = None, **options: Any) -> Iterator[BackgroundServer]:
     """adam's server over ``engines`` on 127.0.0.1 and a free port, stopped (gracefully) on exit."""
     app = create_app(list(engines), ServeOptions(**options))
-    with BackgroundServer(app) as server:
-        yield server
+    try:
+        with BackgroundServer(app, timeouts=timeouts) as server:
+            yield server
+    finally:
+        app.state.adam.close()  # its shutdown let the state dir go; not if it never started
     assert not server.thread.is_alive(), "the server did not shut down"
 
 

@@ -235,7 +235,7 @@ def test_a_batch_is_not_resumed_on_another_model(tmp_path: Path) -> None:
         failed = wait_for(client_for(server.url), batch.id)
     assert failed.status == "failed" and failed.errors is not None
     assert failed.errors.data[0].code == "model_changed"
-    assert "echo/demo -> echo/qwen3_small" in failed.errors.data[0].message
+    assert f"the batch runs {CHAT_ID}, which this server does not serve" in failed.errors.data[0].message
 
 
 def start_serve(state_dir: Path, run_dir: Path, port: int, *overrides: str) -> subprocess.Popen[str]:

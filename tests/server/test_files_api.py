@@ -5,13 +5,15 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from types import SimpleNamespace
 
 import httpx
 import openai
 import pytest
 from serving import CHAT_ID, engine_for, serving
 
-from adam.server.file_store import validate_batch
+from adam.server.batch_input import Resolve, check_file
+from adam.server.errors import model_not_found
 from adam.server.listen import BackgroundServer
 
 
@@ -73,23 +75,37 @@ def test_a_body_that_is_not_multipart_is_a_400(server: BackgroundServer) -> None
     assert "multipart" in response.json()["error"]["message"]
 
 
-def test_validation_reports_each_bad_line() -> None:
+def served_as(*names: str) -> Resolve:
+    """A resolver over models called ``names`` (each its own model), refusing others as the routes do."""
+
+    def resolve(endpoint: str, name: str) -> SimpleNamespace:
+        if name not in names:
+            raise model_not_found(name, list(names))
+        return SimpleNamespace(openai_id=name)
+
+    return resolve
+
+
+def test_validation_reports_each_line_that_fails_the_batch(tmp_path: Path) -> None:
     lines = [
         batch_line("a", "fine"),
         "not json",
         batch_line("a", "again"),
         json.dumps({"prompt": "native, not a batch line"}),
         batch_line("e", "an embedding in a chat file", url="/v1/embeddings"),
+        batch_line("c", "a completion in a chat file", url="/v1/completions"),
         "",
     ]
-    found = validate_batch("\n".join(lines).encode())
-    assert found.kind == "generate" and found.lines == 5
-    assert [p["line"] for p in found.problems] == [2, 3, 4, 5]
+    (tmp_path / "in.jsonl").write_text("\n".join(lines))
+    found = check_file(tmp_path / "in.jsonl", "/v1/chat/completions", served_as(CHAT_ID))
+    assert found.lines == 6 and found.model is not None and found.model.openai_id == CHAT_ID
+    assert [p["line"] for p in found.problems] == [2, 3, 4, 5, 6]
     assert "duplicate id 'a'" in found.problems[1]["message"]
     assert "OpenAI batch request line" in found.problems[2]["message"]
-    assert "/v1/embeddings" in found.problems[3]["message"]
-    assert validate_batch(b"\n\n").problems[0]["code"] == "empty_file"
-    assert validate_batch(batch_line("x", "t", url="/v1/embeddings").encode()).kind == "embed"
+    assert "'/v1/embeddings' is not the batch's endpoint '/v1/chat/completions'" in found.problems[3]["message"]
+    assert "'/v1/completions' is not the batch's endpoint" in found.problems[4]["message"]
+    (tmp_path / "blank.jsonl").write_text("\n\n")
+    assert check_file(tmp_path / "blank.jsonl", "/v1/chat/completions", served_as()).problems[0]["code"] == "empty_file"
 
 
 def test_without_a_state_dir_the_files_api_says_so() -> None:

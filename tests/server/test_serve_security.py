@@ -1,7 +1,9 @@
-"""Safe by default: loopback without a key, the key everywhere but /health, Host checked, bodies capped, no CORS."""
+"""Safe by default: loopback without a key, the key everywhere but /health, Host checked, other sites' pages refused,
+bodies capped, no CORS."""
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -9,11 +11,12 @@ import httpx
 import openai
 import pytest
 from helpers import compose_cfg
-from serving import CHAT_ID, engine_for, serving
+from serving import CHAT_ID, OLLAMA_NAME, engine_for, serving
 
 from adam.errors import ConfigError
 from adam.runner import run
-from adam.server.security import allowed_hosts, check_bind, host_name
+from adam.server.listen import BackgroundServer
+from adam.server.security import allowed_hosts, check_bind, host_name, same_origin
 
 KEY = "s3cret-test-key"
 
@@ -100,3 +103,70 @@ def test_no_cors_headers_for_other_origins(keyed: str) -> None:
         f"{keyed}/v1/chat/completions", headers={**headers, "Access-Control-Request-Method": "POST"}
     )
     assert "access-control-allow-origin" not in preflight.headers
+
+
+@pytest.fixture(scope="module")
+def keyless(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServer]:
+    """No key, as a server on a laptop runs: only the Origin check keeps other sites' pages out."""
+    with serving(engine_for(), state_dir=str(tmp_path_factory.mktemp("state"))) as server:
+        yield server
+
+
+BATCH_LINE = b'{"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": {"messages": []}}\n'
+
+
+def test_a_form_posted_from_another_site_is_refused_and_stores_nothing(keyless: BackgroundServer) -> None:
+    """A page anywhere can make a browser POST a form (no preflight) to 127.0.0.1: its Origin gives it away."""
+    url, port = keyless.url, keyless.port
+    upload = {"files": {"file": ("x.jsonl", BATCH_LINE)}, "data": {"purpose": "batch"}}
+    foreign = ["https://evil.example", "null", f"http://localhost:{port}", f"https://127.0.0.1:{port}",
+               f"http://127.0.0.1:{port + 1}", f"http://127.0.0.1.evil.example:{port}", "http://127.0.0.1"]  # fmt: skip
+    for origin in foreign:
+        refused = httpx.post(f"{url}/v1/files", headers={"Origin": origin}, **upload)  # type: ignore[arg-type]
+        assert refused.status_code == 403, (origin, refused.text)
+        error = refused.json()["error"]
+        assert (error["type"], error["code"]) == ("permission_error", "cross_origin") and origin in error["message"]
+    assert httpx.get(f"{url}/v1/files").json()["data"] == []  # nothing was stored
+    chat = json.dumps({"model": OLLAMA_NAME, "messages": [{"role": "user", "content": "hi"}], "stream": False})
+    ollama = httpx.post(f"{url}/api/chat", content=chat, headers={"Origin": "null", "content-type": "text/plain"})
+    assert ollama.status_code == 403 and "cross-origin" in ollama.json()["error"]  # Ollama's error shape
+    deleted = httpx.delete(f"{url}/v1/files/file-x", headers={"Origin": "https://evil.example"})
+    assert deleted.status_code == 403
+    # its own page (same scheme, host and port) and clients that send no Origin are served; so are reads
+    same = httpx.post(f"{url}/v1/files", headers={"Origin": url}, **upload)  # type: ignore[arg-type]
+    plain = httpx.post(f"{url}/v1/files", **upload)  # type: ignore[arg-type]
+    assert (same.status_code, plain.status_code) == (200, 200), (same.text, plain.text)
+    listed = httpx.get(f"{url}/v1/files", headers={"Origin": "https://evil.example"})
+    assert sorted(f["id"] for f in listed.json()["data"]) == sorted([same.json()["id"], plain.json()["id"]])
+
+
+def test_the_origin_rule() -> None:
+    assert same_origin("http://127.0.0.1:8000", "http", "127.0.0.1:8000")
+    assert same_origin("http://LOCALHOST:8000", "http", "localhost:8000")
+    assert same_origin("http://[::1]:8000", "http", "[::1]:8000")
+    assert same_origin("https://api.example.com", "https", "api.example.com:443")  # default ports
+    assert same_origin("http://example.com:80", "http", "example.com")
+    for origin in ("null", "", "http://127.0.0.1:8001", "https://127.0.0.1:8000", "http://127.0.0.1",
+                   "http://127.0.0.1:x", "file://", "http://127.0.0.1:8000.evil.example"):  # fmt: skip
+        assert not same_origin(origin, "http", "127.0.0.1:8000"), origin
+    assert not same_origin("http://127.0.0.1:8000", "http", "")  # no Host: nothing to match
+    # behind a reverse proxy (job.allowed_hosts), the page's origin is the proxy's: its scheme and port differ
+    assert same_origin("https://api.example.com", "http", "127.0.0.1:8000", ["api.example.com"])
+    assert not same_origin("https://evil.example", "http", "127.0.0.1:8000", ["api.example.com"])
+    assert not same_origin("null", "http", "127.0.0.1:8000", ["null"])
+
+
+def test_curl_d_without_a_content_type_works_on_json_routes(keyless: BackgroundServer) -> None:
+    """curl -d sends application/x-www-form-urlencoded; the README's own examples use it, as Ollama's do."""
+    form = {"content-type": "application/x-www-form-urlencoded"}
+    chat = {"model": OLLAMA_NAME, "messages": [{"role": "user", "content": "Hi there"}], "stream": False}
+    ollama = httpx.post(f"{keyless.url}/api/chat", content=json.dumps(chat), headers=form)
+    assert ollama.status_code == 200, ollama.text
+    assert ollama.json()["message"]["content"] == "Hi there"
+    openai_chat = {"model": CHAT_ID, "messages": [{"role": "user", "content": "Hi you"}]}
+    for headers in (form, {"content-type": "text/plain"}, {}):  # {}: no content type at all
+        reply = httpx.post(f"{keyless.url}/v1/chat/completions", content=json.dumps(openai_chat), headers=headers)
+        assert reply.status_code == 200, (headers, reply.text)
+        assert reply.json()["choices"][0]["message"]["content"] == "Hi you"
+    broken = httpx.post(f"{keyless.url}/v1/chat/completions", content=b"model=x&messages=y", headers=form)
+    assert broken.status_code == 400 and "not valid JSON" in broken.json()["error"]["message"]

@@ -45,7 +45,20 @@ def runs_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
     leaky.mkdir()
     (leaky / "manifest.json").write_text(json.dumps({"status": "ok", "job": "generate"}))
     (leaky / "results.jsonl").symlink_to(outside / "secret.txt")
+    (leaky / "errors.jsonl").symlink_to(outside / "secret.txt")
     (leaky / "report.png").symlink_to(outside / "secret.txt")
+    (outside / "manifest.json").write_text(
+        json.dumps({"status": "completed", "job": "generate", "error": SECRET, "counts": {"ok": 4242}})
+    )
+    linked = root / "generate" / "linked"  # a dir whose manifest is a symlink out: not a run
+    linked.mkdir()
+    (linked / "manifest.json").symlink_to(outside / "manifest.json")
+    (linked / "results.jsonl").write_text(json.dumps({"id": "inside"}) + "\n")
+    (outside / "report.csv").write_text(f"job,overrides\n0,{SECRET}\n")
+    fake_sweep = root / "multirun" / "linked-report"  # a dir whose report is a symlink out: not a sweep
+    fake_sweep.mkdir(parents=True)
+    (fake_sweep / "report.csv").symlink_to(outside / "report.csv")
+    (fake_sweep / "report.md").symlink_to(outside / "secret.txt")
     return root
 
 
@@ -207,6 +220,7 @@ def test_a_sweep_report_comes_with_its_rows_and_chart(server: BackgroundServer) 
         "/ui/api/runs/escape/results",
         "/ui/api/runs/escape/summary",
         "/ui/api/runs/generate/leaky/results",
+        "/ui/api/runs/generate/leaky/errors",
         "/ui/api/runs/generate/leaky/report.png",
         "/ui/api/runs/generate/big%00/summary",
         "/ui/static/..%2F..%2F..%2Fmanifest.py",
@@ -217,6 +231,19 @@ def test_nothing_outside_the_runs_dir_is_served(server: BackgroundServer, path: 
     reply = httpx.get(f"{server.url}{path}")
     assert reply.status_code in (400, 404), reply.text
     assert SECRET not in reply.text and "import" not in reply.text
+
+
+def test_a_manifest_or_report_symlinked_out_of_the_runs_dir_is_read_by_no_route(server: BackgroundServer) -> None:
+    """One rule for every read under the runs dir: the runs list no more follows such a link than the summary."""
+    listing = get(server, "/ui/api/runs")
+    assert listing.status_code == 200 and SECRET not in listing.text and "4242" not in listing.text
+    assert "generate/linked" not in {r["id"] for r in listing.json()["runs"]}
+    assert "multirun/linked-report" not in {s["id"] for s in listing.json()["sweeps"]}
+    for name in ("generate/linked", "multirun/linked-report"):
+        for route in ("summary", "results", "errors", "report", "report.png"):
+            reply = get(server, f"/ui/api/runs/{name}/{route}")
+            assert reply.status_code == 404, (name, route, reply.text)
+            assert SECRET not in reply.text and "4242" not in reply.text
 
 
 @pytest.mark.parametrize(

@@ -1,0 +1,106 @@
+"""A Batch API input file read as OpenAI's Batch API reads it: what fails the batch, and what is one request's error.
+
+Validation (the batch's ``validating`` step, in the worker thread, never on the event loop) fails the
+whole batch, with line numbers, for what makes the file unusable: a line that is not a JSON object, a
+missing or duplicate ``custom_id``, a method other than POST, a ``url`` other than the batch's
+endpoint, a body that is not an object, or lines that name different served models (the names of one
+model count as one). Everything else is the request's own and is answered in the error file as the
+HTTP route answers it, while the other lines run: a body value out of range is its 400, a model the
+server does not serve its 404.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Protocol
+
+from adam.io.record_parser import URLS, Kind, RecordParser
+from adam.io.records import InvalidRecord, Record
+from adam.server.errors import ApiError
+
+MAX_REPORTED = 100  # problems kept in a failed batch's errors; the count says how many there were
+
+
+class Named(Protocol):
+    """A served model as validation sees it (adam.server.state.Served)."""
+
+    openai_id: str
+
+
+Resolve = Callable[[str, str], Named]  # (endpoint, body.model) -> the served model; ApiError as the HTTP route raises
+
+
+@dataclass
+class Checked:
+    """What validation found: request lines, the problems that fail the batch, the model the lines name."""
+
+    lines: int = 0
+    problems: list[dict[str, Any]] = field(default_factory=list)  # {"code", "line", "message", "param"}
+    problem_count: int = 0
+    model: Named | None = None  # None: no line names a served model (the endpoint's model answers)
+
+    def add(self, line: int | None, message: str, code: str = "invalid_request", param: str | None = None) -> None:
+        """One problem that fails the batch."""
+        self.problem_count += 1
+        if len(self.problems) < MAX_REPORTED:
+            self.problems.append({"code": code, "line": line, "message": message, "param": param})
+
+
+def kind_of(endpoint: str) -> Kind:
+    """The job an endpoint asks for."""
+    return next(k for k, urls in URLS.items() if endpoint in urls)
+
+
+def check_file(path: Path, endpoint: str, resolve: Resolve) -> Checked:
+    """Validate a batch's input file for ``endpoint``; ``resolve`` finds a line's model as the HTTP route does."""
+    found = Checked()
+    named: dict[str, tuple[Named, int, str]] = {}  # openai_id -> (model, first line naming it, the name used)
+    for number, item in _lines(path, endpoint):
+        found.lines += 1
+        problem = structural(item)
+        if problem is not None:
+            found.add(number, problem)
+        elif isinstance(item, Record) and item.model is not None:
+            try:
+                served = resolve(endpoint, item.model)
+            except ApiError:  # the request's own 404 (or 400), in the error file when it runs
+                continue
+            named.setdefault(served.openai_id, (served, number, item.model))
+    if len(named) > 1:
+        (_, first, name), (_, line, other) = list(named.values())[:2]
+        message = (f"lines name different models: '{name}' (line {first}) and '{other}' (line {line}); "
+                   "a batch runs one model: put each model's lines in a batch of its own")  # fmt: skip
+        found.add(line, message, code="mixed_models", param="body.model")
+    elif named:
+        found.model = next(iter(named.values()))[0]
+    if found.lines == 0:
+        found.add(None, "the file has no request lines", code="empty_file")
+    return found
+
+
+def requests(path: Path, endpoint: str) -> Iterator[Record | InvalidRecord]:
+    """The requests of a validated file, in order: records to answer, and lines whose body is their own 400."""
+    for _, item in _lines(path, endpoint):
+        if structural(item) is None:
+            yield item
+
+
+def structural(item: Record | InvalidRecord) -> str | None:
+    """Why a parsed line fails the whole batch, or None when it is a request (valid, or with its own 400)."""
+    if isinstance(item, InvalidRecord):
+        return None if item.in_body else item.message
+    if item.format != "openai":
+        return "not an OpenAI batch request line: each line needs custom_id, method, url and body"
+    return None
+
+
+def _lines(path: Path, endpoint: str) -> Iterator[tuple[int, Record | InvalidRecord]]:
+    """(line number, parsed line) for each non-blank line, read from disk a line at a time."""
+    parser = RecordParser(kind_of(endpoint), endpoint=endpoint)
+    with open(path, "rb") as fh:
+        for number, raw in enumerate(fh, start=1):
+            item = parser.from_json_line(number, raw.rstrip(b"\r\n"))
+            if item is not None:
+                yield number, item
