@@ -1,22 +1,26 @@
-"""python -m adam: compose the config with Hydra, run the job, exit with its status."""
+"""python -m adam: compose the config with Hydra, run the job, exit with its status.
+
+Hydra and the schemas are imported inside main(), so a Ctrl-C while they load (a second or more on a
+busy machine) ends in one line and exit 4, like any other stop before the first batch.
+"""
 
 from __future__ import annotations
 
 import logging
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-import hydra
-from omegaconf import DictConfig
+from adam.errors import AdamError, ExitCode, RunDirLocked, worst
 
-import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
-from adam.errors import AdamError, ExitCode, RunDirLocked
+if TYPE_CHECKING:
+    from omegaconf import DictConfig
 
 log = logging.getLogger("adam")
-_run_status = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (adam/sweep.py)
+_run_status: int = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (adam/sweep.py)
 
 
-@hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")
 def _task(cfg: DictConfig) -> int:
     """Run one job; in a multirun, record its status in its manifest and return so the sweep goes on."""
     global _run_status
@@ -36,7 +40,7 @@ def _task(cfg: DictConfig) -> int:
     if message:
         log.error("%s", message)
     if HydraConfig.get().mode == RunMode.RUN:  # a multirun's jobs may run in other processes (joblib, SLURM, Ray)
-        _run_status = max(_run_status, code)
+        _run_status = worst(_run_status, code)
     return int(code)
 
 
@@ -54,14 +58,28 @@ def _record_failure(cfg: DictConfig, message: str, code: int) -> None:
         log.debug("could not record the failure in a manifest: %s", err)
 
 
+def _hydra_task() -> Callable[[], object]:
+    """_task as Hydra's entry point: it reads the command line and composes the config."""
+    import hydra
+
+    import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
+
+    return hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")(_task)
+
+
 def main() -> None:
     """Entry point of `python -m adam` and the `adam` script."""
-    from adam.config_errors import one_line_config_errors
-    from adam.sweep import ended_sweeps_status
+    try:
+        from adam.config_errors import one_line_config_errors
+        from adam.sweep import ended_sweeps_status
 
-    with one_line_config_errors():
-        _task()
-    sys.exit(int(max(_run_status, ended_sweeps_status())))
+        task = _hydra_task()
+        with one_line_config_errors():
+            task()
+    except KeyboardInterrupt:  # before a run caught signals (while Python and Hydra start), or a second Ctrl-C
+        log.error("interrupted: stopped at once")
+        sys.exit(int(ExitCode.STOPPED))
+    sys.exit(worst(_run_status, ended_sweeps_status()))
 
 
 if __name__ == "__main__":

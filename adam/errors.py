@@ -17,6 +17,18 @@ class ExitCode(IntEnum):
     CONFIG = 1  # config or usage error (Hydra's own errors exit 1 too)
     PARTIAL = 3  # the run finished but some records failed
     STOPPED = 4  # the run stopped early and can be resumed
+    NO_SUCCESS = 5  # no record succeeded: every record failed, or the input holds none
+
+
+# From best to worst, for the status of a sweep (its worst job's). Explicit, not numeric: a config error (the
+# job could not run at all) is worse than any job that ran, and no record succeeding worse than a stop.
+SEVERITY = (ExitCode.OK, ExitCode.PARTIAL, ExitCode.STOPPED, ExitCode.NO_SUCCESS, ExitCode.CONFIG)
+
+
+def worst(*codes: int) -> int:
+    """The worst of exit statuses by SEVERITY (one it does not know ranks worst of all); 0 for none."""
+    rank = {int(code): i for i, code in enumerate(SEVERITY)}
+    return int(max(codes, key=lambda code: rank.get(int(code), len(SEVERITY)), default=ExitCode.OK))
 
 
 class AdamError(Exception):
@@ -35,6 +47,12 @@ class ModelNotFoundError(ConfigError):
 
 class InputError(AdamError):
     """The input as a whole cannot be read (missing file, unreadable directory)."""
+
+
+class NoRecords(InputError):
+    """The input holds no records (an empty file or directory) and job.allow_empty is not set."""
+
+    exit_code = ExitCode.NO_SUCCESS
 
 
 class BackendError(AdamError):

@@ -48,6 +48,7 @@ class JobSpec:
     dry_run: bool = False  # validate the config and the whole input, load no model, report what would run
     max_errors: float | None = None  # stop (exit 4) past this many failed records; below 1: a fraction of those seen
     max_consecutive_failures: int | None = 100  # stop (exit 4) after this many backend errors in a row; null: never
+    allow_empty: bool = False  # an input that holds no records: exit 0 instead of 5 (no record succeeded)
     # Sharding (adam/sharding.py): this run takes the records whose id hashes to job.shard, modulo job.num_shards
     shard: int = 0
     num_shards: int = 1

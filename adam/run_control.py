@@ -16,7 +16,7 @@ from omegaconf import DictConfig, OmegaConf
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
 from adam.errors import ConfigError, ExitCode
-from adam.io.readers import RecordReader
+from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
 from adam.manifest import MANIFEST_NAME, Manifest
@@ -68,7 +68,7 @@ class StopPolicy:
     def check(self, stats: JobStats) -> None:
         """Raise JobStopped (its status says why) when the run must stop after the batch just written."""
         if self.signal:
-            raise JobStopped(f"stopped by {self.signal.signal_name} after the batch in flight", status="interrupted")
+            raise JobStopped(self.signal.stopped_message(), status="interrupted")
         ending = self.ending() if self.ending is not None else None
         if ending is not None:
             raise JobStopped(ENDINGS[ending], status=ending)
@@ -167,6 +167,37 @@ def totals(done: Done, stats: JobStats) -> dict[str, int]:
     }
 
 
+def outcome(stats: JobStats, done: Done | None, run_dir: Path) -> tuple[str, ExitCode, str]:
+    """(status, exit status, message) of a run that went to its end, judged over every session of a resumed one.
+
+    A resumed run that finds everything done succeeded if any session did; no record succeeding at all is 5.
+    """
+    ok = stats.ok + (done.results if done is not None else 0)
+    failed = stats.failed + (done.errors if done is not None else 0)
+    if failed and not ok:
+        first = _first_error(run_dir / "errors.jsonl")
+        return "all_failed", ExitCode.NO_SUCCESS, f"no record succeeded: all {failed} failed{first}; see {run_dir}"
+    if failed:
+        return "partial", ExitCode.PARTIAL, ""
+    return "completed", ExitCode.OK, ""
+
+
+def _first_error(path: Path) -> str:
+    """The message's ", the first (line N): <message>", from errors.jsonl (native or OpenAI lines); "" if unreadable."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            line = json.loads(fh.readline())
+    except (OSError, ValueError):
+        return ""
+    error = line.get("error") or ((line.get("response") or {}).get("body") or {}).get("error")
+    message = error.get("message") if isinstance(error, dict) else None
+    if not message:
+        return ""
+    number = line.get("line")
+    where = f"line {number}" if isinstance(number, int) else f"id {line.get('id') or line.get('custom_id')}"
+    return f", the first ({where}): {message}"
+
+
 def dry_run(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, resuming: bool) -> RunSummary:
     """Validate the whole input and say what would run; load no model and write no results."""
     kind = "embed" if getattr(OmegaConf.get_type(cfg.job), "model_kind", None) is ModelKind.embed else "generate"
@@ -192,8 +223,13 @@ def dry_run(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, resuming: 
     for line in examples:
         log.warning("invalid: %s", line)
     status, code = ("dry_run_invalid", ExitCode.PARTIAL) if stats.invalid else ("dry_run", ExitCode.OK)
+    if stats.invalid and not stats.ok and not (done is not None and done.results):
+        code = ExitCode.NO_SUCCESS  # not one record would run
+        message = f"{message}: not one record is valid"
+    elif reader.records_read == 0 and not cfg.job.get("allow_empty"):
+        status, code, message = "empty", ExitCode.NO_SUCCESS, no_records_message(reader)
     if not resuming:  # a resumed run's own manifest stays as it is
         manifest = Manifest(run_dir, cfg)
         counts = {"valid": stats.ok, "invalid": stats.invalid, "invalid_examples": examples}
         manifest.finish(status, code, counts=counts, input={"path": str(cfg.job.input), "sha256": reader.sha256})
-    return RunSummary(cfg.job.name, status, code, run_dir, stats, message if stats.invalid else "")
+    return RunSummary(cfg.job.name, status, code, run_dir, stats, message if code != ExitCode.OK else "")

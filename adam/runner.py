@@ -21,11 +21,11 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
 from adam.config import ModelKind
-from adam.errors import AdamError, ConfigError, ExitCode, RunStopped, is_disk_full
+from adam.errors import AdamError, ConfigError, ExitCode, NoRecords, RunStopped, is_disk_full
 from adam.io.readers import RecordReader, input_exists
 from adam.io.writers import RunWriter
 from adam.job_schemas import check_values
-from adam.jobs.batching import JobStopped
+from adam.jobs.batching import JobStats, JobStopped
 from adam.jobs.context import JobContext
 from adam.jobs.kinds import JOBS, JobKind
 from adam.jobs.share import share_model
@@ -42,8 +42,17 @@ from adam.resume import (
     resume_command,
     wants_resume,
 )
-from adam.run_control import between_batches, check_same_model, dry_run, previous_manifest, resume_doc, totals
-from adam.signals import stop_on_signals
+from adam.run_control import (
+    between_batches,
+    check_same_model,
+    dry_run,
+    outcome,
+    previous_manifest,
+    resume_doc,
+    totals,
+)
+from adam.shard_runs import FINISHED
+from adam.signals import Interrupted, StopRequest, stop_on_signals
 from adam.sizing import resolve_auto
 from adam.summary import RunSummary
 
@@ -98,7 +107,7 @@ def preflight(cfg: DictConfig, run_dir: Path, *, resuming: bool = False) -> None
         source = str(cfg.job.input)
         if not input_exists(source):
             raise ConfigError(f"input {source} does not exist: set job.input=<file>, or job.input=- for standard input")
-        RecordReader.for_job(cfg.job, job.records)  # its format and encoding are refused here, before a model loads
+        RecordReader.for_job(cfg.job, job.records).check_columns()  # format, encoding and columns: refused here
     if job.preflight is not None:
         job.preflight(cfg)
     try:
@@ -121,7 +130,7 @@ def restarts(run_dir: Path, job: JobKind) -> bool:
     if not job.restartable:
         return False
     doc = read_manifest(run_dir)
-    return doc is not None and doc.get("job") == job.name and doc.get("status") not in ("completed", "partial")
+    return doc is not None and doc.get("job") == job.name and doc.get("status") not in FINISHED
 
 
 def job_kind(cfg: DictConfig) -> JobKind:
@@ -151,99 +160,135 @@ def build_backend(cfg: DictConfig) -> ModelBackend:
 def run(cfg: DictConfig) -> RunSummary:
     """Run the configured job and return its outcome; raises AdamError for config mistakes."""
     run_dir = run_dir_of(cfg)
-    resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
-    default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
-    batch = job_kind(cfg).reads_input
-    resuming = batch and wants_resume(cfg.job)
-    if resuming:
-        run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
-        log.info("resuming %s", run_dir)
-    with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
-        preflight(cfg, run_dir, resuming=resuming)
-        backend = build_backend(cfg)
-        if batch and cfg.job.get("dry_run"):
-            return dry_run(cfg, backend, run_dir, resuming=resuming)
-        return _run_owned(cfg, backend, run_dir, batch=batch, resuming=resuming)
+    kind = job_kind(cfg)
+    batch = kind.reads_input
+    dry = batch and bool(cfg.job.get("dry_run"))
+    # A batch job (and job=merge) catches SIGINT and SIGTERM from here on: one that comes before the first batch
+    # ends it as soon as the step under way returns (at once while it reads), with a manifest that says so. A dry
+    # run does not: nothing there would check.
+    with stop_on_signals() if (batch and not dry) or kind.restartable else contextlib.nullcontext() as signalled:
+        resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
+        default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
+        resuming = batch and wants_resume(cfg.job)
+        if resuming:
+            with signalled.reading() if signalled is not None else contextlib.nullcontext():  # it hashes the input
+                run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
+            log.info("resuming %s", run_dir)
+        with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
+            preflight(cfg, run_dir, resuming=resuming)
+            backend = build_backend(cfg)
+            if dry:
+                return dry_run(cfg, backend, run_dir, resuming=resuming)
+            return _run_owned(cfg, backend, run_dir, batch=batch, resuming=resuming, signalled=signalled)
 
 
-def _run_owned(cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool) -> RunSummary:
-    """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended."""
-    if resuming or restarts(run_dir, job_kind(cfg)):
+def _run_owned(
+    cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool, signalled: StopRequest | None
+) -> RunSummary:
+    """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended.
+
+    ``signalled`` is set by SIGINT or SIGTERM (a batch or restartable job only).
+    """
+    job = job_kind(cfg)
+    if resuming or restarts(run_dir, job):
         remove_stale_temp_files(run_dir)
     previous = previous_manifest(run_dir) if resuming else None
     done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
     manifest = Manifest(run_dir, cfg)
-    if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
-        sha = job_input_sha256(cfg.job)
-        manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
     if previous is None:
-        _first_write(manifest)  # before results.jsonl exists: a run killed from here on can be resumed
-    else:
+        _first_write(manifest)  # first: a run killed from here on is known, and resumable once its input is recorded
+    if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
+        try:
+            with signalled.reading() if signalled is not None else contextlib.nullcontext():
+                sha = job_input_sha256(cfg.job)  # a large input takes a while: a signal ends it at once
+        except Interrupted as err:
+            return _stopped_unhashed(cfg, manifest if previous is None else None, run_dir, str(err))
+        manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
+        if previous is None:
+            _first_write(manifest)
+    if previous is not None:
         manifest.doc.update(resume_doc(previous, done))
     touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
     writer = RunWriter(run_dir)
     ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
     ctx.config = cfg
     ctx.done = done
+    ctx.stop_request = signalled
     ctx.vector_width = (previous or {}).get("dimensions")  # a resumed run's vectors keep the recorded width
     ctx.on_vector_width = lambda width: manifest.update(dimensions=width)
     ctx.update_manifest = manifest.update
 
-    job = job_kind(cfg)
-
     def stop(status: str, message: str) -> RunSummary:
         msg = message
         if batch:
-            msg = f"{message}; what finished is in {run_dir}; resume with: {resume_command(run_dir)}"
+            msg = f"{message}; what finished is in {run_dir}"
+            resumable = str(cfg.job.input) != "-"
+            msg += f"; resume with: {resume_command(run_dir)}" if resumable else " (standard input cannot be resumed)"
         elif job.restartable:
             msg = f"{message}; run it again to finish it (it starts over): {rerun_command(run_dir)}"
         _finish(manifest, status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
         return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
 
     manifest.reserve()  # so a disk that fills during the run still gets the run's outcome written (finish frees it)
-    with stop_on_signals() if batch or job.restartable else contextlib.nullcontext() as signalled:
-        ctx.stop_request = signalled
-        try:
-            if job.needs_model:  # job=info describes the model without its weights or server
-                backend.check_available()
-            ctx.info = backend.info()
-            if previous is not None:
-                check_same_model(previous, ctx.info, run_dir)
-            touched = True
-            manifest.update(backend=ctx.info)
-            if batch:
-                ctx.after_batch = between_batches(cfg, signalled, manifest, done)
-            stats = job.run(ctx)
-            if cfg.share_with_ollama and not job.shares_model:
-                stats.shared = share_model(cfg.share, backend, run_dir)
-        except RunStopped as err:
-            return stop("stopped", str(err))
-        except (JobStopped, KeyboardInterrupt) as err:
-            status = err.status if isinstance(err, JobStopped) else "interrupted"
-            return stop(status, str(err) or "interrupted")
-        except OSError as err:
-            if not is_disk_full(err):
-                _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
-                raise
-            return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
-        except AdamError as err:
-            if touched:
-                _finish(manifest, "failed", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
-            manifest.release()
+    try:
+        if signalled is not None:
+            signalled.check()  # a signal while the run was being set up: nothing has run, stop now
+        if job.needs_model:  # job=info describes the model without its weights or server
+            backend.check_available()
+        ctx.info = backend.info()
+        if previous is not None:
+            check_same_model(previous, ctx.info, run_dir)
+        touched = True
+        manifest.update(backend=ctx.info)
+        if batch:
+            ctx.after_batch = between_batches(cfg, signalled, manifest, done)
+        if signalled is not None:
+            signalled.check()
+        stats = job.run(ctx)
+        if cfg.share_with_ollama and not job.shares_model:
+            stats.shared = share_model(cfg.share, backend, run_dir)
+    except RunStopped as err:
+        return stop("stopped", str(err))
+    except (JobStopped, KeyboardInterrupt) as err:
+        status = err.status if isinstance(err, JobStopped) else "interrupted"
+        return stop(status, str(err) or "interrupted")
+    except NoRecords as err:
+        _finish(manifest, "empty", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
+        return RunSummary(cfg.job.name, "empty", err.exit_code, run_dir, ctx.stats, str(err))
+    except OSError as err:
+        if not is_disk_full(err):
+            _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
             raise
-        except Exception as err:  # a bug: still say in the manifest that the run ended, and how
-            _finish(manifest, "failed", ExitCode.CONFIG, error=f"{type(err).__name__}: {err}")
-            raise
-        finally:
-            writer.close()
-            backend.close()
-    failed = stats.failed + (done.errors if done is not None else 0)
-    status, code = ("partial", ExitCode.PARTIAL) if failed else ("completed", ExitCode.OK)
-    extra = {"totals": totals(done, stats)} if done is not None else {}
+        return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
+    except AdamError as err:
+        if touched:
+            _finish(manifest, "failed", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
+        manifest.release()
+        raise
+    except Exception as err:  # a bug: still say in the manifest that the run ended, and how
+        _finish(manifest, "failed", ExitCode.CONFIG, error=f"{type(err).__name__}: {err}")
+        raise
+    finally:
+        writer.close()
+        backend.close()
+    status, code, message = outcome(stats, done, run_dir)
+    extra: dict[str, Any] = {"totals": totals(done, stats)} if done is not None else {}
+    if message:
+        extra["error"] = message
     _finish(manifest, status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
-    return RunSummary(cfg.job.name, status, code, run_dir, stats)
+    return RunSummary(cfg.job.name, status, code, run_dir, stats, message)
+
+
+def _stopped_unhashed(cfg: DictConfig, manifest: Manifest | None, run_dir: Path, message: str) -> RunSummary:
+    """A signal before the input was hashed, so before anything ran: nothing to resume (no input recorded)."""
+    if manifest is None:  # a resume: the run dir and its manifest stay as they were
+        msg = f"{message}; {run_dir} is as it was: resume it with: {resume_command(run_dir)}"
+    else:
+        msg = f"{message}; no record was read: run it again with: {rerun_command(run_dir)}"
+        _finish(manifest, "interrupted", ExitCode.STOPPED, error=msg)
+    return RunSummary(cfg.job.name, "interrupted", ExitCode.STOPPED, run_dir, JobStats(), msg)
 
 
 def _first_write(manifest: Manifest) -> None:

@@ -2,8 +2,8 @@
 
 Shards add up when each of 0..n-1 is there exactly once, all read the same input (its sha256), ran
 the same model with the same settings and the same job.num_shards, each one finished (completed,
-or partial: some records failed), and together they hold one line per record. Anything else is
-refused in one line that says what to do.
+partial: some records failed, all_failed: every one did, or empty: the input held none), and together
+they hold one line per record. Anything else is refused in one line that says what to do.
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from adam.locks import RunDirLock
 from adam.manifest import MANIFEST_NAME
 from adam.resume import config_changes
 
-FINISHED = ("completed", "partial")  # statuses whose run dir holds every record of its shard
+FINISHED = ("completed", "partial", "all_failed", "empty")  # statuses whose run dir holds every record of its shard
 MERGEABLE_JOBS = ("generate", "embed")
 _MODEL_KEYS = ("backend", "model", "revision", "sha256", "digest")
 _PER_SHARD = ("job.shard:", "job.store:")  # settings each shard has its own of (job.store=x-${job.shard}.db)

@@ -22,7 +22,7 @@ from typing import TYPE_CHECKING, Any
 from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
-from adam.errors import ExitCode
+from adam.errors import ExitCode, worst
 from adam.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
@@ -98,8 +98,9 @@ def sweep_rows(sweep_dir: Path) -> list[dict[str, Any]]:
 
 
 def worst_exit_code(rows: list[dict[str, Any]]) -> int:
-    """The worst status the jobs' manifests record; a job without one failed, one still "running" was killed."""
-    return max((_exit_code(row) for row in rows), default=int(ExitCode.OK))
+    """The worst status the jobs' manifests record (by errors.SEVERITY); a job without one failed, one still
+    "running" was killed."""
+    return worst(*(_exit_code(row) for row in rows))
 
 
 def _exit_code(row: dict[str, Any]) -> int:
@@ -113,7 +114,7 @@ _ended: list[int] = []  # the statuses of the multiruns that ended in this proce
 
 def ended_sweeps_status() -> int:
     """The worst status of the multiruns this process launched (0 when it launched none)."""
-    return max(_ended, default=int(ExitCode.OK))
+    return worst(*_ended)
 
 
 def build_report(sweep_dir: Path) -> list[dict[str, Any]]:

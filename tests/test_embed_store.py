@@ -112,9 +112,14 @@ def test_an_input_without_records_never_prunes(tmp_path: Path, emptied: str, cap
     _embed(tmp_path, write_jsonl(tmp_path / "in.jsonl", _docs(3)), store, name="first")
     if emptied == "empty_dir":  # the nightly job's folder, unmounted or emptied
         (src := tmp_path / "empty").mkdir()
+        refused, _ = _embed(tmp_path, src, store, "job.prune=true", "job.prune_max_fraction=1.0", name="refused")
+        assert (refused.status, refused.exit_code) == ("empty", ExitCode.NO_SUCCESS)  # the run ends there, exit 5
+        assert sorted(_stored(store)) == ["d0", "d1", "d2"]
+        allowed = ["job.allow_empty=true"]  # then the run goes on to the prune, which the guard still stops
     else:
         src = write_jsonl(tmp_path / "bad.jsonl", ["{broken", {"id": "x"}])
-    _, counts = _embed(tmp_path, src, store, "job.prune=true", "job.prune_max_fraction=1.0", name="prune")
+        allowed = []
+    _, counts = _embed(tmp_path, src, store, "job.prune=true", "job.prune_max_fraction=1.0", *allowed, name="prune")
     assert counts["pruned"] == 0 and sorted(_stored(store)) == ["d0", "d1", "d2"]
     assert f"nothing was pruned from {store}: job.input={src} holds no records" in caplog.text
 

@@ -228,8 +228,9 @@ def test_max_errors_stops_a_job_fed_the_wrong_file(tmp_path: Path, limit: str, s
         assert summary.exit_code == ExitCode.STOPPED and summary.status == "stopped"
         assert "job.max_errors" in summary.message and "job.resume=" in summary.message
         assert len(read_jsonl(summary.run_dir / "errors.jsonl")) < 300
-    else:
-        assert summary.exit_code == ExitCode.PARTIAL
+    else:  # every record failed: no record succeeded, which is not the "some failed" status
+        assert (summary.exit_code, summary.status) == (ExitCode.NO_SUCCESS, "all_failed")
+        assert "no record succeeded: all 300 failed, the first (line 1): missing 'prompt'" in summary.message
         assert len(read_jsonl(summary.run_dir / "errors.jsonl")) == 300
 
 

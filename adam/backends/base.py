@@ -47,6 +47,7 @@ class ModelBackend(ABC):
     memory_modes: ClassVar[tuple[str, ...]] = ()  # fixed ways the model sits in memory; (): from hardware settings
     reads_hf_cache: ClassVar[bool] = False  # weights come from the Hugging Face cache (size=auto checks it offline)
     concurrent_calls: ClassVar[bool] = False  # safe to call from many threads at once (a server does the work)
+    loads_in_process: ClassVar[bool] = False  # load() reads weights into this process: a batch job calls it first
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)

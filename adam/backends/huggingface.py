@@ -47,6 +47,7 @@ class HuggingFaceBackend(ModelBackend):
     """Runs models with transformers on CPU, CUDA or MPS; loads on first use."""
 
     reads_hf_cache = True
+    loads_in_process = True
     name = "huggingface"
     supports_embeddings = True
     supports_streaming = True

@@ -53,6 +53,7 @@ class LlamaCppBackend(ModelBackend):
     """Runs GGUF models with llama.cpp in this process: batched generation, streaming, embeddings."""
 
     name = "llamacpp"
+    loads_in_process = True
     supports_embeddings = True
     supports_streaming = True
 

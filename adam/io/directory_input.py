@@ -15,7 +15,7 @@ from collections.abc import Callable, Generator
 from pathlib import Path
 
 from adam.hashing import file_sha256
-from adam.io import line_input
+from adam.io import line_input, magic
 from adam.io.records import InvalidRecord, Record
 
 log = logging.getLogger(__name__)
@@ -82,13 +82,35 @@ def directory_records(
         shown = _shown_name(rel)
         if shown != rel:
             error = f"the file name {shown} is not valid UTF-8: rename it (convmv -f latin1 -t utf-8, for one)"
+        document = bytes(data)
+        if error is None:
+            document, error = _document(document)
         if error is not None:
             yield InvalidRecord(line=index, id=shown, message=error)
         else:
-            record = parse(index, rel, bytes(data))
+            record = parse(index, rel, document)
             assert record is not None  # a document always gives a record
             yield record
     return digest.hexdigest()
+
+
+def _document(data: bytes) -> tuple[bytes, str | None]:
+    """A file's text as bytes (gzip decompressed), or the error that keeps it from the model (binary data)."""
+    if data.startswith(magic.GZIP):
+        try:
+            text = magic.gunzip_document(data, line_input.MAX_LINE_BYTES)
+        except line_input.READ_ERRORS as err:
+            return b"", f"cannot decompress this gzip file: {err}"
+        if text is None:
+            return b"", f"file decompresses to more than {line_input.MAX_LINE_BYTES} bytes: split it into smaller files"
+        data = text
+    head = data[: magic.HEAD_BYTES]
+    if head.startswith(magic.PARQUET):
+        return b"", "the file is a Parquet file, not a text document: give it as job.input on its own"
+    found = None if head.startswith(line_input.UTF16_BOMS) else magic.binary_kind(head)
+    if found is not None:
+        return b"", f"the file is {found[0]}, not text: move it out of the directory (or start its name with a dot)"
+    return data, None
 
 
 def directory_sha256(root: Path, files: list[str]) -> str:

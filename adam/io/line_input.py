@@ -1,13 +1,14 @@
 """Line inputs as bytes: the size limits, a stream hashed as it is read, and numbered lines.
 
 A line longer than ``MAX_LINE_BYTES`` is skipped without being held in memory (only its first bytes
-are kept, for the error). Input that no line of could be read (UTF-16, lines ended by CR alone, one
-pretty-printed JSON document) is refused as a whole, naming the fix. A JSON Lines or text layout is
+are kept, for the error). Input that no line of could be read (binary data, UTF-16, lines ended by CR
+alone, one pretty-printed JSON document) is refused as a whole, naming the fix. A JSON Lines or text layout is
 sniffed from the first line with text.
 """
 
 from __future__ import annotations
 
+import gzip
 import io
 import zlib
 from collections.abc import Iterator
@@ -15,13 +16,14 @@ from pathlib import Path
 from typing import Any, BinaryIO, Literal
 
 from adam.errors import InputError
+from adam.io import magic
+from adam.io.magic import HEAD_BYTES
 
 MAX_LINE_BYTES = 64 * 1024 * 1024  # a longer line (or directory file) is reported, not held in memory
 CHUNK = 1 << 20
 READ_ERRORS = (OSError, EOFError, zlib.error)  # gzip.BadGzipFile is an OSError; a cut-off .gz is an EOFError
 _BOM = b"\xef\xbb\xbf"
-_UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's little-endian mark starts like UTF-16's
-_HEAD_BYTES = 1 << 16  # what is read up front to refuse a UTF-16 or CR-only file before any model loads
+UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")  # UTF-32's little-endian mark starts like UTF-16's
 
 Layout = Literal["jsonl", "text", "sniff"]
 Line = tuple[int, bytes, bool]  # (line number, bytes without the line ending, too long)
@@ -89,23 +91,55 @@ class NumberedLines:
             yield self.line, chunk, False
 
 
-def check_head(path: Path, name: str) -> None:
-    """The whole-input encoding refusals, from the file's first bytes: at once, not when reading begins."""
+def read_head(path: Path) -> bytes:
+    """The file's first bytes (none when it cannot be read: reading reports that in its own words)."""
     try:
         with open(path, "rb") as fh:
-            head = fh.read(_HEAD_BYTES)
+            return fh.read(HEAD_BYTES)
     except OSError:
-        return  # reading reports it, in its own words
+        return b""
+
+
+def gunzip_head(path: Path) -> bytes:
+    """The first bytes of a gzip file, decompressed (as many as can be, of a broken one)."""
+    out = bytearray()
+    try:
+        with gzip.open(path, "rb") as fh:
+            while len(out) < HEAD_BYTES and (block := fh.read(HEAD_BYTES - len(out))):
+                out += block
+    except READ_ERRORS:
+        pass  # reading reports it, with the line it got to
+    return bytes(out)
+
+
+def check_content(head: bytes, name: str, *, compressed: bool = False) -> None:
+    """Refuse, before any model loads, input whose first bytes no line of could be read from: binary data of
+    a kind named by its magic number (an image, an archive, a program), UTF-16, CR-only line endings."""
+    refuse_binary(head, name, compressed=compressed)
+    check_head(head, name)
+
+
+def refuse_binary(head: bytes, name: str, *, compressed: bool = False) -> None:
+    """Refuse input whose first bytes name binary data (UTF-16 with a byte order mark has its own message)."""
+    if head.startswith(UTF16_BOMS):
+        return
+    refusal = magic.refusal(name, head, compressed=compressed)
+    if refusal is not None:
+        raise InputError(refusal)
+
+
+def check_head(head: bytes, name: str) -> None:
+    """The whole-input encoding refusals, from the file's first bytes (up to 64 KiB): at once, not when reading."""
     first, newline, _ = head.partition(b"\n")
-    if newline or len(head) < _HEAD_BYTES:  # the first line is all there; else reading checks it whole
+    if newline or len(head) < HEAD_BYTES:  # the first line is all there; else reading checks it whole
         check_encoding(first + newline, name)
-    elif head.startswith(_UTF16_BOMS):
+    elif head.startswith(UTF16_BOMS):
         check_encoding(head, name)
 
 
 def check_encoding(first: bytes, name: str) -> None:
     """Refuse, as a whole, input that no line of could be read: UTF-16, or lines ended by CR alone."""
-    if first.startswith(_UTF16_BOMS):
+    if first.startswith(UTF16_BOMS):
         raise InputError(
             f"{name} is UTF-16 text (it starts with a UTF-16 byte order mark): save as UTF-8 "
             "(iconv -f UTF-16 -t UTF-8, or your editor's Save as UTF-8)"

@@ -3,7 +3,8 @@ of documents, a Hugging Face dataset, or standard input.
 
 Input is streamed (lines, or batches of table rows) and hashed as it is read, so a multi-gigabyte
 input costs little memory and the manifest can still name exactly what ran. The reader is chosen by
-the file's extension; lines are read in line_input.py, tables in tabular.py and hf_dataset.py, and
+the file's first bytes (gzip and Parquet whatever the name; binary data refused, io/magic.py), then
+its extension; lines are read in line_input.py, tables in tabular.py and hf_dataset.py, and
 directories of documents in directory_input.py. Every format ends in the same RecordParser
 validation, with the row number standing in for the line where a format has no lines.
 """
@@ -23,7 +24,7 @@ from typing import Any, BinaryIO, Literal
 
 from adam.errors import InputError
 from adam.hashing import file_sha256
-from adam.io import hf_dataset, line_input, tabular
+from adam.io import columns, hf_dataset, line_input, magic, tabular
 from adam.io.directory_input import directory_files, directory_records, directory_sha256
 from adam.io.line_input import Layout, Line, NumberedLines
 from adam.io.record_parser import RecordParser
@@ -85,6 +86,8 @@ class RecordReader:
         self._files: list[str] | None = None
         self._count: int | None = None
         self._dataset: Any = None  # a Hugging Face dataset, loaded once
+        self._yielded = 0
+        self._parser: RecordParser | None = None  # the last iteration's (it counts other shards' lines)
         self._format, self._gzip, self._layout = self._inspect()
 
     @classmethod
@@ -109,7 +112,20 @@ class RecordReader:
     def __iter__(self) -> Iterator[Record | InvalidRecord]:
         """Every record of the input in order; sets ``sha256`` when the input is exhausted."""
         self.sha256 = None
-        parser = RecordParser(self.kind, id_field=self.id_field, text_field=self.text_field, shard=self.shard)
+        self._yielded = 0
+        self._parser = parser = RecordParser(
+            self.kind, id_field=self.id_field, text_field=self.text_field, shard=self.shard
+        )
+        for record in self._records(parser):
+            self._yielded += 1
+            yield record
+
+    @property
+    def records_read(self) -> int:
+        """Records read so far, valid or not, other shards' included (0 once read: the input holds none)."""
+        return self._yielded + (self._parser.other_shards if self._parser is not None else 0)
+
+    def _records(self, parser: RecordParser) -> Iterator[Record | InvalidRecord]:
         if self._format == "directory":
             assert self._path is not None
             self.sha256 = yield from directory_records(
@@ -126,8 +142,10 @@ class RecordReader:
         with self._open() as raw:
             hashing = line_input.HashingReader(raw, digest)
             stream: Any = io.BufferedReader(hashing, line_input.CHUNK)
-            if self._gzip:
+            if self._gzip or (self._path is None and _peek(stream, 2) == magic.GZIP):
                 stream = gzip.GzipFile(fileobj=stream, mode="rb")
+            if self._path is None:  # a file was looked at up front; standard input only now, as it comes
+                self._check_stream(stream)
             lines = NumberedLines(stream, self._name)
             try:
                 if self._format == "lines":
@@ -141,6 +159,19 @@ class RecordReader:
             except line_input.READ_ERRORS as err:
                 raise InputError(f"cannot read {self._name} after line {lines.line}: {err}") from err
         self.sha256 = digest.hexdigest()
+
+    def check_columns(self) -> None:
+        """Refuse a CSV, TSV or Parquet file without the column the job reads its text from, before any model loads."""
+        if self._path is None or self._format not in ("csv", "tsv", "parquet"):
+            return
+        if self._format == "parquet":
+            found = columns.parquet_columns(self._path)
+        else:
+            delimiter = "\t" if self._format == "tsv" else ","
+            found = columns.delimited_columns(self._path, delimiter=delimiter, compressed=self._gzip)
+        if found is not None:
+            kind, text_field, id_field = self.kind, self.text_field, self.id_field
+            columns.check_table_columns(found, name=self._name, kind=kind, text_field=text_field, id_field=id_field)
 
     def count_hint(self) -> int | None:
         """Roughly how many records there are, for a progress bar; None where that costs a full decode."""
@@ -194,14 +225,25 @@ class RecordReader:
         if not os.access(path, os.R_OK):
             raise InputError(f"cannot read {path}: permission denied; check its permissions")
         suffixes = [s.lower() for s in path.suffixes]
-        is_gzip = bool(suffixes) and suffixes[-1] == ".gz"
-        inner = suffixes[-2] if is_gzip and len(suffixes) > 1 else (suffixes[-1] if suffixes and not is_gzip else "")
+        named_gzip = bool(suffixes) and suffixes[-1] == ".gz"
+        inner = suffixes[-2] if named_gzip and len(suffixes) > 1 else ""
+        if suffixes and not named_gzip:
+            inner = suffixes[-1]
         fmt, layout = _SUFFIXES.get(inner, ("lines", "sniff")) if inner else ("lines", "sniff")
-        if (inner and inner not in _SUFFIXES) or (is_gzip and fmt == "parquet"):
-            shown = f"{inner}.gz" if is_gzip else inner
+        if (inner and inner not in _SUFFIXES) or (named_gzip and fmt == "parquet"):
+            shown = f"{inner}.gz" if named_gzip else inner
             raise InputError(f"adam does not read {shown} files ({path}): give {SUPPORTED}")
-        if fmt != "parquet" and not is_gzip:
-            line_input.check_head(path, self._name)
+        head = line_input.read_head(path)
+        if head.startswith(magic.PARQUET):  # whatever its name says: a Parquet file is read as one
+            if fmt != "parquet":
+                log.warning("%s is a Parquet file (its first bytes say so): reading it as Parquet", path)
+            return "parquet", False, "sniff"
+        is_gzip = head.startswith(magic.GZIP)  # gzip is read as such whatever the name, and only then
+        if is_gzip:
+            head = line_input.gunzip_head(path)
+            if fmt == "parquet" or head.startswith(magic.PARQUET):
+                raise InputError(f"{path} is a gzip-compressed Parquet file: decompress it (gunzip) to read it")
+        line_input.check_content(head, self._name, compressed=is_gzip)
         return fmt, is_gzip, layout
 
     def _load(self) -> Any:
@@ -230,6 +272,13 @@ class RecordReader:
             return open(self._path, "rb")  # closed by the caller's with
         except OSError as err:
             raise InputError(f"cannot open {self._path}: {err.strerror}; check the path and its permissions") from err
+
+    def _check_stream(self, stream: Any) -> None:
+        """Refuse standard input that is no text: binary, or a Parquet file (which can only be read from a file)."""
+        head = _peek(stream, magic.HEAD_BYTES)
+        if head.startswith(magic.PARQUET):
+            raise InputError("standard input is a Parquet file: save it to a file and set job.input=<file>.parquet")
+        line_input.refuse_binary(head, self._name, compressed=isinstance(stream, gzip.GzipFile))
 
     # ------------------------------------------------------------------ line inputs
     def _iter_lines(self, lines: Iterator[Line], parser: RecordParser) -> Iterator[Record | InvalidRecord]:
@@ -269,6 +318,21 @@ class RecordReader:
         return self._files
 
 
+def no_records_message(reader: RecordReader) -> str:
+    """The one line that says an input holds no records, and what to do about it."""
+    path = reader._path
+    if path is None:
+        why = f"{reader._name} held no records"
+    elif reader._format == "directory":
+        why = f"the directory {path} holds no files (hidden ones are skipped)"
+    elif path.is_file() and path.stat().st_size == 0:
+        why = f"{path} is empty"
+    else:
+        why = f"{path} holds no records (only blank lines, or a header without rows)"
+    hint = "is job.input right (an unmounted disk, an emptied folder)? set job.allow_empty=true if it may be empty"
+    return f"{why}: {hint}"
+
+
 def _guarded(
     parser: RecordParser,
     parse: Callable[..., Record | InvalidRecord | None],
@@ -282,3 +346,11 @@ def _guarded(
     except Exception as err:  # one bad record never stops the others, nor a resume or a dry run after it
         log.debug("record %d raised while being read", line, exc_info=True)
         return parser.crashed(line, err, args[-1], id_=id_)
+
+
+def _peek(stream: Any, size: int) -> bytes:
+    """Up to ``size`` bytes a buffered stream has ready, left unread (none when it fails: reading says why)."""
+    try:
+        return bytes(stream.peek(size)[:size])
+    except line_input.READ_ERRORS:
+        return b""

@@ -63,6 +63,7 @@ class RecordParser:
         self._text_name = "prompt" if kind == "generate" else "text"  # the schema's name for the text
         self.text_field = text_field or self._text_name
         self.format: RecordFormat = "native"  # of the first object seen; lines that are not JSON report in it
+        self.other_shards = 0  # JSON lines skipped as another shard's (still records of the input)
         self._format_known = False
         self._first_line: dict[str, int] = {}  # str(id) -> line it was first seen on
         self._warned: set[str] = set()
@@ -91,6 +92,7 @@ class RecordParser:
             kind = "null" if obj is None else _JSON_TYPES.get(type(obj), type(obj).__name__)
             return self._invalid(line, None, f"expected a JSON object, got {kind}", snippet=text)
         if self.num_shards > 1 and not self._in_shard(obj, line, text):
+            self.other_shards += 1
             return None  # another shard's record: not validated here (shard_records agrees, by the same id)
         return self._object(line, obj, text)
 

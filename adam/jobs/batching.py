@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import itertools
 import logging
 import sys
@@ -15,6 +16,7 @@ from adam.engine import Outcome
 from adam.io.openai_batch import error_result
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
+from adam.signals import StopRequest
 
 log = logging.getLogger(__name__)
 
@@ -111,15 +113,20 @@ def run_batches(
     process: Callable[[Sequence[Record]], Outcome],
     after_batch: Callable[[JobStats], None] | None = None,
     stats: JobStats | None = None,
+    stop: StopRequest | None = None,
+    before_first: Callable[[], None] | None = None,
 ) -> JobStats:
     """Run ``process`` over length-sorted batches of valid records; invalid ones become error lines.
 
-    ``after_batch`` sees the counts after every durable write and may raise JobStopped.
+    ``after_batch`` sees the counts after every durable write and may raise JobStopped. With ``stop``,
+    a signal ends the job at once while it reads, and otherwise before the next batch starts, so no
+    batch runs after one; ``before_first`` (a model load) runs before the first batch, for the same reason.
     """
     stats = stats if stats is not None else JobStats()
     started = stats.started = time.perf_counter()
+    check = stop.check if stop is not None else _nothing
     try:
-        for chunk in windows(records, window):
+        for chunk in windows(stop.read(records) if stop is not None else records, window):
             valid = [r for r in chunk if isinstance(r, Record)]
             invalid = [r for r in chunk if isinstance(r, InvalidRecord)]
             if invalid:
@@ -130,8 +137,17 @@ def run_batches(
                     after_batch(stats)
             lengths = backend.sort_keys([r.content for r in valid])
             for batch in plan_batches(lengths, batch_size, backend.token_budget):
-                out = process([valid[i] for i in batch])
-                writer.write(out.results, out.errors)
+                check()
+                if before_first is not None:
+                    with _busy(stop, "the model load under way"):
+                        before_first()
+                    before_first = None
+                    check()
+                with _busy(stop, "the batch in flight"):
+                    out = process([valid[i] for i in batch])
+                    writer.write(out.results, out.errors)
+                if stop is not None:
+                    stop.batches += 1
                 stats.ok += len(out.results)
                 stats.invalid += out.rejected
                 stats.backend_errors += len(out.errors) - out.rejected
@@ -146,6 +162,14 @@ def run_batches(
         stats.seconds = time.perf_counter() - started
         progress.close()
     return stats
+
+
+def _nothing() -> None:
+    """No stop to check."""
+
+
+def _busy(stop: StopRequest | None, what: str) -> contextlib.AbstractContextManager[None]:
+    return stop.busy(what) if stop is not None else contextlib.nullcontext()
 
 
 def _note_failures(stats: JobStats, out: Outcome) -> None:

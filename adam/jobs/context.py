@@ -2,18 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Sequence
+import contextlib
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from adam.backends.base import ModelBackend
 from adam.engine import Engine, Outcome
-from adam.io.readers import RecordReader
+from adam.errors import BackendError, NoRecords
+from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
 from adam.jobs.batching import JobStats, JobStopped, Progress, run_batches
 from adam.sharding import job_shard, shard_records
+from adam.signals import StopRequest
 
 if TYPE_CHECKING:
     from adam.resume import Done
@@ -38,7 +41,7 @@ class JobContext:
     on_vector_width: Callable[[int], None] | None = None  # embeddings: records the run's width (in the manifest)
     config: Any = None  # the whole composed config, for a job that builds a second backend (job=serve's embed_size)
     update_manifest: Callable[..., None] | None = None  # sets fields of the run's manifest.json (job=merge's shards)
-    stop_request: Any = None  # the runner's StopRequest: true once Ctrl-C or SIGTERM came (job=merge checks it)
+    stop_request: StopRequest | None = None  # the runner's: reading stops at once, a batch is finished (merge checks)
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -47,15 +50,23 @@ class JobContext:
         return str(self.info.get("model") or self.backend.size.name)
 
     def records(self, kind: Literal["generate", "embed"]) -> Iterable[Record | InvalidRecord]:
-        """The records of job.input still to run (all of them unless resuming); the reader is kept for its hash."""
+        """The records of job.input still to run (all of them unless resuming); the reader is kept for its hash.
+
+        An input that holds no record at all raises NoRecords once read, unless job.allow_empty is set.
+        """
         self.reader = RecordReader.for_job(self.job, kind)
-        records: Iterable[Record | InvalidRecord] = shard_records(self.reader, *job_shard(self.job))  # before chunking
+        return self._records(kind, self.reader)
+
+    def _records(self, kind: Literal["generate", "embed"], reader: RecordReader) -> Iterator[Record | InvalidRecord]:
+        records: Iterable[Record | InvalidRecord] = shard_records(reader, *job_shard(self.job))  # before chunking
         if kind == "embed" and self.job.get("chunk_tokens"):
             from adam.jobs.chunking import chunk_records
 
             tokens, overlap = int(self.job.chunk_tokens), int(self.job.get("chunk_overlap") or 0)
             records = chunk_records(records, self.backend.count_tokens, tokens, overlap)
-        return records if self.done is None else self.done.filter(records)
+        yield from records if self.done is None else self.done.filter(records)
+        if reader.records_read == 0 and not self.job.get("allow_empty"):
+            raise NoRecords(no_records_message(reader))
 
     def make_engine(
         self, vector_width: int | None = None, *, on_vector_width: Callable[[int], None] | None = None
@@ -106,4 +117,13 @@ class JobContext:
             process=process,
             after_batch=self.after_batch,
             stats=self.stats,
+            stop=self.stop_request,
+            before_first=lambda: self._load_model(kind),
         )
+
+    def _load_model(self, kind: Literal["generate", "embed"]) -> None:
+        """Load a local model before the first batch, so that a stop during the load runs no batch after it."""
+        if not (self.backend.loads_in_process and self.backend.size.kind.value == kind):
+            return  # a server loads on the first request; an embedding job on a chat model loads its own way
+        with contextlib.suppress(BackendError):  # the first batch meets it again, as its records' error lines
+            self.backend.load()

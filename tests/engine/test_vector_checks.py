@@ -158,7 +158,7 @@ def test_a_query_of_another_width_is_an_error_line(tmp_path: Path) -> None:
         run_dir=tmp_path / "s",
     )
     summary = run(cfg)
-    assert summary.exit_code == ExitCode.PARTIAL
+    assert summary.exit_code == ExitCode.NO_SUCCESS  # its only query failed
     assert _codes(summary.run_dir)["query"][0] == "invalid_output"
 
 
