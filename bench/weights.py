@@ -36,7 +36,7 @@ BUILD_FLAGS = ["-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F
 def run(*, quick: bool = False) -> Section:
     """Weight types on the demo and on a 0.5B model; llama-batched-bench beside adam."""
     threads = int(os.environ.get("ADAM_BENCH_THREADS") or os.cpu_count() or 1)
-    n, reps = (8, 1) if quick else (32, 3)
+    n, reps = (8, 3) if quick else (32, 3)  # a ratio is the median of three alternating runs, even when quick
     sec = Section(
         f"Weight types on a CPU (llamacpp, greedy, max_tokens={MAX_TOKENS}, {threads} threads)",
         f"python -m bench weights{' --quick' if quick else ''}  (adam: `python -m adam backend=llamacpp size=demo "
