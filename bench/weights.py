@@ -52,7 +52,10 @@ def run(*, quick: bool = False) -> Section:
     try:
         rate = _demo(sec, work, n, reps, threads)
         _batched_bench(sec, rate, n, threads)
-        _half_b(sec, work, 4 if quick else 16, 1 if quick else 3, threads)
+        try:
+            _half_b(sec, work, 4 if quick else 16, 1 if quick else 3, threads)
+        except Exception as err:  # the demo's numbers stand without it
+            sec.lines.append(f"- 0.5B random Qwen3: failed ({type(err).__name__}: {err})")
     finally:
         shutil.rmtree(work, ignore_errors=True)
     return sec
@@ -213,6 +216,8 @@ def half_b_model(home: Path) -> tuple[Path, Path]:
         dict(hidden_size=1024, num_hidden_layers=28, intermediate_size=3072, num_attention_heads=16)
         | dict(num_key_value_heads=8, head_dim=128, tie_word_embeddings=True, max_position_embeddings=4096)
     )
+    config.layer_types = ["full_attention"] * config.num_hidden_layers
+    config.max_window_layers = config.num_hidden_layers
     torch.manual_seed(0)
     model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
     model.save_pretrained(hf_dir)
