@@ -2,8 +2,8 @@
 
 The bench prompts share their chat template's start and system prompt (about 20 of ~70 tokens). Three ways
 to read N prompts and greedily generate from them on the demo GGUF as backend.weight_type=auto runs it:
-- separate: each sequence reads its whole prompt, in one KV stream per sequence (``kv_unified=false``),
-  as backend=llamacpp does today;
+- separate: each sequence reads its whole prompt in its own decode calls, in one KV stream per sequence
+  (``kv_unified=false``), as backend=llamacpp does today; generation steps carry every sequence;
 - shared: sequence 0 reads the common prefix, ``llama_memory_seq_cp`` copies it to the others (with one
   stream per sequence only whole streams can be copied: a partial range aborts), then each reads its rest;
 - unified: one KV stream for all (``kv_unified=true``, where ranges can be shared), every prompt in one batch,
@@ -120,17 +120,15 @@ def _read(native: Any, ctx: Any, prompts: list[list[int]], shared: int) -> tuple
 
 
 def _feed(ctx: Any, batch: Any, parts: list[tuple[int, list[int], int]], first: dict[int, int]) -> None:
-    """Decode each (seq, tokens, first position) in batches of up to 512 tokens; each sequence's next greedy token."""
+    """Decode each (seq, tokens, first position) in its own llama_decode calls of up to 512 tokens, as
+    backend=llamacpp reads prompts (mixing sequences in one call changes their numbers); each one's next token."""
     import numpy as np
 
-    queue = [(seq, tok, start + i, i == len(toks) - 1) for seq, toks, start in parts for i, tok in enumerate(toks)]
-    while queue:
-        batch.clear()
-        rows = {}
-        for seq, tok, pos, last in queue[: batch.capacity]:
-            row = batch.add(tok, pos, seq, last)
-            if last:
-                rows[seq] = row
-        queue = queue[batch.capacity :]
-        ctx.decode(batch.raw)
-        first.update({seq: int(np.argmax(ctx.logits(row))) for seq, row in rows.items()})
+    for seq, tokens, start in parts:
+        for offset in range(0, len(tokens), batch.capacity):
+            chunk = tokens[offset : offset + batch.capacity]
+            batch.clear()
+            for i, token in enumerate(chunk):
+                row = batch.add(token, start + offset + i, seq, offset + i == len(tokens) - 1)
+            ctx.decode(batch.raw)
+        first[seq] = int(np.argmax(ctx.logits(row)))
