@@ -60,6 +60,7 @@ RESUMABLE_KEYS = frozenset(
         "backend.failure_rate",
         "backend.unavailable",
         "hardware.threads",
+        "backend.weight_type",  # compared as the type it resolves to (the manifest's backend.weight_type)
     }
 )
 _RUN_KEYS = ("backend", "size", "domain", "hardware", "job")  # the groups compared on resume

@@ -144,6 +144,25 @@ def check_same_model(previous: dict[str, Any], info: dict[str, Any], run_dir: Pa
     if changed:
         detail = ", ".join(f"{k}: {before.get(k)} -> {info.get(k)}" for k in changed)
         raise ConfigError(f"cannot resume {run_dir}: the model changed since ({detail}); start a new run")
+    _check_same_weight_type(before, info, run_dir)
+
+
+def _check_same_weight_type(before: dict[str, Any], info: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume on another weight type (llamacpp's backend.weight_type): its answers would differ.
+
+    A run from before backend.weight_type recorded none and ran its file as it is (the file's own type).
+    """
+    now = info.get("weight_type")
+    if now is None:
+        return
+    then = before.get("weight_type") or (before.get("backend") == info.get("backend") and info.get("file_type"))
+    if not then or then == now:
+        return
+    fix = "as_is" if then == info.get("file_type") else then
+    raise ConfigError(
+        f"cannot resume {run_dir}: it ran on {then} weights and this run would use {now}; "
+        f"resume with backend.weight_type={fix}"
+    )
 
 
 def resume_doc(previous: dict[str, Any], done: Done | None) -> dict[str, Any]:

@@ -16,6 +16,8 @@ BENCHES = {
     "embed": "job=embed size=minilm vs sentence-transformers encode and a one-by-one loop",
     "generate": "transformers generation: adam vs per-prompt and plain batch-32 loops",
     "llamacpp": "backend=llamacpp on the demo GGUF vs a llama-cpp-python loop and the HF backend",
+    "weights": "backend.weight_type=auto vs the demo's Q4_1, llama-batched-bench, a 0.5B random Qwen3 on both backends",
+    "prefix": "llama.cpp shared prefixes: system prompt KV cells copied (seq_cp) vs read per sequence; exactness",
     "shard": "2 shards on the joblib launcher (1 thread each) + job=merge vs 1 process with 2 threads: echo, MiniLM",
     "serve": "job=serve on the demo model: concurrent requests micro-batched vs one at a time",
 }

@@ -1,7 +1,8 @@
 """llama.cpp in-process: adam's llamacpp backend against a llama-cpp-python loop and adam's HF backend.
 
 The same chat prompts (bench.generate's, with a short system prompt), 64 new tokens each, greedy, on the
-bundled demo GGUF (SmolLM2-135M, Q4_1). Contenders:
+bundled demo GGUF (SmolLM2-135M, shipped as Q4_1, run as backend.weight_type=auto makes it: Q4_0 on a CPU with
+repacked kernels). Contenders:
 - adam, backend=llamacpp: the whole job through run(cfg), ``n_seq`` sequences decoded together;
 - a llama-cpp-python loop: ``Llama.create_chat_completion`` one prompt at a time, the same file and threads;
 - adam, backend=huggingface: the whole job, batch 32, on the float32 copy transformers makes of the same file.
@@ -37,7 +38,7 @@ def run(*, quick: bool = False) -> Section:
     threads = int(os.environ.get("ADAM_BENCH_THREADS") or os.cpu_count() or 1)
     n, reps = (16, 1) if quick else (64, 2)
     sec = Section(
-        f"llama.cpp in-process (demo GGUF, Q4_1, greedy, max_tokens={MAX_TOKENS}, {threads} threads)",
+        f"llama.cpp in-process (demo GGUF, weight_type=auto, greedy, max_tokens={MAX_TOKENS}, {threads} threads)",
         f"python -m bench llamacpp{' --quick' if quick else ''}  (adam: run(cfg) for `python -m adam backend=llamacpp "
         f"size=demo hardware=cpu backend.n_seq={N_SEQ} job.batch_size={n} job.max_tokens={MAX_TOKENS} "
         f"job.temperature=0 domain.system_prompt='{SYSTEM}'`)",
@@ -85,7 +86,7 @@ def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, thread
         backend.load()  # loads (and for transformers converts) once, outside the timing; runs reuse the model
     settings = Settings.from_config(configs["llamacpp"][0].job, configs["llamacpp"][0].domain)
     requests = [settings.request(prompt=p) for p in make_prompts(n)]
-    gguf = backends["llamacpp"].source().path
+    gguf = backends["llamacpp"].weight_plan().path  # the file the backend runs (auto: the Q4_0 copy)
     # flash attention on, as llama.cpp's "auto" (the backend's setting) picks on a CPU
     llama = llama_cpp.Llama(
         model_path=str(gguf), n_ctx=512, n_threads=threads, n_threads_batch=threads, flash_attn=True, verbose=False
@@ -139,7 +140,8 @@ def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, thread
     flops, bandwidth, bound_batched, bound_single = machine_bounds(params, weight_bytes)
     rate = sec.get(names["llamacpp"]).rate
     sec.lines.append(
-        f"- Bound: {params / 1e6:.1f}M parameters in {weight_bytes / 2**20:.0f} MiB of Q4_1 weights. Measured copy "
+        f"- Bound: {params / 1e6:.1f}M parameters in {weight_bytes / 2**20:.0f} MiB of "
+        f"{backends['llamacpp'].weight_plan().weight_type} weights. Measured copy "
         f"bandwidth {bandwidth / 1e9:.1f} GB/s, so one sequence at a time is bounded near {bound_single:,.0f} tok/s "
         f"(weight bytes over bandwidth; the loop reaches {sec.get(names['loop']).rate / bound_single:.0%}); "
         f"measured float32 matmul {flops / 1e9:.0f} GFLOP/s bounds batched decode near {bound_batched:,.0f} tok/s "
@@ -163,7 +165,7 @@ def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, thread
     )
     same = sum(a == b for a, b in zip(answers["llamacpp"], answers["huggingface"], strict=True))
     sec.lines.append(
-        f"- Answers: llama.cpp (quantized Q4_1) and transformers (the same file dequantized to float32) agree on "
+        f"- Answers: llama.cpp (weight_type=auto) and transformers (the shipped Q4_1 dequantized to float32) agree on "
         f"{same} of {n} greedy answers."
     )
     for label, system in (("the template's default system prompt", None), (f'"{SYSTEM}"', SYSTEM)):

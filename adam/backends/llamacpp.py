@@ -2,7 +2,8 @@
 
 The GGUF comes from the same resolvers as the HuggingFace backend (``size.path``, ``size.package``,
 ``size.source=ollama``), or from the shared store for a size that names a Hugging Face model adam
-already shared as GGUF (job=share). The file is loaded as it is, quantized, with no conversion.
+already shared as GGUF (job=share). ``backend.weight_type`` picks the type it runs as: the
+file as it is, or a copy written once in a type with fast kernels on this CPU (llamacpp_weights.py).
 Chat templates come from the GGUF's own ``tokenizer.chat_template``. Generation decodes up to
 ``n_seq`` sequences per llama.cpp call, new requests joining as others finish (llamacpp_native.py).
 Finding the GGUF is in llamacpp_source.py, packing texts for embeddings in llamacpp_embed.py.
@@ -17,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading, llamacpp_embed, llamacpp_source
+from adam.backends import hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -28,8 +29,9 @@ from adam.backends.base import (
     finish_generation,
 )
 from adam.backends.text import THINK_OPEN
-from adam.config import Device, ModelKind
+from adam.config import Device, ModelKind, WeightsSource
 from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError
+from adam.paths import cache_root
 from adam.registry import loaded_models
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ class LlamaCppBackend(ModelBackend):
         n_ctx: int = 2048,
         n_batch: int = 512,
         share_store: str | None = None,
+        weight_type: str | None = None,
     ) -> None:
         super().__init__(size, hardware)
         for key, value in (("n_seq", n_seq), ("n_ctx", n_ctx), ("n_batch", n_batch)):
@@ -74,9 +77,11 @@ class LlamaCppBackend(ModelBackend):
         self.n_ctx = n_ctx
         self.n_batch = max(n_batch, n_seq)  # a step carries one token of every running sequence
         self.share_store = share_store
+        self.weight_type = llamacpp_weights.check_setting(weight_type)  # None: auto, or as_is for a file you name
         self.threads = self.hardware.threads or os.cpu_count() or 1
         self._lock = threading.RLock()  # one decode at a time per context
         self._source: hf_loading.ModelSource | None = None
+        self._plan: llamacpp_weights.WeightPlan | None = None
         self._model: GgufModel | None = None
         self._decoder: BatchDecoder | None = None
         self._embedder: Context | None = None
@@ -90,6 +95,23 @@ class LlamaCppBackend(ModelBackend):
             if self._source is None:
                 self._source = llamacpp_source.resolve_gguf(self.size, self.share_store)
             return self._source
+
+    def weight_plan(self) -> llamacpp_weights.WeightPlan:
+        """The weight type the GGUF runs as, why, and the file that holds it (decided once, converted on load)."""
+        with self._lock:
+            if self._plan is None:
+                src = self.source()
+                gpu = self.hardware.device != Device.cpu and _gpu_offload()
+                self._plan = llamacpp_weights.plan(
+                    src.path,
+                    llamacpp_source.gguf_sha256(src.path),
+                    self.weight_type,
+                    user_named=bool(self.size.path) or self.size.source == WeightsSource.ollama,
+                    embeds=self.size.kind == ModelKind.embed,
+                    gpu=gpu,
+                    cache=cache_root(),
+                )
+            return self._plan
 
     def check_available(self) -> None:
         """Find the GGUF and llama-cpp-python without loading the weights."""
@@ -114,7 +136,9 @@ class LlamaCppBackend(ModelBackend):
     def _gguf(self) -> GgufModel:
         with self._lock:
             if self._model is None:
-                native, path = _native(), self.source().path
+                native, weights = _native(), self.weight_plan()
+                log.info("%s runs as %s: %s", self.source().path.name, weights.weight_type, weights.reason)
+                path = llamacpp_weights.ensure(weights, self.source().path, self.threads)
                 layers = 0 if self.hardware.device == Device.cpu else -1  # -1: all, where the build has a GPU
                 log.info("loading %s with llama.cpp, hardware.threads=%d", path, self.threads)
                 self._model = loaded_models.get_or_load(
@@ -319,6 +343,13 @@ class LlamaCppBackend(ModelBackend):
             out.update(
                 model=src.model, source=src.kind, path=str(src.path), sha256=llamacpp_source.gguf_sha256(src.path)
             )
+            weights = self.weight_plan()
+            out.update(
+                file_type=weights.file_type,
+                weight_type=weights.weight_type,
+                weight_type_reason=weights.reason,
+                weights_path=str(weights.path),
+            )
         model = self._model
         if model is not None:
             native = _native()
@@ -348,8 +379,18 @@ class LlamaCppBackend(ModelBackend):
         with self._lock:
             self._decoder = None
             self._embedder = None
+            self._plan = None
             self._formatter = None
             self._model = None
+
+
+def _gpu_offload() -> bool:
+    """Whether this llama-cpp-python build can put layers on a GPU (False when it is not installed)."""
+    try:
+        import llama_cpp
+    except ImportError:
+        return False
+    return bool(llama_cpp.llama_supports_gpu_offload())
 
 
 def _version() -> str | None:

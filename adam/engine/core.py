@@ -9,8 +9,11 @@ reads files or writes them.
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
+import json
 import logging
+from collections import OrderedDict
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -27,6 +30,7 @@ from adam.job_schemas import Overflow
 log = logging.getLogger(__name__)
 
 WIDTH_PROBE = "How wide are your vectors?"  # the one text embedded to learn a model's width, when nothing declares it
+REMEMBERED_ANSWERS = 4096  # answers a job's engine keeps, so a request repeated in a later batch is not computed again
 
 
 @dataclass
@@ -38,6 +42,7 @@ class Outcome:
     tokens: int = 0  # generated tokens (generate) or input tokens (embed)
     rejected: int = 0  # how many of ``errors`` are the records' own problems (context overflow), not the backend's
     truncated: int = 0
+    deduplicated: int = 0  # records answered with the answer of an identical request instead of their own call
     vectors: list[Any] = field(default_factory=list)  # embed: the float32 array of each result line, in order
 
     def fail(self, record: Record, err: BackendError) -> None:
@@ -63,6 +68,7 @@ class Engine:
         self.model_name = model_name or backend.size.name
         self._check = VectorCheck(vector_width, on_width=on_vector_width)  # one width for everything it embeds
         self._thinking_checked = False  # job.thinking on a model without a thinking mode: warned once
+        self._answers: OrderedDict[str, Generation] = OrderedDict()  # generate(): by request_key
 
     @classmethod
     def from_config(cls, backend: ModelBackend, job: Any, domain: Any, **kwargs: Any) -> Engine:
@@ -125,7 +131,7 @@ class Engine:
                 continue
             outcome.truncated += truncated
             sent.append((record, request))
-        results = self.backend.generate([request for _, request in sent]) if sent else []
+        results, outcome.deduplicated = self._generate_once([request for _, request in sent])
         for (record, _), result in zip(sent, results, strict=True):
             if isinstance(result, BackendError):
                 outcome.fail(record, result)
@@ -133,6 +139,25 @@ class Engine:
                 outcome.results.append(generation_result(record, result, model=self.model_name))
                 outcome.tokens += result.completion_tokens
         return outcome
+
+    def _generate_once(self, requests: Sequence[GenerationRequest]) -> tuple[list[Generation | BackendError], int]:
+        """(an answer per request, how many were not computed): identical repeatable requests, in this batch or
+        among the job's last REMEMBERED_ANSWERS answers, share one backend call and its answer."""
+        keys = [request_key(r) or f"#{i}" for i, r in enumerate(requests)]  # '#i': its own call (JSON keys start '{')
+        todo: dict[str, GenerationRequest] = {}
+        for key, request in zip(keys, requests, strict=True):
+            if key not in self._answers and key not in todo:
+                todo[key] = request
+        fresh = dict(zip(todo, self.backend.generate(list(todo.values())), strict=True)) if todo else {}
+        out = [fresh[key] if key in fresh else self._answers[key] for key in keys]
+        for key in keys:
+            if key in self._answers:
+                self._answers.move_to_end(key)
+            elif isinstance(fresh.get(key), Generation) and not key.startswith("#"):  # an error is tried again later
+                self._answers[key] = fresh[key]
+        while len(self._answers) > REMEMBERED_ANSWERS:
+            self._answers.popitem(last=False)
+        return out, len(requests) - len(todo)
 
     def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
         """One generation in pieces; joined, it equals what complete() returns. Raises the overflow refusal."""
@@ -221,3 +246,10 @@ class Engine:
         """sha256 of the exact text the model reads for ``text`` (prefix included)."""
         full = self.query_prefix(query_task) + text
         return hashlib.sha256(full.encode("utf-8", "surrogatepass")).hexdigest()
+
+
+def request_key(request: GenerationRequest) -> str | None:
+    """What makes two requests the same computation; None for one sampled without a seed (each call differs)."""
+    if request.temperature > 0 and request.seed is None:
+        return None
+    return json.dumps(dataclasses.asdict(request), sort_keys=True, default=str)

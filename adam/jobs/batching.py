@@ -155,6 +155,8 @@ def run_batches(
                 stats.tokens += out.tokens
                 if out.truncated:
                     stats.extra["truncated"] = stats.extra.get("truncated", 0) + out.truncated
+                if out.deduplicated:
+                    stats.extra["deduplicated"] = stats.extra.get("deduplicated", 0) + out.deduplicated
                 progress.update(len(batch), out.tokens)
                 if after_batch is not None:
                     after_batch(stats)

@@ -1,0 +1,260 @@
+"""backend.weight_type on a CPU: auto (Q4_0, repacked kernels) against the demo's shipped Q4_1, llama.cpp's own
+llama-batched-bench, and a 0.5B Qwen3-shaped random model on both backends.
+
+- Demo: adam's llamacpp job with ``backend.weight_type=auto`` against ``as_is`` (Q4_1), the same prompts, greedy,
+  ``n_seq`` sequences, alternating runs; then the answers of Q4_0, Q4_1 and transformers' float32 (the
+  HF backend on the dequantized demo) side by side: what the faster kernels cost in quality.
+- llama.cpp itself: ``llama-batched-bench`` built from the llama-cpp-python sdist's vendored llama.cpp (cached
+  under ~/.cache/adam/llama-bench; ADAM_BENCH_BUILD_LLAMA=0 skips building it), on the same Q4_0 file, threads
+  and sequence count, against adam's job rate.
+- A realistic size: Qwen3 with hidden size 1024, 28 layers and random weights (transformers ``from_config``,
+  the tests' tiny tokenizer so no download), written as F16 GGUF by adam's writer, run as F16, Q8_0 and Q4_0
+  by backend=llamacpp and in float32 by backend=huggingface. Speed does not depend on the weights' values.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+from bench.common import Section, Timing, compose, fresh_dir, interleave
+from bench.generate import make_prompts, tiny_qwen3
+
+MAX_TOKENS = 64
+N_SEQ = 32
+SYSTEM = "You are a helpful assistant. Answer clearly and concisely."
+LLAMA_VERSION = "0.3.36"
+BUILD_FLAGS = ["-DGGML_NATIVE=OFF", "-DGGML_AVX2=ON", "-DGGML_FMA=ON", "-DGGML_F16C=ON"]  # as the Makefile's wheel
+
+
+def run(*, quick: bool = False) -> Section:
+    """Weight types on the demo and on a 0.5B model; llama-batched-bench beside adam."""
+    threads = int(os.environ.get("ADAM_BENCH_THREADS") or os.cpu_count() or 1)
+    n, reps = (8, 3) if quick else (32, 3)  # a ratio is the median of three alternating runs, even when quick
+    sec = Section(
+        f"Weight types on a CPU (llamacpp, greedy, max_tokens={MAX_TOKENS}, {threads} threads)",
+        f"python -m bench weights{' --quick' if quick else ''}  (adam: `python -m adam backend=llamacpp size=demo "
+        f"backend.weight_type=auto|as_is backend.n_seq={N_SEQ} job.max_tokens={MAX_TOKENS}`)",
+    )
+    sec.lines.append(f"- Load while measuring: `{_uptime()}`")
+    try:
+        import llama_cpp  # noqa: F401
+    except Exception as err:
+        sec.lines.append(f"- skipped: llama-cpp-python is not importable ({type(err).__name__}: {err})")
+        return sec
+    work = fresh_dir("weights")
+    try:
+        rate = _demo(sec, work, n, reps, threads)
+        _batched_bench(sec, rate, n, threads)
+        try:
+            _half_b(sec, work, 4 if quick else 16, 1 if quick else 3, threads)
+        except Exception as err:  # the demo's numbers stand without it
+            sec.lines.append(f"- 0.5B random Qwen3: failed ({type(err).__name__}: {err})")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return sec
+
+
+def _uptime() -> str:
+    try:
+        return subprocess.run(["uptime"], capture_output=True, text=True, check=False).stdout.strip()
+    except OSError:
+        return "unknown"
+
+
+def _write_prompts(work: Path, n: int) -> Path:
+    source = work / "prompts.jsonl"
+    source.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(make_prompts(n))))
+    return source
+
+
+def _job(configs: list[Any], n: int, answers: dict[str, list[str]], tokens: dict[str, int], key: str) -> None:
+    from adam.runner import run as adam_run
+
+    summary = adam_run(configs.pop(0))
+    assert summary.stats.ok == n, summary
+    rows = [json.loads(line) for line in (summary.run_dir / "results.jsonl").read_text().splitlines()]
+    by_id = {r["id"]: r["text"] for r in rows}
+    answers[key] = [by_id[f"p{i}"] for i in range(n)]
+    tokens[key] = summary.stats.tokens
+    shutil.rmtree(summary.run_dir)
+
+
+def _demo(sec: Section, work: Path, n: int, reps: int, threads: int) -> float:
+    """auto against as_is on the demo, alternating; the answers against transformers' float32. adam's auto rate."""
+    from adam.runner import build_backend
+
+    source = _write_prompts(work, n)
+    common = ["size=demo", "hardware=cpu", f"hardware.threads={threads}", f"job.input={source}", "job.temperature=0"]
+    common += [f"job.max_tokens={MAX_TOKENS}", f"domain.system_prompt={SYSTEM}", f"job.batch_size={n}"]
+    llama = ["backend=llamacpp", f"backend.n_seq={N_SEQ}", "backend.n_ctx=512"]
+    variants = {"auto": [*llama, "backend.weight_type=auto"], "as_is": [*llama, "backend.weight_type=as_is"]}
+    variants["float32"] = ["backend=huggingface"]  # transformers on the float32 copy of the same file
+    configs = {k: [compose([*common, *v], work / f"{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
+    plan = build_backend(configs["auto"][0]).weight_plan()
+    answers: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
+    times = interleave({k: (lambda k=k: _job(configs[k], n, answers, tokens, k)) for k in variants}, reps=reps)
+    names = {"auto": f"weight_type=auto ({plan.weight_type})", "as_is": f"weight_type=as_is ({plan.file_type})"}
+    names["float32"] = f"backend=huggingface (float32 copy of the shipped file, batch {n})"
+    for key, name in names.items():
+        note = f"{n} prompts, {tokens[key]} tokens" + ("" if key == "float32" else f", n_seq {N_SEQ}")
+        sec.timings.append(Timing(name, times[key], tokens[key], "tok", note=note))
+    sec.ratio("demo: auto / shipped Q4_1 (job tokens/s)", names["auto"], names["as_is"], 1.3)
+    sec.ratio("demo: llamacpp auto / huggingface (job tokens/s)", names["auto"], names["float32"], 1.5)
+    # the answers differ, so the two generate different numbers of tokens (EOS is not ignored): the same
+    # prompts' wall time is the other fair reading
+    wall = sec.get(names["as_is"]).median / sec.get(names["auto"]).median
+    sec.checks.append(("demo: shipped Q4_1 / auto, wall time of the same job", wall, None))
+    sec.lines.append(f"- auto chose {plan.weight_type}: {plan.reason}.")
+
+    sec.lines.append(_quality(answers))
+    return sec.get(names["auto"]).rate
+
+
+def _quality(answers: dict[str, list[str]]) -> str:
+    """How often greedy answers agree, and the first few side by side."""
+
+    def agree(a: str, b: str) -> str:
+        same = sum(x == y for x, y in zip(answers[a], answers[b], strict=True))
+        prefix = [_common(x, y) for x, y in zip(answers[a], answers[b], strict=True)]
+        return f"{a} = {b} on {same}/{len(prefix)} prompts (mean common prefix {sum(prefix) / len(prefix):.0f} chars)"
+
+    lines = [
+        "- Quality (greedy answers): " + "; ".join(agree(a, b) for a, b in (("auto", "as_is"), ("as_is", "float32"))),
+        f"  and {agree('auto', 'float32')}.",
+        "",
+        "| prompt | Q4_1 (shipped) | Q4_0 (auto) | float32 (transformers) |",
+        "| --- | --- | --- | --- |",
+    ]
+    for i, prompt in enumerate(make_prompts(4)):
+        cells = [prompt[:50], *(answers[k][i][:90] for k in ("as_is", "auto", "float32"))]
+        lines.append("| " + " | ".join(c.replace("\n", " ").replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _common(a: str, b: str) -> int:
+    """Characters two texts share from their start."""
+    return next((i for i, (x, y) in enumerate(zip(a, b, strict=False)) if x != y), min(len(a), len(b)))
+
+
+# ----------------------------------------------------------------- llama.cpp's own llama-batched-bench
+def batched_bench_binary() -> tuple[Path | None, str]:
+    """(llama-batched-bench, how it was found), built once from the sdist into adam's cache; (None, why not)."""
+    from adam.paths import cache_root
+
+    home = cache_root() / "llama-bench"
+    binary = home / "build" / "bin" / "llama-batched-bench"
+    if binary.is_file():
+        return binary, f"cached at {binary}"
+    if os.environ.get("ADAM_BENCH_BUILD_LLAMA") == "0":
+        return None, "not built (ADAM_BENCH_BUILD_LLAMA=0)"
+    if not (shutil.which("cmake") and shutil.which("ninja")):
+        return None, "cmake and ninja are needed to build it"
+    home.mkdir(parents=True, exist_ok=True)
+    src = home / f"llama_cpp_python-{LLAMA_VERSION}"
+    steps = []
+    if not src.is_dir():
+        pip = ["python", "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "-d", str(home)]
+        steps.append([*pip, f"llama-cpp-python=={LLAMA_VERSION}"])
+        steps.append(["tar", "xzf", str(home / f"llama_cpp_python-{LLAMA_VERSION}.tar.gz"), "-C", str(home)])
+    cmake = ["cmake", "-S", str(src / "vendor" / "llama.cpp"), "-B", str(home / "build"), "-G", "Ninja"]
+    steps.append([*cmake, "-DCMAKE_BUILD_TYPE=Release", "-DLLAMA_CURL=OFF", "-DLLAMA_BUILD_TESTS=OFF", *BUILD_FLAGS])
+    steps.append(["cmake", "--build", str(home / "build"), "--target", "llama-batched-bench"])
+    for step in steps:
+        step = [sys.executable, *step[1:]] if step[0] == "python" else step
+        proc = subprocess.run(step, capture_output=True, text=True, check=False)
+        if proc.returncode != 0:
+            return None, f"building it failed at `{' '.join(step[:3])}`: {(proc.stderr or proc.stdout)[-200:]}"
+    return (binary, "built now") if binary.is_file() else (None, "the build made no llama-batched-bench")
+
+
+def _batched_bench(sec: Section, adam_rate: float, n: int, threads: int) -> None:
+    """llama-batched-bench on the file auto runs, n_seq sequences of the prompts' mean length."""
+    from adam.runner import build_backend
+
+    binary, how = batched_bench_binary()
+    if binary is None:
+        sec.lines.append(f"- llama-batched-bench: skipped, {how}.")
+        return
+    backend = build_backend(compose(["backend=llamacpp", "size=demo", "hardware=cpu"], fresh_dir("bb")))
+    plan = backend.weight_plan()
+    gguf = str(plan.path if plan.path.is_file() else backend.source().path)
+    npp = 64  # about the bench prompts' length with the system prompt and chat template
+    cmd = [str(binary), "-m", gguf, "-c", str(N_SEQ * (npp + MAX_TOKENS)), "-b", "512", "-ub", "512"]
+    cmd += ["-npp", str(npp), "-ntg", str(MAX_TOKENS), "-npl", str(N_SEQ), "-t", str(threads), "--output-format", "md"]
+    proc = subprocess.run(cmd, capture_output=True, text=True, check=False, timeout=1800)
+    rows = [r for r in proc.stdout.splitlines() if re.match(r"\|\s*\d+\s*\|", r)]
+    if proc.returncode != 0 or not rows:
+        sec.lines.append(f"- llama-batched-bench failed ({proc.returncode}): {proc.stderr[-300:]}")
+        return
+    cells = [c.strip() for c in rows[-1].strip("|").split("|")]  # PP TG B N_KV T_PP S_PP T_TG S_TG T S
+    total = float(cells[8])
+    rate = N_SEQ * MAX_TOKENS / total  # generated tokens over the whole run, prompts included, as adam's job rate
+    sec.checks.append(("adam job / llama-batched-bench (generated tokens over all time)", adam_rate / rate, 0.9))
+    sec.lines.append(
+        f"- llama-batched-bench ({how}): {N_SEQ} sequences of {npp} prompt + {MAX_TOKENS} generated tokens on "
+        f"{Path(gguf).name} in {total:.2f} s = {rate:.1f} generated tok/s (PP {cells[5]} tok/s, TG {cells[7]} "
+        f"tok/s); adam's job reads {n} prompts of mixed length, so the comparison is close, not exact."
+    )
+
+
+# ----------------------------------------------------------------- a 0.5B Qwen3-shaped model with random weights
+def half_b_model(home: Path) -> tuple[Path, Path]:
+    """(HF directory, F16 GGUF) of the random Qwen3 (hidden 1024, 28 layers), made once under ``home``."""
+    import torch
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    from adam.sharing.gguf_export import export_gguf
+
+    hf_dir, gguf = home / "hf", home / "qwen3-0.5b-random.F16.gguf"
+    if gguf.is_file() and (hf_dir / "config.json").is_file():
+        return hf_dir, gguf
+    tiny = tiny_qwen3(home / "tiny")  # its tokenizer and chat template; the shapes are replaced
+    config = AutoConfig.from_pretrained(tiny)
+    config.update(
+        dict(hidden_size=1024, num_hidden_layers=28, intermediate_size=3072, num_attention_heads=16)
+        | dict(num_key_value_heads=8, head_dim=128, tie_word_embeddings=True, max_position_embeddings=4096)
+    )
+    config.layer_types = ["full_attention"] * config.num_hidden_layers
+    config.max_window_layers = config.num_hidden_layers
+    torch.manual_seed(0)
+    model = AutoModelForCausalLM.from_config(config, dtype=torch.float32)
+    model.save_pretrained(hf_dir)
+    for f in tiny.iterdir():
+        if f.name.startswith(("tokenizer", "special_tokens", "vocab", "merges", "chat_template")):
+            shutil.copy(f, hf_dir / f.name)
+    export_gguf(hf_dir, gguf, dtype="f16")
+    return hf_dir, gguf
+
+
+def _half_b(sec: Section, work: Path, n: int, reps: int, threads: int) -> None:
+    from adam.paths import cache_root
+
+    hf_dir, gguf = half_b_model(cache_root() / "bench" / "qwen3-0.5b-random")
+    source = _write_prompts(work, n)
+    max_tokens = 32
+    common = ["size=local", "hardware=cpu", f"hardware.threads={threads}", f"job.input={source}", "job.temperature=0"]
+    common += [f"job.max_tokens={max_tokens}", f"job.batch_size={n}", "size.context_length=4096"]
+    llama = ["backend=llamacpp", f"size.path={gguf}", f"backend.n_seq={n}", "backend.n_ctx=512"]
+    variants = {t: [*llama, f"backend.weight_type={t}"] for t in ("Q4_0", "Q8_0", "F16")}
+    variants["huggingface float32"] = ["backend=huggingface", f"size.path={hf_dir}"]
+    configs = {k: [compose([*common, *v], work / f"half{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
+    answers: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
+    times = interleave({k: (lambda k=k: _job(configs[k], n, answers, tokens, k)) for k in variants}, reps=reps)
+    for key in variants:
+        name = f"0.5B random Qwen3: {key if key.startswith('hug') else 'llamacpp ' + key}"
+        note = f"{n} prompts, {tokens[key]} tokens (max_tokens {max_tokens})"
+        sec.timings.append(Timing(name, times[key], tokens[key], "tok", note=note))
+    sec.lines.append(
+        "- 0.5B: Qwen3 shapes (hidden 1024, 28 layers, MLP 3072, 16/8 heads of 128) with the tests' 384-token "
+        "vocabulary, so about 0.44B parameters, all in the layers; random weights stop early at different points, "
+        "so rates count each side's own generated tokens."
+    )
