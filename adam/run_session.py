@@ -71,11 +71,11 @@ class RunSession:
         return self
 
     # ----------------------------------------------------------------- the steps before the first batch
-    def begin(self, *, restart: bool = False) -> None:
+    def begin(self, *, restart: bool = False, **doc: Any) -> None:
         """A resumed run's state, and a new run's first manifest (a full disk: RunStopped, in one line).
 
         ``restart``: the run dir holds an unfinished run that this one starts over (job=merge): its stale
-        temporary files go too.
+        temporary files go too. ``doc``: fields the manifest has from the start (an input hashed already).
         """
         if self.resuming or restart:
             remove_stale_temp_files(self.run_dir)  # a resumed run's writer starts clean
@@ -83,6 +83,7 @@ class RunSession:
             self.previous = previous_manifest(self.run_dir)
             self.done = load_done(self.run_dir, retry_errors=self.retry_errors)
         self.manifest = Manifest(self.run_dir, self.config)
+        self.manifest.doc.update(doc)
         if self.previous is None:
             self._first_write()
 

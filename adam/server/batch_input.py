@@ -14,17 +14,22 @@ batch's run dir (``requests.jsonl``, as read) and the run reads them from there.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
+import logging
 import os
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TextIO
 
+from adam.errors import is_disk_full
 from adam.io.record_parser import URLS, Kind, RecordParser
 from adam.io.records import InvalidRecord, Record
 from adam.server.errors import ApiError
+
+log = logging.getLogger(__name__)
 
 VALIDATED_NAME = "requests.jsonl"  # a validated batch's requests, beside its run dir
 MAX_REPORTED = 100  # problems kept in a failed batch's errors; the count says how many there were
@@ -119,34 +124,6 @@ def requests(path: Path, endpoint: str, validated: Path | None = None) -> Iterat
             yield InvalidRecord(number, item.id, problem, "openai", in_body=True)
 
 
-class _Kept:
-    """The validated requests, written to a temporary file that becomes ``path`` once the whole file passed."""
-
-    def __init__(self, path: Path | None) -> None:
-        self.path = path
-        self._tmp = path.with_name(f".{path.name}.tmp") if path is not None else None
-        self._fh = open(self._tmp, "w", encoding="utf-8") if self._tmp is not None else None  # noqa: SIM115
-
-    def add(self, item: Record | InvalidRecord) -> None:
-        if self._fh is not None:
-            key = "record" if isinstance(item, Record) else "invalid"
-            self._fh.write(json.dumps({key: dataclasses.asdict(item)}) + "\n")  # ASCII: any string survives
-
-    def close(self, *, keep: bool) -> None:
-        if self._fh is None or self._tmp is None or self.path is None:
-            return
-        try:
-            self._fh.flush()
-            if keep:
-                os.fsync(self._fh.fileno())
-        finally:
-            self._fh.close()
-        if keep:
-            os.replace(self._tmp, self.path)
-        else:
-            self._tmp.unlink(missing_ok=True)
-
-
 def structural(item: Record | InvalidRecord) -> str | None:
     """Why a parsed line fails the whole batch, or None when it is a request (valid, or with its own 400)."""
     if isinstance(item, InvalidRecord):
@@ -164,3 +141,61 @@ def _lines(path: Path, endpoint: str) -> Iterator[tuple[int, Record | InvalidRec
             item = parser.from_json_line(number, raw.rstrip(b"\r\n"))
             if item is not None:
                 yield number, item
+
+
+class _Kept:
+    """The validated requests, written to a temporary file that becomes ``path`` once the whole file passed.
+
+    A full disk never holds validation up: the copy is dropped, and the run reads the input again instead.
+    """
+
+    def __init__(self, path: Path | None) -> None:
+        self.path = path
+        self._tmp = path.with_name(f".{path.name}.tmp") if path is not None else None
+        self._fh: TextIO | None = None
+        if self._tmp is not None:
+            self._guard(lambda: setattr(self, "_fh", open(self._tmp, "w", encoding="utf-8")))  # noqa: SIM115
+
+    def add(self, item: Record | InvalidRecord) -> None:
+        if self._fh is not None:
+            fh, key = self._fh, "record" if isinstance(item, Record) else "invalid"
+            self._guard(lambda: fh.write(json.dumps({key: _fields(item)}) + "\n"))  # ASCII: any string survives
+
+    def close(self, *, keep: bool) -> None:
+        if self._fh is None or self._tmp is None or self.path is None:
+            return
+        fh, tmp, path = self._fh, self._tmp, self.path
+        if keep:
+            self._guard(lambda: (fh.flush(), os.fsync(fh.fileno()), fh.close(), os.replace(tmp, path)))
+        if self._fh is not None:
+            self._drop()
+
+    def _guard(self, step: Callable[[], object]) -> None:
+        try:
+            step()
+        except OSError as err:
+            if not is_disk_full(err):
+                self._drop()
+                raise
+            log.warning("validated requests not kept (%s): the run reads the input again", err)
+            self._drop()
+
+    def _drop(self) -> None:
+        if self._fh is not None:
+            with contextlib.suppress(OSError):
+                self._fh.close()
+        self._fh = None
+        if self._tmp is not None:
+            self._tmp.unlink(missing_ok=True)
+
+
+def _fields(item: Record | InvalidRecord) -> dict[str, Any]:
+    """The fields of a parsed line that differ from their defaults (the rest come back as defaults)."""
+    out = {}
+    for spec in dataclasses.fields(item):
+        value = getattr(item, spec.name)
+        default = spec.default_factory() if spec.default_factory is not dataclasses.MISSING else spec.default
+        required = spec.default is dataclasses.MISSING and spec.default_factory is dataclasses.MISSING
+        if required or value != default:
+            out[spec.name] = value
+    return out

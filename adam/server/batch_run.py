@@ -67,8 +67,7 @@ class BatchRun(RunSession):
     def __enter__(self) -> BatchRun:
         super().__enter__()
         try:
-            self.begin()
-            self.record_input(str(self.input_path), file_sha256(self.input_path))
+            self.begin(input={"path": str(self.input_path), "sha256": file_sha256(self.input_path)})
             self.open()
             self.start(
                 self.engine.backend.info(),

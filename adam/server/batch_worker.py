@@ -323,6 +323,7 @@ class BatchWorker:
             problems = [{"code": "stopped", "line": None, "message": problem, "param": None}]
             extra["errors"] = {"object": "list", "data": problems}
         self.batches.update(batch_id, status=status, **{stamp: int(time.time())}, **files, **extra)
+        self._validated(batch_id).unlink(missing_ok=True)  # its run is over: the space goes back
 
     def _outputs(self, batch_id: str) -> dict[str, str | None]:
         run_dir = self.batches.run_dir(batch_id)
@@ -341,6 +342,7 @@ class BatchWorker:
     def _fail_with(self, batch_id: str, problems: list[dict[str, Any]]) -> None:
         errors = {"object": "list", "data": problems}
         self.batches.update(batch_id, status="failed", failed_at=int(time.time()), errors=errors)
+        self._validated(batch_id).unlink(missing_ok=True)
 
 
 def _hex(batch_id: str, key: str) -> str:
