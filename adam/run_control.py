@@ -1,5 +1,5 @@
-"""What every run does around its batches, a job's or a Batch API batch's: the stop policy and the progress it
-records between batches, resume bookkeeping; and dry runs."""
+"""The rules every run follows, a job's or a Batch API batch's (adam/run_session.py applies them): the stop policy
+and the progress it records between batches, resume bookkeeping, the outcome rule; and dry runs."""
 
 from __future__ import annotations
 

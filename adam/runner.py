@@ -1,6 +1,9 @@
 """run(cfg) -> RunSummary: check the config, build the backend, run the job, record the outcome.
 
-No model code lives here. Config mistakes fail in ``preflight`` before any model loads; a
+No model code lives here, nor the run's bookkeeping: the run dir's lock, manifest, resume, writer, stop policy,
+batch loop and outcome are adam/run_session.py's, which a Batch API batch drives too; this module says where the
+records come from (job.input) and what stops the run (signals, job limits). Config mistakes fail in
+``preflight`` before any model loads; a
 BackendError is a record's problem (an error line), a BackendUnavailable or an interrupt stops
 the run with exit status 4 and a manifest that says so.
 """
