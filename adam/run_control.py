@@ -1,5 +1,5 @@
-"""What every run does around its batches, a job's or a Batch API batch's: the stop policy and the progress it
-records between batches, resume bookkeeping; and dry runs."""
+"""The rules every run follows, a job's or a Batch API batch's (adam/run_session.py applies them): the stop policy
+and the progress it records between batches, resume bookkeeping, the outcome rule; and dry runs."""
 
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
 from adam.manifest import MANIFEST_NAME, Manifest
-from adam.resume import Done, load_done, remove_stale_temp_files
+from adam.resume import Done, load_done
 from adam.sharding import job_shard, shard_records
 from adam.signals import StopRequest
 from adam.summary import RunSummary
@@ -101,26 +101,6 @@ def after_batches(policy: StopPolicy, manifest: Manifest) -> Callable[[JobStats]
             manifest.update(progress={**stats.as_dict(), "results": stats.ok, "errors": stats.failed})
 
     return check
-
-
-def between_batches(
-    cfg: DictConfig, stop: StopRequest | None, manifest: Manifest, done: Done | None
-) -> Callable[[JobStats], None]:
-    """The runner's check after each durable batch: stop on a signal or past job.max_errors; record progress."""
-    return after_batches(StopPolicy.of_job(cfg.job, signal=stop, done=done), manifest)
-
-
-def resume_state(
-    run_dir: Path, *, resuming: bool, retry_errors: bool = False
-) -> tuple[dict[str, Any] | None, Done | None]:
-    """(the manifest of the run being resumed, what its run dir holds), or (None, None) for a new run.
-
-    Stale temporary files of the run it resumes are removed first (a resumed run's writer starts clean).
-    """
-    if not resuming:
-        return None, None
-    remove_stale_temp_files(run_dir)
-    return previous_manifest(run_dir), load_done(run_dir, retry_errors=retry_errors)
 
 
 def _too_many(failed: int, seen: int, limit: float) -> bool:

@@ -1,6 +1,9 @@
 """run(cfg) -> RunSummary: check the config, build the backend, run the job, record the outcome.
 
-No model code lives here. Config mistakes fail in ``preflight`` before any model loads; a
+No model code lives here, nor the run's bookkeeping: the run dir's lock, manifest, resume, writer, stop policy,
+batch loop and outcome are adam/run_session.py's, which a Batch API batch drives too; this module says where the
+records come from (job.input) and what stops the run (signals, job limits). Config mistakes fail in
+``preflight`` before any model loads; a
 BackendError is a record's problem (an error line), a BackendUnavailable or an interrupt stops
 the run with exit status 4 and a manifest that says so.
 """
@@ -13,7 +16,6 @@ import difflib
 import logging
 import os
 from pathlib import Path
-from typing import Any
 
 from hydra.errors import InstantiationException
 from hydra.utils import instantiate
@@ -23,34 +25,15 @@ from adam.backends.base import ModelBackend
 from adam.config import ModelKind
 from adam.errors import AdamError, ConfigError, ExitCode, NoRecords, RunStopped, is_disk_full
 from adam.io.readers import RecordReader, input_exists
-from adam.io.writers import RunWriter
 from adam.job_schemas import check_values
 from adam.jobs.batching import JobStats, JobStopped
 from adam.jobs.context import JobContext
 from adam.jobs.kinds import JOBS, JobKind
 from adam.jobs.share import share_model
 from adam.launchers import default_threads
-from adam.locks import RunDirLock
-from adam.manifest import Manifest
-from adam.resume import (
-    choose_run_dir,
-    job_input_sha256,
-    load_done,
-    read_manifest,
-    remove_stale_temp_files,
-    rerun_command,
-    resume_command,
-    wants_resume,
-)
-from adam.run_control import (
-    between_batches,
-    check_same_model,
-    dry_run,
-    outcome,
-    previous_manifest,
-    resume_doc,
-    totals,
-)
+from adam.resume import choose_run_dir, job_input_sha256, read_manifest, rerun_command, resume_command, wants_resume
+from adam.run_control import dry_run
+from adam.run_session import RunSession
 from adam.shard_runs import FINISHED
 from adam.signals import Interrupted, StopRequest, stop_on_signals
 from adam.sizing import resolve_auto
@@ -174,49 +157,46 @@ def run(cfg: DictConfig) -> RunSummary:
             with signalled.reading() if signalled is not None else contextlib.nullcontext():  # it hashes the input
                 run_dir, _ = choose_run_dir(cfg, run_dir)  # before preflight: that dir already holds results
             log.info("resuming %s", run_dir)
-        with RunDirLock(run_dir):  # before anything is written there; a second process refuses here
+        retry = resuming and bool(cfg.job.get("retry_errors"))
+        with RunSession(run_dir, cfg, resuming=resuming, retry_errors=retry) as session:  # the lock, before any write
             preflight(cfg, run_dir, resuming=resuming)
             backend = build_backend(cfg)
             if dry:
                 return dry_run(cfg, backend, run_dir, resuming=resuming)
-            return _run_owned(cfg, backend, run_dir, batch=batch, resuming=resuming, signalled=signalled)
+            return _run_owned(cfg, backend, session, signalled=signalled)
 
 
 def _run_owned(
-    cfg: DictConfig, backend: ModelBackend, run_dir: Path, *, batch: bool, resuming: bool, signalled: StopRequest | None
+    cfg: DictConfig, backend: ModelBackend, session: RunSession, *, signalled: StopRequest | None
 ) -> RunSummary:
     """The run itself, in a run dir this process holds; every way out leaves manifest.json saying how it ended.
 
     ``signalled`` is set by SIGINT or SIGTERM (a batch or restartable job only).
     """
     job = job_kind(cfg)
-    if resuming or restarts(run_dir, job):
-        remove_stale_temp_files(run_dir)
-    previous = previous_manifest(run_dir) if resuming else None
-    done = load_done(run_dir, retry_errors=bool(cfg.job.get("retry_errors"))) if resuming else None
-    manifest = Manifest(run_dir, cfg)
-    if previous is None:
-        _first_write(manifest)  # first: a run killed from here on is known, and resumable once its input is recorded
+    batch, run_dir = job.reads_input, session.run_dir
+    session.begin(restart=restarts(run_dir, job))  # a new run is known from here on, killed or not
     if batch and str(cfg.job.input) != "-":  # recorded up front, so a killed or stopped run can be resumed
         try:
             with signalled.reading() if signalled is not None else contextlib.nullcontext():
                 sha = job_input_sha256(cfg.job)  # a large input takes a while: a signal ends it at once
         except Interrupted as err:
-            return _stopped_unhashed(cfg, manifest if previous is None else None, run_dir, str(err))
-        manifest.doc["input"] = {"path": str(cfg.job.input), "sha256": sha}
-        if previous is None:
-            _first_write(manifest)
-    if previous is not None:
-        manifest.doc.update(resume_doc(previous, done))
-    touched = previous is None  # a refused resume leaves the manifest of the run it refused as it was
-    writer = RunWriter(run_dir)
-    ctx = JobContext(job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=writer)
+            return _stopped_unhashed(cfg, session, str(err))
+        session.record_input(str(cfg.job.input), sha)
+    session.open()
+    assert session.writer is not None
+    ctx = JobContext(
+        job=cfg.job, domain=cfg.domain, share=cfg.share, backend=backend, run_dir=run_dir, writer=session.writer
+    )
     ctx.config = cfg
-    ctx.done = done
+    ctx.session = session
+    ctx.done = session.done
+    ctx.stats = session.stats
     ctx.stop_request = signalled
-    ctx.vector_width = (previous or {}).get("dimensions")  # a resumed run's vectors keep the recorded width
-    ctx.on_vector_width = lambda width: manifest.update(dimensions=width)
-    ctx.update_manifest = manifest.update
+    ctx.vector_width = (session.previous or {}).get("dimensions")  # a resumed run's vectors keep the recorded width
+    assert session.manifest is not None
+    ctx.on_vector_width = lambda width: session.manifest.update(dimensions=width)  # type: ignore[union-attr]
+    ctx.update_manifest = session.manifest.update
 
     def stop(status: str, message: str) -> RunSummary:
         msg = message
@@ -226,22 +206,18 @@ def _run_owned(
             msg += f"; resume with: {resume_command(run_dir)}" if resumable else " (standard input cannot be resumed)"
         elif job.restartable:
             msg = f"{message}; run it again to finish it (it starts over): {rerun_command(run_dir)}"
-        _finish(manifest, status, ExitCode.STOPPED, error=msg, counts=ctx.stats.as_dict())
-        return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, ctx.stats, msg)
+        session.end_if_possible(status, ExitCode.STOPPED, error=msg)
+        return RunSummary(cfg.job.name, status, ExitCode.STOPPED, run_dir, session.stats, msg)
 
-    manifest.reserve()  # so a disk that fills during the run still gets the run's outcome written (finish frees it)
     try:
         if signalled is not None:
             signalled.check()  # a signal while the run was being set up: nothing has run, stop now
         if job.needs_model:  # job=info describes the model without its weights or server
             backend.check_available()
         ctx.info = backend.info()
-        if previous is not None:
-            check_same_model(previous, ctx.info, run_dir)
-        touched = True
-        manifest.update(backend=ctx.info)
+        session.start(ctx.info)
         if batch:
-            ctx.after_batch = between_batches(cfg, signalled, manifest, done)
+            session.use_policy(cfg.job, signal=signalled)  # signals, max_errors, a run of backend failures
         if signalled is not None:
             signalled.check()
         stats = job.run(ctx)
@@ -253,60 +229,34 @@ def _run_owned(
         status = err.status if isinstance(err, JobStopped) else "interrupted"
         return stop(status, str(err) or "interrupted")
     except NoRecords as err:
-        _finish(manifest, "empty", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
-        return RunSummary(cfg.job.name, "empty", err.exit_code, run_dir, ctx.stats, str(err))
+        session.end_if_possible("empty", err.exit_code, error=str(err))
+        return RunSummary(cfg.job.name, "empty", err.exit_code, run_dir, session.stats, str(err))
     except OSError as err:
         if not is_disk_full(err):
-            _finish(manifest, "failed", ExitCode.CONFIG, error=f"{err}", counts=ctx.stats.as_dict())
+            session.fail(ExitCode.CONFIG, f"{err}")
             raise
         return stop("stopped", f"disk full writing {err.filename or run_dir} ({err.strerror}): free some space")
     except AdamError as err:
-        if touched:
-            _finish(manifest, "failed", err.exit_code, error=str(err), counts=ctx.stats.as_dict())
-        manifest.release()
-        raise
-    except Exception as err:  # a bug: still say in the manifest that the run ended, and how
-        _finish(manifest, "failed", ExitCode.CONFIG, error=f"{type(err).__name__}: {err}")
+        session.fail(err.exit_code, str(err))
         raise
     finally:
-        writer.close()
+        session.close_writer()
         backend.close()
-    status, code, message = outcome(stats, done, run_dir)
-    extra: dict[str, Any] = {"totals": totals(done, stats)} if done is not None else {}
-    if message:
-        extra["error"] = message
-    _finish(manifest, status, code, counts=stats.as_dict(), input=_input_doc(cfg, ctx), shared=stats.shared, **extra)
+    status, code, message = session.conclude(stats, input=_input_doc(cfg, ctx), shared=stats.shared)
     where = os.path.relpath(run_dir)
     log.info("%s %s: %d ok, %d failed; results in %s", cfg.job.name, status, stats.ok, stats.failed, where)
     return RunSummary(cfg.job.name, status, code, run_dir, stats, message)
 
 
-def _stopped_unhashed(cfg: DictConfig, manifest: Manifest | None, run_dir: Path, message: str) -> RunSummary:
+def _stopped_unhashed(cfg: DictConfig, session: RunSession, message: str) -> RunSummary:
     """A signal before the input was hashed, so before anything ran: nothing to resume (no input recorded)."""
-    if manifest is None:  # a resume: the run dir and its manifest stay as they were
+    run_dir = session.run_dir
+    if session.previous is not None:  # a resume: the run dir and its manifest stay as they were
         msg = f"{message}; {run_dir} is as it was: resume it with: {resume_command(run_dir)}"
     else:
         msg = f"{message}; no record was read: run it again with: {rerun_command(run_dir)}"
-        _finish(manifest, "interrupted", ExitCode.STOPPED, error=msg)
+        session.end_if_possible("interrupted", ExitCode.STOPPED, error=msg)
     return RunSummary(cfg.job.name, "interrupted", ExitCode.STOPPED, run_dir, JobStats(), msg)
-
-
-def _first_write(manifest: Manifest) -> None:
-    """The run's first manifest; a disk already full stops the run before it starts, in one line."""
-    try:
-        manifest.write()
-    except OSError as err:
-        if is_disk_full(err):
-            raise RunStopped(f"disk full writing {manifest.path} ({err.strerror}): free some space") from err
-        raise ConfigError(f"cannot write {manifest.path}: {err.strerror}; set hydra.run.dir=") from err
-
-
-def _finish(manifest: Manifest, status: str, code: ExitCode, **fields: Any) -> None:
-    """Record how the run ended; a manifest that cannot be written (the disk is full) is logged, not raised."""
-    try:
-        manifest.finish(status, code, **fields)
-    except OSError as err:  # it keeps its last complete version, which a resume reads as well
-        log.error("could not update %s (%s): it keeps its last complete version", manifest.path, err.strerror)
 
 
 def _input_doc(cfg: DictConfig, ctx: JobContext) -> dict[str, object] | None:

@@ -70,7 +70,7 @@ def test_two_processes_resuming_one_run_dir_write_every_record_once(tmp_path: Pa
     src = _prompts(tmp_path, 400)
     stopped = _run(tmp_path, f"job.input={src}", "backend.unavailable=true")
     args = ["backend=echo", f"job.input={src}", f"job.resume={stopped.run_dir}", "job.batch_size=8"]
-    first = _adam(*args, "backend.delay=0.1", f"hydra.run.dir={tmp_path / 'a'}")
+    first = _adam(*args, "backend.delay=0.25", f"hydra.run.dir={tmp_path / 'a'}")  # outlasts a slow start of the second
     deadline = time.monotonic() + 60
     while not (stopped.run_dir / "results.jsonl").stat().st_size and time.monotonic() < deadline:
         time.sleep(0.05)  # the first process owns the dir once it writes results
@@ -100,7 +100,7 @@ def test_the_manifest_with_the_input_hash_exists_before_results_do(tmp_path: Pat
             seen.append(_manifest(run_dir))  # a kill right after this line must leave a resumable dir
             super().__init__(run_dir)
 
-    monkeypatch.setattr("adam.runner.RunWriter", Watching)
+    monkeypatch.setattr("adam.run_session.RunWriter", Watching)
     summary = _run(tmp_path, f"job.input={_prompts(tmp_path, 3)}")
     assert seen[0]["status"] == "running" and len(seen[0]["input"]["sha256"]) == 64
     assert summary.exit_code == ExitCode.OK

@@ -18,6 +18,7 @@ from typing import Any
 from adam.io.records import InvalidRecord, Record, RecordFormat
 from adam.io.validation import check
 from adam.protocol.openai import (
+    CHAT,
     COMPLETIONS,
     EMBEDDINGS,
     PARAMS,
@@ -28,6 +29,7 @@ from adam.protocol.openai import (
     messages_of,
     params_of,
     read_body,
+    refuse_unsupported,
     thinking_of,
 )
 from adam.sharding import shard_of_id
@@ -196,6 +198,11 @@ class RecordParser:
             return self._invalid(line, id_, message + self._hint(view, obj), snippet=snippet)
         if (dup := self._duplicate(id_, line)) is not None:
             return self._invalid(line, id_, dup, snippet=snippet)
+        if self.kind == "generate":  # what a chat request cannot ask at any door (tools): refused in the same words
+            try:
+                refuse_unsupported(obj, known_fields(CHAT))
+            except Refused as err:
+                return self._invalid(line, id_, err.message, snippet=snippet, param=err.param, code=err.code)
         for key in extra:
             self._warn_misspelt(key)
         common: dict[str, Any] = {"line": line, "id": id_, "metadata": view.get("metadata"), "extra": extra}

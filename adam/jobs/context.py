@@ -20,6 +20,7 @@ from adam.signals import StopRequest
 
 if TYPE_CHECKING:
     from adam.resume import Done
+    from adam.run_session import RunSession
 
 
 @dataclass
@@ -35,13 +36,13 @@ class JobContext:
     reader: RecordReader | None = None
     info: dict[str, Any] = field(default_factory=dict)  # backend.info(), taken once
     done: Done | None = None  # a resumed run: what the run dir already holds, skipped
-    after_batch: Callable[[JobStats], None] | None = None  # the runner's check between batches (signals, max_errors)
     stats: JobStats = field(default_factory=JobStats)  # filled in as batches finish, kept if the job stops early
     vector_width: int | None = None  # embeddings: the width a resumed run's manifest recorded; new vectors match it
     on_vector_width: Callable[[int], None] | None = None  # embeddings: records the run's width (in the manifest)
     config: Any = None  # the whole composed config, for a job that builds a second backend (job=serve's embed_size)
     update_manifest: Callable[..., None] | None = None  # sets fields of the run's manifest.json (job=merge's shards)
     stop_request: StopRequest | None = None  # the runner's: reading stops at once, a batch is finished (merge checks)
+    session: RunSession | None = None  # the run (adam/run_session.py): its batch loop and stop policy
     _engine: Engine | None = field(default=None, repr=False)
 
     @property
@@ -64,7 +65,9 @@ class JobContext:
 
             tokens, overlap = int(self.job.chunk_tokens), int(self.job.get("chunk_overlap") or 0)
             records = chunk_records(records, self.backend.count_tokens, tokens, overlap)
-        yield from records if self.done is None else self.done.filter(records)
+        if self.done is not None and self.session is None:  # a session skips what is done itself
+            records = self.done.filter(records)
+        yield from records
         if reader.records_read == 0 and not self.job.get("allow_empty"):
             raise NoRecords(no_records_message(reader))
 
@@ -105,21 +108,22 @@ class JobContext:
     def run_batches(
         self, kind: Literal["generate", "embed"], process: Callable[[Sequence[Record]], Outcome]
     ) -> JobStats:
-        """Run ``process`` over the job's records in length-sorted batches, with the runner's checks between them."""
+        """Run ``process`` over the job's records in length-sorted batches, with the run's stop policy between them
+        (the session's batch loop; without a session, no checks)."""
         records = self.records(kind)  # first: the progress bar sizes itself from the reader
+        common: dict[str, Any] = {
+            "backend": self.backend,
+            "process": process,
+            "progress": self.progress(kind),
+            "stop": self.stop_request,
+            "before_first": lambda: self._load_model(kind),
+        }
+        if self.session is not None:
+            return self.session.run(records, job=self.job, **common)
         return run_batches(
-            records,
-            backend=self.backend,
-            writer=self.writer,
-            progress=self.progress(kind),
-            window=self.job.window,
-            batch_size=self.job.batch_size,
-            process=process,
-            after_batch=self.after_batch,
-            stats=self.stats,
-            stop=self.stop_request,
-            before_first=lambda: self._load_model(kind),
-        )
+            records, writer=self.writer, window=self.job.window, batch_size=self.job.batch_size, stats=self.stats,
+            **common,
+        )  # fmt: skip
 
     def _load_model(self, kind: Literal["generate", "embed"]) -> None:
         """Load a local model before the first batch, so that a stop during the load runs no batch after it."""

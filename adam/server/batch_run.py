@@ -5,8 +5,10 @@ once) over the batch's input file, with the server's job.max_batch as its batch 
 overrides (max_errors, max_consecutive_failures, window). So a batch is locked, resumed, length-sorted,
 batched, counted and stopped as ``python -m adam`` is (adam/run_session.py), and its manifest.json is a
 run's: the job with its name and input, the engine's settings, the input's sha256, the model's identity.
-The manifest ends as the batch ends: completed (or partial), cancelled, expired, stopped when the server
-stops first or when the run's stop policy stops it (too many errors, a run of backend failures).
+The manifest ends as the batch ends: as a job's does when every line was answered (completed, partial, or
+all_failed with exit status 5 when no line succeeded, while the batch object says ``completed`` as OpenAI's
+does), cancelled, expired, stopped when the server stops first or when the run's stop policy stops it (too
+many errors, a run of backend failures).
 """
 
 from __future__ import annotations
@@ -65,10 +67,11 @@ class BatchRun(RunSession):
     def __enter__(self) -> BatchRun:
         super().__enter__()
         try:
+            self.begin(input={"path": str(self.input_path), "sha256": file_sha256(self.input_path)})
+            self.open()
             self.start(
                 self.engine.backend.info(),
                 command=f"POST /v1/batches ({self.batch['id']})",
-                input={"path": str(self.input_path), "sha256": file_sha256(self.input_path)},
                 batch={"id": self.batch["id"], "endpoint": self.batch["endpoint"]},
             )
         except BaseException:
@@ -82,11 +85,12 @@ class BatchRun(RunSession):
         return {**doc, "format": "openai", "completion_window": self.batch.get("completion_window")}
 
     def finish(self, ending: str, *, error: str | None = None) -> None:
-        """End the manifest as the batch ends: ``finalizing`` (every line answered) or one of ENDINGS."""
+        """End the manifest as the batch ends: ``finalizing`` (every line answered: the runner's outcome rule,
+        completed 0, partial 3 or all_failed 5, over every session) or one of ENDINGS."""
         if ending == "finalizing":
-            status, code = ("partial", ExitCode.PARTIAL) if self.counts[1] else ("completed", ExitCode.OK)
-        else:
-            status, code = ENDINGS[ending]
+            self.conclude(if_possible=False)
+            return
+        status, code = ENDINGS[ending]
         self.end(status, code, error=error)
 
     def finish_if_possible(self, ending: str, *, error: str | None = None) -> None:

@@ -29,7 +29,7 @@ from adam.errors import AdamError, ConfigError, RunDirLocked, is_disk_full
 from adam.io.openai_batch import refused_request
 from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
-from adam.server.batch_input import Resolve, check_file, kind_of, requests
+from adam.server.batch_input import VALIDATED_NAME, Resolve, check_file, kind_of, requests
 from adam.server.batch_run import RESUMES, BatchRun, batch_job
 from adam.server.batch_store import BatchStore
 from adam.server.batcher import Batcher
@@ -152,7 +152,7 @@ class BatchWorker:
         if path is None or not path.exists():
             self._fail(batch["id"], "invalid_file", f"the input file {batch['input_file_id']} was deleted")
             return
-        found = check_file(path, endpoint, self.resolve)
+        found = check_file(path, endpoint, self.resolve, keep=self._validated(batch["id"]))
         if found.problems:
             self._fail_with(batch["id"], found.problems)
             return
@@ -220,12 +220,12 @@ class BatchWorker:
         try:
             if (now := ending()) is not None:
                 raise JobStopped(now, status=now)
+            run.use_policy(run.job, ending=ending)  # max_errors, a run of failures, cancel, expiry, a stopping server
             run.run(
-                requests(run.input_path, endpoint),
+                requests(run.input_path, endpoint, self._validated(batch_id)),
                 backend=served.engine.backend,
                 process=lambda records: self._outcome(records, endpoint, served),
                 job=run.job,
-                policy=run.policy(run.job, ending=ending),
                 after_batch=counted,
             )
         except JobStopped as err:
@@ -280,6 +280,10 @@ class BatchWorker:
             return refused_request(record, err.status, body["error"])
         return None
 
+    def _validated(self, batch_id: str) -> Path:
+        """Where validation keeps the batch's requests for its run (beside its run dir)."""
+        return self.batches.run_dir(batch_id).parent / VALIDATED_NAME
+
     def _ending(self, batch_id: str) -> str | None:
         """How the batch must end now, if it must: cancelled (asked to) or expired (past its window)."""
         batch = self.batches.get(batch_id)
@@ -319,6 +323,7 @@ class BatchWorker:
             problems = [{"code": "stopped", "line": None, "message": problem, "param": None}]
             extra["errors"] = {"object": "list", "data": problems}
         self.batches.update(batch_id, status=status, **{stamp: int(time.time())}, **files, **extra)
+        self._validated(batch_id).unlink(missing_ok=True)  # its run is over: the space goes back
 
     def _outputs(self, batch_id: str) -> dict[str, str | None]:
         run_dir = self.batches.run_dir(batch_id)
@@ -337,6 +342,7 @@ class BatchWorker:
     def _fail_with(self, batch_id: str, problems: list[dict[str, Any]]) -> None:
         errors = {"object": "list", "data": problems}
         self.batches.update(batch_id, status="failed", failed_at=int(time.time()), errors=errors)
+        self._validated(batch_id).unlink(missing_ok=True)
 
 
 def _hex(batch_id: str, key: str) -> str:

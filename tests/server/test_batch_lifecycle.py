@@ -10,11 +10,13 @@ from typing import Any
 import pytest
 from helpers import compose_cfg, read_jsonl
 from serving import CHAT_ID, engine_for, serving
-from test_batch_api import batch_run_dir, client_for, lines_of, manifest_of, submit, wait_for
+from test_batch_api import batch_run_dir, client_for, lines_of, manifest_of, submit, wait_answered, wait_for
 
 from adam.errors import ConfigError
+from adam.io.record_parser import RecordParser
 from adam.runner import run
 from adam.server.app import create_app
+from adam.server.runs_browser import RunsBrowser
 from adam.server.state import ServeOptions
 
 
@@ -74,3 +76,64 @@ def test_a_run_of_backend_failures_stops_a_batch(tmp_path: Path) -> None:
 def test_a_wrong_batch_job_key_is_refused_when_the_server_starts(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key job\.batch_job\.max_errorz"):
         create_app([engine_for()], ServeOptions(state_dir=str(tmp_path), batch_job={"max_errorz": 1}))
+
+
+def test_a_batch_in_which_every_line_failed_ends_its_run_all_failed_as_a_job_does(tmp_path: Path) -> None:
+    data = data_of(*(line(f"hot{i}", "x", temperature=9) for i in range(3)))
+    with serving(engine_for(), state_dir=str(tmp_path / "state"), max_batch=2) as server:
+        client = client_for(server.url)
+        done = wait_for(client, submit(client, data).id)
+        assert done.status == "completed" and done.request_counts.failed == 3  # OpenAI's status, as OpenAI says it
+    (tmp_path / "in.jsonl").write_bytes(data)
+    job = run(compose_cfg("backend=echo", "size=demo", f"job.input={tmp_path / 'in.jsonl'}", run_dir=tmp_path / "run"))
+    manifest = manifest_of(tmp_path / "state", done.id)
+    assert (manifest["status"], manifest["exit_code"]) == (job.status, int(job.exit_code)) == ("all_failed", 5)
+    first = (
+        "no record succeeded: all 3 failed, the first (line 1): 'temperature' must be a number between 0 and 2, got 9"
+    )
+    assert manifest["error"] == f"{first}; see {batch_run_dir(tmp_path / 'state', done.id)}"
+    assert job.message == f"{first}; see {tmp_path / 'run'}"
+
+
+def test_each_batch_file_is_read_and_validated_once(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    parsed: list[int] = []
+    parse = RecordParser.from_json_line
+
+    def counted(self: RecordParser, number: int, raw: bytes) -> Any:
+        parsed.append(number)
+        return parse(self, number, raw)
+
+    monkeypatch.setattr(RecordParser, "from_json_line", counted)
+    lines = [line(f"r{i}", f"question {i}") for i in range(4)] + [line("hot", "x", temperature=9)]
+    with serving(engine_for(), state_dir=str(tmp_path), max_batch=2) as server:
+        client = client_for(server.url)
+        done = wait_for(client, submit(client, data_of(*lines)).id)
+        assert done.status == "completed" and (done.request_counts.completed, done.request_counts.failed) == (4, 1)
+        (error,) = lines_of(client.files.content(done.error_file_id).content)  # a body's 400 kept as validated
+    assert sorted(parsed) == [1, 2, 3, 4, 5]  # at validation only: the run reads the requests it kept
+    assert error["custom_id"] == "hot" and error["response"]["body"]["error"]["param"] == "temperature"
+    assert error["response"]["status_code"] == 400
+
+
+def test_a_batch_run_dir_is_resumed_and_listed_as_any_run(tmp_path: Path) -> None:
+    """A batch the server stopped mid-way is finished by ``python -m adam`` with job.resume=<its run dir>, and the
+    runs browser lists it as a run, with the job's outcome."""
+    with serving(engine_for("backend.delay=0.02"), state_dir=str(tmp_path / "state"), max_batch=4) as server:
+        client = client_for(server.url)
+        batch = submit(client, data_of(*(line(f"r{i}", f"question {i}") for i in range(200))))
+        wait_answered(client, batch.id, 8, timeout=10)
+    run_dir = batch_run_dir(tmp_path / "state", batch.id)
+    first = manifest_of(tmp_path / "state", batch.id)
+    assert first["status"] == "stopped" and 0 < first["counts"]["ok"] < 200
+    source = first["input"]["path"]  # the uploaded file, as the batch's manifest records it
+    summary = run(compose_cfg("backend=echo", "size=demo", "job.batch_size=4", f"job.input={source}",
+                              f"job.resume={run_dir}", run_dir=tmp_path / "fresh"))  # fmt: skip
+    assert (summary.status, summary.exit_code, summary.run_dir) == ("completed", 0, run_dir)
+    ids = [r["custom_id"] for r in read_jsonl(run_dir / "results.jsonl")]
+    assert sorted(ids) == sorted(f"r{i}" for i in range(200)) and len(set(ids)) == 200  # each line once
+    resumed = manifest_of(tmp_path / "state", batch.id)
+    assert resumed["resumes"] == 1 and resumed["resumed_from_status"] == "stopped"
+    assert resumed["totals"]["results"] == 200 and resumed["totals"]["skipped_as_done"] == first["counts"]["ok"]
+    listed = RunsBrowser(tmp_path).runs()["runs"]
+    assert [(r["id"], r["job"], r["status"]) for r in listed] == [(f"state/batches/{batch.id}/run", "generate",
+                                                                     "completed")]  # fmt: skip

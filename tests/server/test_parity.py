@@ -145,3 +145,20 @@ def test_an_embedding_request_gets_the_same_vector_through_every_door(tmp_path: 
         batch = from_lines(lines_of(client.files.content(done.output_file_id).content))
     assert job == http == batch
     assert http["long"][1]["usage"] == {"prompt_tokens": 9, "total_tokens": 9}
+
+
+def test_a_native_record_asking_for_tools_is_refused_as_the_http_route_refuses_it(tmp_path: Path) -> None:
+    """A JSONL job's ``messages`` record names its own fields; ``tools`` is refused there too, in the same words."""
+    tools = REQUESTS["tools"]["tools"]
+    record = {"id": "t", "messages": [USER], "tools": tools, "max_tokens": MAX_TOKENS}
+    (tmp_path / "in.jsonl").write_text(json.dumps(record) + "\n" + json.dumps({"id": "ok", "messages": [USER]}) + "\n")
+    summary = run(
+        compose_cfg("backend=echo", "size=demo", f"job.input={tmp_path / 'in.jsonl'}", run_dir=tmp_path / "run")
+    )
+    with serving(engine_for()) as server:
+        reply = httpx.post(f"{server.url}/v1/chat/completions", json={"model": CHAT_ID, "messages": [USER],
+                                                                    "tools": tools})  # fmt: skip
+    assert reply.status_code == 400
+    (error,) = read_jsonl(tmp_path / "run" / "errors.jsonl")
+    assert (error["id"], error["error"]["message"]) == ("t", reply.json()["error"]["message"])
+    assert summary.exit_code == 3 and [r["id"] for r in read_jsonl(tmp_path / "run" / "results.jsonl")] == ["ok"]
