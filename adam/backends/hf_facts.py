@@ -59,7 +59,7 @@ _ST_APPLIED = {"Transformer", "Pooling", "Normalize"}
 def sentence_transformers_pooling(folder: Path) -> str | None:
     """The pooling a sentence-transformers model directory declares, if it declares one we implement."""
     pooling_dir = folder / "1_Pooling"
-    modules = _read_json(folder / "modules.json")
+    modules = read_json(folder / "modules.json")
     if isinstance(modules, list):
         for module in modules:
             kind = str(module.get("type", "")).rsplit(".", 1)[-1]
@@ -67,7 +67,7 @@ def sentence_transformers_pooling(folder: Path) -> str | None:
                 pooling_dir = folder / str(module.get("path", "1_Pooling"))
             elif kind not in _ST_APPLIED:
                 log.warning("%s: sentence-transformers module %s is not applied by adam", folder.name, kind)
-    settings = _read_json(pooling_dir / "config.json")
+    settings = read_json(pooling_dir / "config.json")
     if not isinstance(settings, dict):
         return None
     for key, pooling in _ST_POOLING.items():
@@ -78,12 +78,13 @@ def sentence_transformers_pooling(folder: Path) -> str | None:
 
 def sentence_transformers_max_length(folder: Path) -> int | None:
     """max_seq_length from sentence_bert_config.json, if the directory has one."""
-    settings = _read_json(folder / "sentence_bert_config.json")
+    settings = read_json(folder / "sentence_bert_config.json")
     value = settings.get("max_seq_length") if isinstance(settings, dict) else None
     return int(value) if isinstance(value, int) and value > 0 else None
 
 
-def _read_json(path: Path) -> Any:
+def read_json(path: Path) -> Any:
+    """A JSON file's value; None when it is missing or not JSON."""
     try:
         return json.loads(path.read_text(encoding="utf-8"))
     except (OSError, ValueError):

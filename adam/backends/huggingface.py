@@ -101,6 +101,23 @@ class HuggingFaceBackend(ModelBackend):
             return out
         return {"cached": True, "source": src.kind, "path": str(src.path)}
 
+    def declared_width(self) -> int | None:
+        """The model's hidden size, which adam's pooling keeps, read from config.json without loading the weights;
+        None for a GGUF source (the engine then embeds one text to learn it)."""
+        if self._loaded is not None:
+            return getattr(self._loaded.model.config, "hidden_size", None)
+        try:
+            src = self.source(download=False)
+        except ModelNotFoundError:
+            return None
+        if src.is_gguf:
+            return None
+        config = hf_facts.read_json(Path(src.path) / "config.json")
+        if not isinstance(config, dict):
+            return None
+        width = config.get("hidden_size") or (config.get("text_config") or {}).get("hidden_size")
+        return int(width) if isinstance(width, int) else None
+
     def has_thinking_mode(self) -> bool:
         """Whether the chat template has Qwen3's enable_thinking switch or opens a <think> block itself."""
         template = getattr(self.tokenizer(), "chat_template", None)
