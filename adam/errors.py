@@ -97,8 +97,17 @@ class UnsupportedError(ConfigError):
 
 
 def is_disk_full(err: BaseException) -> bool:
-    """Whether ``err`` says the disk (or the quota) is full: an operational fault, resumable once space returns."""
-    return isinstance(err, OSError) and err.errno in DISK_FULL
+    """Whether ``err`` says the disk (or the quota) is full: an operational fault, resumable once space returns.
+
+    An error raised ``from`` a full disk (a RunStopped naming the file it could not write) says so too.
+    """
+    seen: set[int] = set()
+    while err is not None and id(err) not in seen:
+        if isinstance(err, OSError) and err.errno in DISK_FULL:
+            return True
+        seen.add(id(err))
+        err = err.__cause__  # type: ignore[assignment]
+    return False
 
 
 def first_line(message: object) -> str:

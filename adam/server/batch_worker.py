@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from adam.engine import Engine, Outcome
-from adam.errors import AdamError, ConfigError, RunDirLocked, is_disk_full
+from adam.errors import AdamError, ConfigError, RunDirLocked, RunStopped, is_disk_full
 from adam.io.openai_batch import refused_request
 from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
@@ -110,7 +110,7 @@ class BatchWorker:
             try:
                 self._advance(batch)
                 pause = 0.0
-            except OSError as err:
+            except (OSError, RunStopped) as err:  # RunStopped: the run's first write found the disk full
                 if not is_disk_full(err):
                     self._bug(batch, err)
                     continue
