@@ -8,8 +8,9 @@ or a llama.cpp vocab in well under a second, once per backend); each compiled gr
 records share a schema compiles it once and every row starts from a copy.
 
 A thinking model (Qwen3 with job.thinking=true) thinks freely: the row is held unconstrained from ``<think>``
-to ``</think>``, and the constraint starts after it. Log-probabilities are read from the model's own logits,
-before any mask, as vLLM reports them by default.
+to ``</think>``, and the constraint starts after it. Log-probabilities are read after the mask (vLLM's
+``processed_logprobs``): a constrained row's are over the tokens it may take, so a label's logprob is the
+model's confidence among the labels.
 
 llguidance is imported on first use, inside these functions, so importing a backend stays cheap.
 """
@@ -206,7 +207,7 @@ def apply_masks(logits: np.ndarray, rows: Sequence[RowConstraint | None]) -> Non
 
 
 def logprob_entry(logits: np.ndarray, token: int, top: int, token_bytes: Callable[[int], bytes]) -> dict[str, Any]:
-    """OpenAI's logprobs.content entry for the chosen ``token`` from one row of raw logits (float32 or wider)."""
+    """OpenAI's logprobs.content entry for the chosen ``token`` from one row of logits (-inf where masked)."""
     import numpy as np
 
     values = logits.astype(np.float64, copy=False)
@@ -222,7 +223,7 @@ def logprob_entry(logits: np.ndarray, token: int, top: int, token_bytes: Callabl
     if top > 0:
         best = np.argpartition(-values, min(top, values.shape[0] - 1))[:top]
         best = best[np.argsort(-values[best], kind="stable")]
-        entry["top_logprobs"] = [item(int(t)) for t in best]
+        entry["top_logprobs"] = [item(int(t)) for t in best if np.isfinite(values[t])]  # never a masked token
     else:
         entry["top_logprobs"] = []
     return entry

@@ -118,10 +118,10 @@ def row_sampler_class() -> type:
 
     generate() runs greedy; the processor does, per row and in this order:
 
-    - log-probabilities: the row's raw scores are kept, and each chosen token's entry (with its top
-      alternatives) is read from them one step later (``close`` reads the last token's);
     - the constraint: a row with a RowConstraint (adam/backends/constraints.py) gets -inf on every token
       its grammar does not allow now, and is fed the token it chose;
+    - log-probabilities: the row's scores (masked, before sampling) are kept, and each chosen token's entry
+      (with its top alternatives) is read from them one step later (``close`` reads the last token's);
     - sampling: a sampled row draws the token itself (temperature, then top-p, from the row's own
       torch.Generator) and leaves only that token possible. A row's draws then depend on its own seed and
       nothing else: not on the other rows of its batch, nor on torch's global generator, as vLLM does with
@@ -172,12 +172,12 @@ def row_sampler_class() -> type:
             if self._steps:
                 self._chosen([int(t) for t in input_ids[:, -1].tolist()])
             self._steps += 1
-            for i, top in enumerate(self._logprobs):
-                if top is not None and not self._ended[i]:
-                    self._pending[i] = scores[i].float().cpu().numpy().copy()
             out = scores
             if any(c is not None for c in self._constraints):
                 out = self._masked(scores)
+            for i, top in enumerate(self._logprobs):
+                if top is not None and not self._ended[i]:
+                    self._pending[i] = out[i].float().cpu().numpy().copy()
             for i, row in enumerate(self._rows):
                 if row is None:
                     continue
