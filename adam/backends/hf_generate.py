@@ -2,9 +2,10 @@
 
 Requests with the same stop strings share one generate() call, greedy, sampled and constrained rows
 together: each sampled row draws from its own seeded generator and each constrained row is masked by its
-own matcher (hf_tensors.row_sampler_class), so its answer does not depend on its neighbours. Each row is then cut to its own max_tokens and first EOS. Streaming runs
-generate() in a thread and hands decoded text on as whole UTF-8 characters. The backend supplies the
-prompt token ids and whether a prompt opens <think>.
+own matcher (hf_tensors.row_sampler_class), so its answer does not depend on its neighbours. Each row is
+then cut to its own max_tokens and first EOS. Streaming runs generate() in a thread and hands decoded text
+on as whole UTF-8 characters. The backend supplies the prompt token ids, whether a prompt opens <think>, and
+its token guide (llguidance over its vocabulary) for constrained rows.
 """
 
 from __future__ import annotations

@@ -16,7 +16,6 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adam.backends import constraints, gguf_import, hf_facts, hf_generate, hf_loading, hf_model, hf_options, hf_tensors
-from adam.backends.constraints import TokenGuide
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -25,6 +24,7 @@ from adam.backends.base import (
     StreamChunk,
     WeightsLocation,
 )
+from adam.backends.constraints import TokenGuide
 from adam.backends.hf_model import LoadedModel
 from adam.backends.text import THINK_OPEN
 from adam.config import ModelKind
