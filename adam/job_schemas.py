@@ -75,11 +75,18 @@ class GenerateJob(JobSpec):
     seed: int | None = 0  # fixed by default so a rerun gives the same answers
     thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
     overflow: Overflow = Overflow.error  # prompts over the context window
+    # Structured output for every record (a record's own response_format or choice replaces it); set one at most
+    response_format: dict[str, Any] | None = None  # {type: json_object} or {type: json_schema, json_schema: {...}}
+    schema: str | None = None  # a JSON schema file: every answer is an instance of it
+    choice: list[str] | None = None  # labels: every answer is exactly one of them
 
     def __post_init__(self) -> None:
         super().__post_init__()
         settings = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
         check_generation("job", **settings, stop=list(self.stop), seed=self.seed)
+        from adam.protocol.structured import job_constraint
+
+        job_constraint(self.response_format, self.schema, self.choice)  # a bad schema fails before any model loads
 
 
 @dataclass

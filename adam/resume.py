@@ -265,8 +265,12 @@ def _adopt_recorded_size(cfg: DictConfig, doc: dict[str, Any]) -> None:
     )
 
 
+RETRIED = frozenset({"backend_error", "schema_mismatch"})  # error codes job.retry_errors runs again
+
+
 def load_done(run_dir: Path, *, retry_errors: bool) -> Done:
-    """Read what a run dir holds; with retry_errors, first drop its backend_error lines (atomically)."""
+    """Read what a run dir holds; with retry_errors, first drop its backend_error and schema_mismatch lines
+    (atomically)."""
     done = Done()
     for obj in _lines(run_dir / RESULTS_NAME):
         key = _key(obj)
@@ -276,7 +280,7 @@ def load_done(run_dir: Path, *, retry_errors: bool) -> Done:
     errors_path = run_dir / ERRORS_NAME
     kept: list[dict[str, Any]] = []
     for obj in _lines(errors_path):
-        if retry_errors and _error_code(obj) == "backend_error":
+        if retry_errors and _error_code(obj) in RETRIED:
             done.retried += 1
             continue
         kept.append(obj)

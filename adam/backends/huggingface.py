@@ -15,7 +15,7 @@ from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import gguf_import, hf_facts, hf_generate, hf_loading, hf_model, hf_options, hf_tensors
+from adam.backends import constraints, gguf_import, hf_facts, hf_generate, hf_loading, hf_model, hf_options, hf_tensors
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -24,6 +24,7 @@ from adam.backends.base import (
     StreamChunk,
     WeightsLocation,
 )
+from adam.backends.constraints import TokenGuide
 from adam.backends.hf_model import LoadedModel
 from adam.backends.text import THINK_OPEN
 from adam.config import ModelKind
@@ -51,6 +52,9 @@ class HuggingFaceBackend(ModelBackend):
     name = "huggingface"
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # llguidance token masks (adam/backends/constraints.py)
+    supports_choice = True
+    supports_logprobs = True
 
     def __init__(
         self,
@@ -73,6 +77,7 @@ class HuggingFaceBackend(ModelBackend):
         self._folder: Path | None = None
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
+        self._guide: TokenGuide | None = None
         self._warned_no_template = False
         # text -> (ids as the model reads them, tokens before truncation): tokenized once, when sorting
         self._encoded: dict[str, tuple[list[int], int]] = {}
@@ -259,13 +264,27 @@ class HuggingFaceBackend(ModelBackend):
         for request in requests:
             hf_generate.check_max_tokens(request)
         lm = self._model()
-        return hf_generate.generate_batch(lm, requests, self._prompt_ids, self.opens_thinking)
+        return hf_generate.generate_batch(lm, requests, self._prompt_ids, self.opens_thinking, self.token_guide)
 
     def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
         """Raw text deltas from a generation thread; every chunk carries the token counts so far."""
         hf_generate.check_max_tokens(request)
         lm = self._model()
-        yield from hf_generate.stream(lm, request, self._prompt_ids(request))
+        opened = self.opens_thinking(request)
+        yield from hf_generate.stream(lm, request, self._prompt_ids(request), self.token_guide, opened)
+
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """A schema keyword llguidance does not implement, in one line."""
+        return constraints.schema_problem(schema)
+
+    def token_guide(self) -> TokenGuide:
+        """llguidance over this model's vocabulary (built once, on the first constrained or logprobs request)."""
+        with self._lock:
+            if self._guide is None:
+                lm = self._model()
+                width = int(lm.model.get_output_embeddings().weight.shape[0])
+                self._guide = TokenGuide.for_hf(lm.tokenizer, lm.eos_ids, width)
+            return self._guide
 
     # ----------------------------------------------------------------- embeddings
     def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
@@ -343,3 +362,4 @@ class HuggingFaceBackend(ModelBackend):
         """Drop this backend's references; the shared model stays loaded for other backends."""
         self._loaded = None
         self._tokenizer = None
+        self._guide = None

@@ -18,7 +18,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
+from adam.backends import constraints, hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -28,7 +28,8 @@ from adam.backends.base import (
     WeightsLocation,
     finish_generation,
 )
-from adam.backends.text import THINK_OPEN
+from adam.backends.constraints import TokenGuide
+from adam.backends.text import THINK_CLOSE, THINK_OPEN
 from adam.config import Device, ModelKind, WeightsSource
 from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError
 from adam.paths import cache_root
@@ -58,6 +59,9 @@ class LlamaCppBackend(ModelBackend):
     loads_in_process = True
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # llguidance token masks over the GGUF's vocabulary (adam/backends/constraints.py)
+    supports_choice = True
+    supports_logprobs = True
 
     def __init__(
         self,
@@ -86,6 +90,7 @@ class LlamaCppBackend(ModelBackend):
         self._decoder: BatchDecoder | None = None
         self._embedder: Context | None = None
         self._formatter: Any = None
+        self._guide: TokenGuide | None = None
         self._warned_no_template = False
 
     # ----------------------------------------------------------------- finding and loading the GGUF
@@ -262,7 +267,30 @@ class LlamaCppBackend(ModelBackend):
                 f"{window}-token context of each sequence: shorten it, lower max_tokens, or raise backend.n_ctx"
             )
         stops = tuple(s for s in request.stop if s)
-        return _native().Prompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+        constraint = None
+        if request.constrained:
+            try:
+                constraint = self.token_guide().row(request, thinking_open=self.opens_thinking(request))
+            except BackendError as err:
+                return err
+        return _native().Prompt(
+            ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed, constraint,
+            request.logprobs,
+        )  # fmt: skip
+
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """A schema keyword llguidance does not implement, in one line."""
+        return constraints.schema_problem(schema)
+
+    def token_guide(self) -> TokenGuide:
+        """llguidance over the GGUF's vocabulary (built once, on the first constrained request)."""
+        with self._lock:
+            if self._guide is None:
+                model = self._gguf()
+                opening, closing = model.single_token(THINK_OPEN), model.single_token(THINK_CLOSE)
+                think = (opening, closing) if opening is not None and closing is not None else None
+                self._guide = TokenGuide.for_llamacpp(model.vocab, model.end_tokens(), model.n_vocab, think)
+            return self._guide
 
     def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
         """Every request in one continuous batch; a request that cannot run gets its own error in its place,
@@ -279,11 +307,14 @@ class LlamaCppBackend(ModelBackend):
                 prompts.append(prepared)
                 where.append(i)
         texts: list[list[str]] = [[] for _ in prompts]
+        logprobs: list[list[dict[str, Any]]] = [[] for _ in prompts]
         if prompts:
             with self._lock:
                 for events in self._batch_decoder().run(prompts):
                     for event in events:
                         texts[event.index].append(event.text)
+                        if event.logprob is not None:
+                            logprobs[event.index].append(event.logprob)
                         if event.finish_reason is not None:
                             request = requests[where[event.index]]
                             results[where[event.index]] = finish_generation(
@@ -293,6 +324,7 @@ class LlamaCppBackend(ModelBackend):
                                 prompt_tokens=len(prompts[event.index].ids),
                                 completion_tokens=event.tokens,
                                 thinking_open=self.opens_thinking(request),
+                                logprobs=logprobs[event.index] if request.logprobs is not None else None,
                             )
         return [r for r in results if r is not None]
 
@@ -381,6 +413,7 @@ class LlamaCppBackend(ModelBackend):
             self._embedder = None
             self._plan = None
             self._formatter = None
+            self._guide = None
             self._model = None
 
 
