@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+class Priority(Enum):
+    """Who waits for an answer: a person (HTTP chat and completions) goes before batch work (jobs, Batch API lines)."""
+
+    interactive = "interactive"
+    batch = "batch"
 
 
 @dataclass(frozen=True)

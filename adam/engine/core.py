@@ -18,7 +18,7 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, StreamChunk
+from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, Priority, StreamChunk
 from adam.engine.fitting import fit_prompt, text_overflow
 from adam.engine.settings import Settings
 from adam.engine.vectors import VectorCheck
@@ -134,8 +134,12 @@ class Engine:
                 self.model_name,
             )
 
-    def complete(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
-        """Generate for requests (ModelManager, the server): each fitted first, a refusal in its place."""
+    def complete(
+        self, requests: Sequence[GenerationRequest], *, priority: Priority = Priority.batch
+    ) -> list[Generation | BackendError]:
+        """Generate for requests (ModelManager, the server): each fitted first, a refusal in its place.
+
+        ``priority``: the HTTP routes ask as interactive, so a backend's scheduler runs them before batch work."""
         out: list[Generation | BackendError | None] = []
         sent: list[tuple[int, GenerationRequest]] = []
         for request in requests:
@@ -143,12 +147,13 @@ class Engine:
             out.append(refused)
             if refused is None:
                 sent.append((len(out) - 1, fitted))
-        for (index, _), result in zip(sent, self.backend.generate([r for _, r in sent]), strict=True):
+        answers = self.backend.generate([r for _, r in sent], priority=priority)
+        for (index, _), result in zip(sent, answers, strict=True):
             out[index] = result
         return out  # type: ignore[return-value]
 
-    def generate(self, records: Sequence[Record]) -> Outcome:
-        """One result or error line per record."""
+    def generate(self, records: Sequence[Record], *, priority: Priority = Priority.batch) -> Outcome:
+        """One result or error line per record (jobs and Batch API lines: batch work, after interactive requests)."""
         outcome = Outcome()
         sent: list[tuple[Record, GenerationRequest]] = []
         for record in records:
@@ -158,7 +163,7 @@ class Engine:
                 continue
             outcome.truncated += truncated
             sent.append((record, request))
-        results, outcome.deduplicated = self._generate_once([request for _, request in sent])
+        results, outcome.deduplicated = self._generate_once([request for _, request in sent], priority)
         for (record, request), result in zip(sent, results, strict=True):
             if isinstance(result, BackendError):
                 outcome.fail(record, result)
@@ -178,7 +183,9 @@ class Engine:
             outcome.results.append(generation_result(record, result, model=self.model_name, **extra))
         return outcome
 
-    def _generate_once(self, requests: Sequence[GenerationRequest]) -> tuple[list[Generation | BackendError], int]:
+    def _generate_once(
+        self, requests: Sequence[GenerationRequest], priority: Priority
+    ) -> tuple[list[Generation | BackendError], int]:
         """(an answer per request, how many were not computed): identical repeatable requests, in this batch or
         among the job's last REMEMBERED_ANSWERS answers, share one backend call and its answer."""
         keys = [request_key(r) or f"#{i}" for i, r in enumerate(requests)]  # '#i': its own call (JSON keys start '{')
@@ -186,7 +193,8 @@ class Engine:
         for key, request in zip(keys, requests, strict=True):
             if key not in self._answers and key not in todo:
                 todo[key] = request
-        fresh = dict(zip(todo, self.backend.generate(list(todo.values())), strict=True)) if todo else {}
+        answers = self.backend.generate(list(todo.values()), priority=priority) if todo else []
+        fresh = dict(zip(todo, answers, strict=True))
         out = [fresh[key] if key in fresh else self._answers[key] for key in keys]
         for key in keys:
             if key in self._answers:
@@ -197,14 +205,14 @@ class Engine:
             self._answers.popitem(last=False)
         return out, len(requests) - len(todo)
 
-    def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+    def stream(self, request: GenerationRequest, *, priority: Priority = Priority.interactive) -> Iterator[StreamChunk]:
         """One generation in pieces; joined, it equals what complete() returns. Raises the overflow refusal."""
         fitted, refused, _ = self.fit(request)
         if refused is not None:
             raise refused
         if request.logprobs is not None:
             raise UnsupportedRequestError("log-probabilities are not streamed: ask for them without stream")
-        return self.backend.stream(fitted)
+        return self.backend.stream(fitted, priority=priority)
 
     # ----------------------------------------------------------------- embeddings
     def query_prefix(self, task: str | None = None) -> str:
