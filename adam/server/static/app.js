@@ -125,9 +125,14 @@
       return draw(gen, h("h1", {}, "Runs"), failure(err));
     }
     const filter = h("input", { id: "runs-filter", type: "search", placeholder: "Filter by name, job, model, status" });
-    const compareGo = h("button", { id: "compare-go", type: "button", disabled: true,
-      onclick: () => { location.hash = compareHref([...document.querySelectorAll("#runs input.pick:checked")].map((c) => c.value)); } }, "Compare selected");
-    const picked = () => { compareGo.disabled = document.querySelectorAll("#runs input.pick:checked").length < 2; };
+    const picks = []; // in the order they were ticked: the first is the one the others are compared with
+    const compareGo = h("button", { id: "compare-go", type: "button", disabled: true, onclick: () => { location.hash = compareHref(picks); } }, "Compare selected");
+    const picked = (event) => {
+      const at = picks.indexOf(event.target.value);
+      if (event.target.checked && at < 0) picks.push(event.target.value);
+      if (!event.target.checked && at >= 0) picks.splice(at, 1);
+      compareGo.disabled = picks.length < 2;
+    };
     const rows = data.runs.map((run) =>
       h("tr", { "data-text": [run.id, run.job, run.model, run.status, run.sweep].join(" ").toLowerCase() },
         h("td", {}, h("input", { type: "checkbox", class: "pick", value: run.id, title: "Compare this run", "aria-label": "pick " + run.id, onchange: picked })),
@@ -159,7 +164,7 @@
       h("p", { class: "muted" }, "Under ", h("code", {}, data.root), data.truncated ? " (the walk stopped early: too many folders)" : ""),
       sweeps,
       h("h2", {}, "Run dirs ", h("span", { class: "muted" }, "(" + data.runs.length + ")")),
-      h("div", { class: "toolbar" }, filter, compareGo, h("span", { class: "muted" }, "Tick two runs or more to see their answers side by side.")),
+      h("div", { class: "toolbar" }, filter, compareGo, h("span", { class: "muted" }, "Tick two runs or more to see their answers side by side (the first ticked is the base).")),
       data.runs.length
         ? h("table", { id: "runs" },
           h("thead", {}, h("tr", {}, ["", "Started", "Run", "Job", "Model", "Status", "OK", "Failed", "Records/s", "Wall time"].map((c) => h("th", {}, c)))),
@@ -367,14 +372,22 @@
       else if (j < b.length && (i === a.length || table[i][j + 1] >= table[i + 1][j])) out.push(["add", b[j++]]);
       else out.push(["del", a[i++]]);
     }
-    return out;
+    return out.reduce((joined, piece) => { // neighbours of one kind read as one change
+      const last = joined[joined.length - 1];
+      if (last && last[0] === piece[0]) last[1] += piece[1];
+      else joined.push([...piece]);
+      return joined;
+    }, []);
   }
 
   function diffNode(base, other) {
     const pieces = wordDiff(base, other);
     if (!pieces) return h("div", { class: "text-full" }, other);
-    return h("div", { class: "text-full" }, pieces.map(([kind, text]) =>
-      kind === "same" ? text : h(kind === "add" ? "ins" : "del", { class: "diff-" + kind }, text)));
+    return h("div", { class: "text-full" }, pieces.map(([kind, text]) => {
+      if (kind === "same") return text;
+      const [, before, words, after] = text.match(/^(\s*)([\s\S]*?)(\s*)$/); // the spaces around a change are not marked
+      return [before, words ? h(kind === "add" ? "ins" : "del", { class: "diff-" + kind }, words) : "", after];
+    }));
   }
 
   async function showCompare(gen, runs) {
