@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from adam.config import ModelKind, at_least, check_generation
 from adam.errors import ConfigError
+from adam.io.result_tables import ResultsFormat
 
 
 class Overflow(StrEnum):
@@ -52,6 +53,7 @@ class JobSpec:
     # Sharding (adam/sharding.py): this run takes the records whose id hashes to job.shard, modulo job.num_shards
     shard: int = 0
     num_shards: int = 1
+    keep_input: bool = False  # write each record's prompt, messages or text beside its answer in results.jsonl
 
     def __post_init__(self) -> None:  # value checks run in check_values, before any model loads
         at_least("job", 1, batch_size=self.batch_size, window=self.window, num_shards=self.num_shards)
@@ -79,6 +81,10 @@ class GenerateJob(JobSpec):
     response_format: dict[str, Any] | None = None  # {type: json_object} or {type: json_schema, json_schema: {...}}
     schema: str | None = None  # a JSON schema file: every answer is an instance of it
     choice: list[str] | None = None  # labels: every answer is exactly one of them
+    keep_input: bool = True  # the prompt or messages (and per-record settings) beside each answer, for review
+    # results.jsonl is always written; csv and parquet add results.csv / results.parquet, one row per result with
+    # the input's columns, rebuilt from results.jsonl when the batches end (adam/io/result_tables.py)
+    results_format: list[ResultsFormat] = field(default_factory=lambda: [ResultsFormat.jsonl])
 
     def __post_init__(self) -> None:
         super().__post_init__()
