@@ -200,6 +200,7 @@ def test_info_needs_no_weights(tmp_path: Path) -> None:
             "-m",
             "adam",
             "job=info",
+            "job.format=json",
             "size=qwen3_xl",
             "size.long_context=true",
             f"hydra.run.dir={tmp_path}",
