@@ -63,6 +63,9 @@ def _hydra_task() -> Callable[[], object]:
     import hydra
 
     import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
+    from adam.help_text import defer_group_listing
+
+    defer_group_listing()  # --help: one config load, not one per config group
 
     return hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")(_task)
 

@@ -156,6 +156,11 @@ class HardwareSpec:
     attention: Attention = Attention.sdpa
     memory_gb: float | None = None  # memory size=auto plans for; null: detected (GPU free memory, else RAM)
     memory_margin: float = 0.2  # fraction of that memory size=auto leaves free
+    # size=auto on a CPU, for a backend that computes in adam's process (huggingface, llamacpp): speed counts too
+    min_tokens_per_s: float = 5.0  # skip generation models estimated slower (tokens over job.batch_size sequences)
+    min_embed_tokens_per_s: float = 100.0  # skip embedders estimated to read fewer input tokens a second; 0: any
+    cpu_gflops: float | None = None  # the CPU's float32 matmul speed to estimate with; null: measured (0.1 s)
+    memory_bandwidth_gbs: float | None = None  # its memory bandwidth; null: measured (0.1 s)
     selected_by: str | None = None  # quantization=auto: what it resolved to (filled in, recorded in the manifest)
     tier: str | None = None  # the design's hardware tier this profile stands for (job=info)
     picks: list[str] = field(default_factory=list)  # the sizes the design picks for that tier (job=info, docs)

@@ -153,6 +153,11 @@ class InfoJob:
 
     name: str = "info"
     load: bool = False  # also load the model and report its dtype, device and dimensions
+    format: str = "text"  # text: the verdict, then the details as tables | json: every field, as info.json holds
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"'job.format' must be text or json, got {self.format}")
 
 
 @dataclass

@@ -46,6 +46,38 @@ def test_help_and_cfg_do_not_import_torch() -> None:
     assert "base_" not in help_text  # the schemas are not options
 
 
+_COUNT_LOADS = (
+    "import runpy, sys\n"
+    "from hydra._internal import config_repository as repo\n"
+    "loads = []\n"
+    "init = repo.CachingConfigRepository.__init__\n"
+    "def counted(self, *a, **k):\n    loads.append(1)\n    init(self, *a, **k)\n"
+    "repo.CachingConfigRepository.__init__ = counted\n"
+    "sys.argv = ['adam', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('adam', run_name='__main__')\n"
+    "except SystemExit:\n    pass\n"
+    "sys.stderr.write(f'LOADS={len(loads)}')\n"
+)
+
+
+def _config_loads(*args: str) -> tuple[int, str]:
+    """How many times `python -m adam ARGS` builds Hydra's config repository (each one deep-copies every schema)."""
+    done = subprocess.run([sys.executable, "-c", _COUNT_LOADS, *args], capture_output=True, text=True, cwd=REPO)
+    assert "LOADS=" in done.stderr, done.stderr[-2000:]
+    return int(done.stderr.rsplit("LOADS=", 1)[1]), done.stdout
+
+
+def test_help_loads_the_config_once_however_many_options_there_are() -> None:
+    # Hydra's own help listed every config group, one repository copy each: ~80 with 30 sizes, 2 s of --help.
+    loads, out = _config_loads("--help")
+    assert "== Config groups" in out and "size: auto, demo" in out
+    assert loads == 1, f"--help built the config repository {loads} times"
+    loads, out = _config_loads("--help", "size=qwen3_xl")  # overrides still reach the shown config
+    assert loads == 1 and "hf_id: Qwen/Qwen3-8B" in out
+    loads, out = _config_loads("--hydra-help")  # Hydra's own help, whose template lists the groups, still does
+    assert "hydra/launcher:" in out and "adam_joblib" in out and loads > 1
+
+
 def test_cfg_job_prints_the_composed_config() -> None:
     done = adam("--cfg", "job", "size=qwen3_xl")
     assert done.returncode == 0
@@ -168,6 +200,7 @@ def test_info_needs_no_weights(tmp_path: Path) -> None:
             "-m",
             "adam",
             "job=info",
+            "job.format=json",
             "size=qwen3_xl",
             "size.long_context=true",
             f"hydra.run.dir={tmp_path}",
