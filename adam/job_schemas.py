@@ -33,6 +33,7 @@ class JobSpec:
     model_kind: ClassVar[ModelKind | None] = None  # the kind of model the size must be; None: any
     needs_embeddings: ClassVar[bool] = False  # the backend must embed
     needs_model: ClassVar[bool] = True  # False: describes the model without weights or a server (job=info)
+    keeps_run_dir: ClassVar[bool] = True  # False: its results go to stdout (or a server's state dir), not outputs/
 
     name: str = MISSING
     input: str = MISSING  # a file, a directory (embed), a saved dataset, hf://datasets/<name>, or - for standard input
@@ -130,6 +131,7 @@ class SearchJob:
     model_kind: ClassVar[ModelKind | None] = ModelKind.embed
     needs_embeddings: ClassVar[bool] = True
     needs_model: ClassVar[bool] = True
+    keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "search"
     store: str | None = None  # the SQLite store a job=embed run filled (job.store there); required
@@ -150,6 +152,7 @@ class InfoJob:
     model_kind: ClassVar[ModelKind | None] = None
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
+    keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "info"
     load: bool = False  # also load the model and report its dtype, device and dimensions
@@ -169,6 +172,7 @@ class ShareJob:
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = True
     shares_model: ClassVar[bool] = True
+    keeps_run_dir: ClassVar[bool] = True
 
     name: str = "share"
 
@@ -181,6 +185,7 @@ class ServeJob:
     model_kind: ClassVar[ModelKind | None] = None  # a chat model or an embedder: the server offers what it can do
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = True
+    keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "serve"
     host: str = "127.0.0.1"  # 0.0.0.0 needs a key in $api_key_env, or insecure=true
@@ -224,6 +229,7 @@ class MergeJob:
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False  # reads run dirs; loads no model
     restartable: ClassVar[bool] = True  # stops between steps on a signal; run again into its dir, it starts over
+    keeps_run_dir: ClassVar[bool] = True
 
     name: str = "merge"
     runs: Any = None  # required: a sweep dir, or a list of shard run dirs

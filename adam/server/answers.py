@@ -8,7 +8,6 @@ a link's href (http, https, mailto) and no images: the page inserts nothing else
 
 from __future__ import annotations
 
-import json
 from functools import cache
 from typing import Any
 
@@ -105,19 +104,3 @@ def markdown_html(text: str) -> str | None:
 def same_answer(a: str | None, b: str | None) -> bool:
     """Whether two answers read the same (surrounding white space aside)."""
     return (a or "").strip() == (b or "").strip()
-
-
-def short(value: Any, limit: int = 4000) -> Any:
-    """A value for the page, long strings cut (the full line is a click away)."""
-    if isinstance(value, str) and len(value) > limit:
-        return value[:limit] + "…"
-    if isinstance(value, list):
-        return [short(v, limit) for v in value]
-    if isinstance(value, dict):
-        return {k: short(v, limit) for k, v in value.items()}
-    return value
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON for a value shown as text."""
-    return json.dumps(value, ensure_ascii=False)

@@ -16,7 +16,7 @@ import httpx
 import pytest
 from browser import browser, chromium, not_blank  # noqa: F401  (fixtures)
 from run_dirs import HOSTILE, big_run, echo_run, sweep
-from serving import engine_for, serving
+from serving import CHAT_ID, engine_for, serving
 
 from adam.server.listen import BackgroundServer
 
@@ -46,8 +46,9 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServe
     echo_run(root / OTHER_RUN, other, "job.keep_input=false")  # what was asked comes from the first run
     sweep(root / SWEEP, [["domain=general"], ["domain=code"]], prompts[:1])
     big_run(root / BIG, 20_000)
-    engine = engine_for()
-    with serving(engine, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY) as running:
+    big_run(root / "generate" / ("a_long_run_name_without_any_break_" * 6), 2)  # must not push the runs table wider
+    engine, embedder = engine_for(), engine_for("size=minilm")  # a chat model, and an embedder beside it
+    with serving(engine, embedder, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY) as running:
         _batch(running.url)
         yield running
 
@@ -333,11 +334,34 @@ def test_a_chat_streams_from_the_served_model(page: Page) -> None:
     assert pieces == len(said.split())  # one text node per streamed piece
     assert page.js("return document.querySelectorAll('#chat-log b').length") == 0
     page.until_text("#chat-status", f"Done: {len(said.split())} tokens")
+    assert [o.get_attribute("value") for o in page.all("#chat-model option")] == [CHAT_ID]  # not the embedder
+    assert "all-MiniLM" in page.find("#served").text  # which the server does serve
+    page.find("#chat-max-tokens").send_keys("2")
+    page.find("#chat-seed").send_keys("7")
+    page.find("#chat-top-p").send_keys("0.5")
+    page.find("#chat-json").click()
+    page.find("#chat-input").send_keys("one two three four")
+    page.find("#chat-send").click()
+    page.until_text("#chat-status", "Done: 2 tokens")  # max_tokens reached the server
+    assert page.all(".msg.assistant .content")[-1].text == "one two"
+    page.open("#/chat")  # a reload: the conversation and the settings are kept in the tab
+    page.wait.until(lambda _: len(page.all("#chat-log .msg")) == 4)
+    assert [e.text for e in page.all("#chat-log .msg .content")] == [said, said, "one two three four", "one two"]
+    assert [page.find(f"#chat-{k}").get_attribute("value") for k in ("max-tokens", "seed", "top-p")] == [
+        "2",
+        "7",
+        "0.5",
+    ]
+    assert page.find("#chat-json").is_selected()
+    page.find("#chat-clear").click()
+    assert page.js("return JSON.parse(sessionStorage.getItem('adam.chat')).messages.length") == 0
 
 
 def test_a_screenshot_is_not_blank(page: Page, tmp_path: Path) -> None:
     page.open("#/runs")
     page.find("table#runs")
+    assert page.driver.get_window_size()["width"] == 1280
+    assert page.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")  # no overflow
     png = page.driver.get_screenshot_as_png()
     (tmp_path / "runs.png").write_bytes(png)
     colours, spread = not_blank(png)
