@@ -53,7 +53,7 @@ REQUESTS: dict[str, dict[str, Any]] = {
         "temperature": 0,
         "max_tokens": 32,
         "response_format": {"type": "json_schema", "json_schema": {"name": "colours", "schema": COLOURS}},
-    },  # fmt: skip
+    },
     "choice": {"messages": [USER], "temperature": 0, "structured_outputs": {"choice": ["red", "green", "blue"]}},
     "logprobs": {"messages": [USER], "temperature": 0, "logprobs": True, "top_logprobs": 2},
 }
@@ -148,7 +148,7 @@ def test_constrained_answers_hold_to_their_constraint(doors: dict[str, Any]) -> 
     jsonschema.validate(json.loads(schema["choices"][0]["message"]["content"]), COLOURS)
     _, choice = doors["http"]["choice"]
     assert choice["choices"][0]["message"]["content"] in ("red", "green", "blue")
-    status, logprobs = doors["http"]["logprobs"]
+    _, logprobs = doors["http"]["logprobs"]
     if doors["backend"] == "echo":
         assert logprobs["error"]["message"] == "the echo backend does not give log-probabilities"
         assert logprobs["error"]["code"] == "unsupported"
