@@ -167,9 +167,9 @@ def test_a_job_constraint_the_backend_cannot_honour_stops_before_the_run(tmp_pat
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": 1, "prompt": "hi"}])
     with pytest.raises(ConfigError, match="cannot build an instance of a schema using 'pattern': the job's constraint"):
         _run(tmp_path, f"job.input={src}", f"job.schema={schema}")
-    with pytest.raises(ConfigError, match="job.choice: 'choice' lists a label twice"):
+    with pytest.raises(ConfigError, match=r"job\.choice: 'choice' lists a label twice"):
         _run(tmp_path, f"job.input={src}", "job.choice=[yes,yes]", name="b")
-    with pytest.raises(ConfigError, match="set one of job.response_format and job.schema"):
+    with pytest.raises(ConfigError, match=r"set one of job\.response_format and job\.schema"):
         _run(tmp_path, f"job.input={src}", f"job.schema={schema}", "job.response_format={type: json_object}", name="c")
 
 
