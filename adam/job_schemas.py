@@ -79,7 +79,8 @@ class GenerateJob(JobSpec):
     thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
     overflow: Overflow = Overflow.error  # prompts over the context window
     # Structured output for every record (a record's own response_format or choice replaces it); set one at most
-    response_format: dict[str, Any] | None = None  # {type: json_object} or {type: json_schema, json_schema: {...}}
+    response_format: Any = None  # {type: json_object} or {type: json_schema, json_schema: {...}} (Any: OmegaConf
+    # cannot merge a mapping into an Optional[Dict] left null; job_constraint checks its shape)
     schema: str | None = None  # a JSON schema file: every answer is an instance of it
     choice: list[str] | None = None  # labels: every answer is exactly one of them
     keep_input: bool = True  # the prompt or messages (and per-record settings) beside each answer, for review

@@ -43,6 +43,7 @@ RESUMABLE_KEYS = frozenset(
         "job.max_consecutive_failures",
         "job.resume",
         "job.retry_errors",
+        "job.max_tokens",  # room for a retry of answers cut short (schema_mismatch); a finished line keeps its own
         "job.dry_run",
         "job.prune_max_fraction",  # a prune refused as too large is allowed by resuming with a higher one
         "backend.concurrency",
