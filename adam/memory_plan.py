@@ -116,6 +116,7 @@ class BackendTraits:
     model_field: str = "hf_id"  # the size field naming the model: a size without it cannot run there
     memory_modes: tuple[str, ...] = ()  # fixed memory modes (Ollama's 4-bit tags); (): from hardware settings
     reads_hf_cache: bool = False  # offline, only sizes in the Hugging Face cache can run
+    runtimes: tuple[str, ...] = ()  # backend.runtime's choices (the HuggingFace backend's torch | onnx)
 
 
 def traits_of(target: str) -> BackendTraits:
@@ -130,6 +131,7 @@ def traits_of(target: str) -> BackendTraits:
         str(getattr(cls, "model_field", "hf_id")),
         tuple(getattr(cls, "memory_modes", ())),
         bool(getattr(cls, "reads_hf_cache", False)),
+        tuple(str(r) for r in getattr(cls, "runtimes", ())),
     )
 
 

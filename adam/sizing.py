@@ -22,7 +22,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam import hardware
 from adam.catalog import CONFIG_MODULE
-from adam.config import ModelKind, Quantization, SizeSpec, to_spec
+from adam.config import ONNX_ARCHITECTURES, ModelKind, Quantization, SizeSpec, to_spec
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.memory_estimates import check_long_context, estimate
 from adam.memory_plan import (
@@ -82,7 +82,8 @@ def _resolve_size(
     # a bundled embedder needs no download: the pick when nothing of the catalog can be had
     bundled = bundled_fits(kind, plan, carried) if traits.reads_hf_cache and kind == ModelKind.embed else []
     if not fits and bundled:
-        return _pick_bundled(cfg, bundled[0], f"no {kind.value} model of the catalog fits {where}")
+        note = onnx_note(cfg, bundled[0][0], plan.device)
+        return _pick_bundled(cfg, bundled[0], f"no {kind.value} model of the catalog fits {where}{note}")
     if not fits:
         need = f"; the smallest, {smallest[0].name}, needs {smallest[1].total_gb:.1f} GiB" if smallest else ""
         raise ConfigError(
@@ -94,8 +95,9 @@ def _resolve_size(
     if traits.reads_hf_cache:
         usable = cached_only(fits, cached)
         if not usable and bundled:
+            note = onnx_note(cfg, bundled[0][0], plan.device)
             return _pick_bundled(
-                cfg, bundled[0], f"HF_HUB_OFFLINE is set and no {kind.value} model that fits is cached"
+                cfg, bundled[0], f"HF_HUB_OFFLINE is set and no {kind.value} model that fits is cached{note}"
             )
         if not usable:
             from adam.backends.hf_loading import download_command
@@ -120,7 +122,20 @@ def _resolve_size(
             why += f"; {nxt.name} would need {nxt_est.total_gb:.1f} GiB as {nxt_est.mode}"
     if preferred and spec.name == preferred:
         why += f" (domain={cfg.domain.name} prefers it)"
-    return _apply_pick(cfg, fits[0], why)
+    return _apply_pick(cfg, fits[0], why + onnx_note(cfg, spec, plan.device))
+
+
+def onnx_fits(spec: SizeSpec, device: str, runtimes: tuple[str, ...]) -> bool:
+    """Whether backend.runtime=onnx could run ``spec`` here: an encoder embedder, on a CPU, a backend that has it."""
+    encoder = spec.kind == ModelKind.embed and spec.architecture in ONNX_ARCHITECTURES
+    return encoder and device == "cpu" and "onnx" in runtimes
+
+
+def onnx_note(cfg: DictConfig, spec: SizeSpec, device: str) -> str:
+    """size=auto's word on an encoder embedder picked for a CPU while backend.runtime is torch: ONNX is faster."""
+    if str(cfg.backend.get("runtime", "torch")) != "torch" or not onnx_fits(spec, device, backend_traits(cfg).runtimes):
+        return ""
+    return "; on a CPU backend.runtime=onnx embeds it faster with the same vectors (README: Embeddings on ONNX Runtime)"
 
 
 def _pick_bundled(cfg: DictConfig, fit: Fit, reason: str) -> dict[str, Any]:
@@ -189,6 +204,8 @@ def recommendations(
                 usable = cached_only(fits) if traits.reads_hf_cache else fits
                 spec, est = (usable or fits)[0]
                 pick = {"size": spec.name, "mode": est.mode, "total_gb": round(est.total_gb, 2), "batch": plan.batch}
+                if onnx_fits(spec, plan.device, traits.runtimes):
+                    pick["runtime"] = "backend.runtime=onnx is faster on this CPU (torch is the default)"
                 if (
                     traits.reads_hf_cache
                 ):  # offline, size=auto takes the largest cached fit, or refuses and names this one
