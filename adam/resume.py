@@ -62,6 +62,8 @@ RESUMABLE_KEYS = frozenset(
         "backend.unavailable",
         "hardware.threads",
         "backend.weight_type",  # compared as the type it resolves to (the manifest's backend.weight_type)
+        "backend.runtime",  # compared with the runtime the manifest's backend records, in one line of its own
+        "backend.quantization",
     }
 )
 _RUN_KEYS = ("backend", "size", "domain", "hardware", "job")  # the groups compared on resume

@@ -170,6 +170,10 @@ class ModelBackend(ABC):
         """Whether job.thinking=true changes what the model does; None when the backend cannot tell."""
         return None
 
+    def suggestions(self) -> list[str]:
+        """Settings job=info suggests for this model on this machine (a faster runtime); never loads anything."""
+        return []
+
     def load(self) -> None:
         """Load the model now instead of on first use."""
 

@@ -281,13 +281,19 @@ class Engine:
         return len(probe.vector)
 
     def store_key(self, info: Mapping[str, Any]) -> str:
-        """The model part of an embedding store's key: name, revision or file hash, and kept dimensions."""
+        """The model part of an embedding store's key: name, revision or file hash, kept dimensions, and the runtime
+        where it is not torch (+onnx, +onnx-int8), so vectors of two runtimes never mix in one store."""
         key = str(info.get("model") or "unknown")
         pin = info.get("revision") or info.get("sha256")
         if pin:
             key += f"@{str(pin)[:16]}"
         if self.backend.size.dimensions:
             key += f"#{self.backend.size.dimensions}"
+        runtime = info.get("runtime")
+        if runtime and runtime != "torch":  # torch's keys stay as they were before runtimes existed
+            key += f"+{runtime}"
+            if info.get("quantization") not in (None, "none"):
+                key += f"-{info['quantization']}"
         return key
 
     def content_sha(self, text: str, *, query_task: str | None = None) -> str:

@@ -60,6 +60,7 @@ def describe(ctx: JobContext) -> dict[str, Any]:
             "effective": memory_estimates.effective_context(size),
         },
         "weights": ctx.backend.weights(),
+        "suggestions": ctx.backend.suggestions(),
         "hardware": {
             "profile": hw.name,
             "device": hw.device.value,
