@@ -11,6 +11,20 @@ DISK_FULL = frozenset(
 )  # the errnos of a full disk (or quota): wait for space, lose nothing
 
 
+# The distribution's name (pyproject.toml [project].name; a test keeps the two the same). `adam` on PyPI is another
+# project, so the distribution has a name of its own; the import package stays `adam`.
+DISTRIBUTION = "adam-batch"
+# Extras with a make target of their own in the Makefile (a build step pip alone does not take)
+MAKE_TARGETS = {"llamacpp": "make llamacpp"}
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, advice that works in a clone of adam (nothing is published yet)."""
+    pip = f"pip install -e '.[{extra}]'"
+    make = MAKE_TARGETS.get(extra)
+    return f"`{make}` (or `{pip}`) in adam's folder" if make else f"`{pip}` in adam's folder"
+
+
 class ExitCode(IntEnum):
     """Process exit statuses, documented in the README."""
 

@@ -1,4 +1,4 @@
-"""llama.cpp in-process (llama-cpp-python, ``pip install 'adam[llamacpp]'``): GGUF files as they are.
+"""llama.cpp in-process (llama-cpp-python, ``make llamacpp``): GGUF files as they are.
 
 The GGUF comes from the same resolvers as the HuggingFace backend (``size.path``, ``size.package``,
 ``size.source=ollama``), or from the shared store for a size that names a Hugging Face model adam
@@ -34,7 +34,7 @@ from adam.backends.base import (
 from adam.backends.constraints import TokenGuide
 from adam.backends.text import THINK_CLOSE, THINK_OPEN
 from adam.config import Device, ModelKind, WeightsSource
-from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError
+from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError, install_hint
 from adam.paths import cache_root
 from adam.registry import loaded_models
 
@@ -44,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'adam[llamacpp]' (builds llama-cpp-python from source, about 8 minutes on 2 cores)"
+INSTALL_HINT = f"{install_hint('llamacpp')}: it builds llama-cpp-python from source, about 8 minutes on 2 cores"
 
 
 def _native() -> Any:

@@ -210,10 +210,14 @@ class OllamaBackend(ServerBackend):
             out["digest"] = digests[0]
         return out
 
-    def check_available(self) -> None:
-        """Reach the server, then make sure it has the model, pulling it as ``pull`` says."""
+    def reach(self) -> None:
+        """Ask the server for its models: a server that does not answer raises BackendUnavailable."""
         client = self._client()
         self._call("list", client.list)  # a refused connection becomes BackendUnavailable here
+
+    def check_available(self) -> None:
+        """Reach the server, then make sure it has the model, pulling it as ``pull`` says."""
+        self.reach()
         if self.pull_policy is PullPolicy.always:
             self.pull()
         elif not self.has_model():
