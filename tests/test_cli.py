@@ -241,7 +241,7 @@ def test_only_runs_that_leave_results_make_a_run_dir_and_the_server_names_its_pa
     started = time.time()
     src = tmp_path / "in.jsonl"
     src.write_text('{"id": 1, "prompt": "hello"}\n')
-    info = adam("job=info", "backend=echo", cwd=tmp_path)
+    info = adam("job=info", "backend=echo", "job.format=json", cwd=tmp_path)
     assert info.returncode == 0 and json.loads(info.stdout)["config"]["job"]["name"] == "info", info.stderr[-2000:]
     generated = adam("backend=echo", f"job.input={src}", cwd=tmp_path)
     assert generated.returncode == 0, generated.stderr[-2000:]
