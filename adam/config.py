@@ -141,6 +141,26 @@ class Attention(StrEnum):
     flash_attention_2 = "flash_attention_2"  # needs flash-attn and a CUDA GPU; else sdpa with a warning
 
 
+class Runtime(StrEnum):
+    """What runs an embedding model's forward pass (HuggingFace backend, backend.runtime)."""
+
+    torch = "torch"
+    onnx = "onnx"  # ONNX Runtime on the CPU, exported once from the local weights (encoders only)
+
+
+class OnnxQuantization(StrEnum):
+    """Weights of the ONNX export (backend.quantization): as exported, or dynamic int8 (vectors change slightly)."""
+
+    none = "none"
+    int8 = "int8"
+
+
+# config.json model_types whose ONNX export (torch.onnx.export, dynamo) gives torch's vectors (cosine >= 0.9999,
+# tests/backends/test_hf_onnx.py and bench/RESULTS.md): encoders, padded with an attention mask. Decoder embedders
+# (Qwen3-Embedding) are left out until their export is shown to give the same vectors.
+ONNX_ARCHITECTURES = frozenset({"bert"})
+
+
 @dataclass
 class HardwareSpec:
     """Where and how the model runs."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import errno
 from enum import IntEnum
+from typing import Any
 
 DISK_FULL = frozenset(
     {errno.ENOSPC, errno.EDQUOT}
@@ -86,6 +87,24 @@ class InvalidOutputError(BackendError):
     """The backend answered with something adam will not write (a NaN in a vector, another width)."""
 
     code = "invalid_output"
+
+
+class UnsupportedRequestError(BackendError):
+    """The backend cannot honour what a request asks (a JSON schema, choices, log-probabilities): the record's own
+    refusal, said in one line, never a silent drop."""
+
+    code = "unsupported"
+
+
+class SchemaMismatchError(BackendError):
+    """A constrained answer that does not parse or validate (cut short by max_tokens, most often); it keeps the
+    generation, so the error line can carry the raw text and finish_reason."""
+
+    code = "schema_mismatch"
+
+    def __init__(self, message: str, generation: Any = None) -> None:
+        super().__init__(message)
+        self.generation = generation
 
 
 class RunStopped(AdamError):

@@ -118,6 +118,7 @@ class BackendTraits:
     memory_modes: tuple[str, ...] = ()  # fixed memory modes (Ollama's 4-bit tags); (): from hardware settings
     reads_hf_cache: bool = False  # offline, only sizes in the Hugging Face cache can run
     computes_here: bool = False  # the model runs in this process (loads_in_process): on a CPU its speed is ours
+    runtimes: tuple[str, ...] = ()  # backend.runtime's choices (the HuggingFace backend's torch | onnx)
 
 
 def traits_of(target: str) -> BackendTraits:
@@ -138,6 +139,7 @@ def traits_of_class(cls: type) -> BackendTraits:
         tuple(getattr(cls, "memory_modes", ())),
         bool(getattr(cls, "reads_hf_cache", False)),
         bool(getattr(cls, "loads_in_process", False)),
+        tuple(str(r) for r in getattr(cls, "runtimes", ())),
     )
 
 

@@ -20,6 +20,7 @@ BENCHES = {
     "prefix": "llama.cpp shared prefixes: system prompt KV cells copied (seq_cp) vs read per sequence; exactness",
     "shard": "2 shards on the joblib launcher (1 thread each) + job=merge vs 1 process with 2 threads: echo, MiniLM",
     "serve": "job=serve on the demo model: concurrent requests micro-batched vs one at a time",
+    "scheduler": "32 streamed chats at once (TTFT, chunks), a chat beside a 2,000-line batch, job throughput",
 }
 
 

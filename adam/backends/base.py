@@ -7,13 +7,14 @@ record fails alone) and the public methods; a backend implements the few primiti
 
 from __future__ import annotations
 
+import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, ClassVar, TypeVar
 
 from adam.backends.text import StreamAssembler, finish_text
-from adam.backends.types import Embedding, Generation, GenerationRequest, StreamChunk, WeightsLocation
+from adam.backends.types import Embedding, Generation, GenerationRequest, Priority, StreamChunk, WeightsLocation
 from adam.config import HardwareSpec, SizeSpec, to_spec
 from adam.errors import BackendError, UnsupportedError
 from adam.memory_estimates import effective_context
@@ -23,6 +24,7 @@ __all__ = [
     "Generation",
     "GenerationRequest",
     "ModelBackend",
+    "Priority",
     "StreamChunk",
     "WeightsLocation",
     "finish_generation",
@@ -48,16 +50,27 @@ class ModelBackend(ABC):
     reads_hf_cache: ClassVar[bool] = False  # weights come from the Hugging Face cache (size=auto checks it offline)
     concurrent_calls: ClassVar[bool] = False  # safe to call from many threads at once (a server does the work)
     loads_in_process: ClassVar[bool] = False  # load() reads weights into this process: a batch job calls it first
+    # what a request may ask beyond text (adam/protocol/structured.py); a backend without it refuses in one line
+    supports_json_schema: ClassVar[bool] = False  # response_format: json_object and json_schema
+    supports_choice: ClassVar[bool] = False  # choice: the answer is one of a list of labels
+    supports_logprobs: ClassVar[bool] = False  # logprobs and top_logprobs on a chat request
+    # generation goes through the backend's own scheduler (adam/backends/scheduler.py): callers on many threads
+    # share its decode steps, by priority; _generate_batch and _stream_raw then take a ``priority`` keyword
+    schedules: ClassVar[bool] = False
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)
         self.hardware: HardwareSpec = to_spec(HardwareSpec, hardware or {"name": "auto"})
 
     # ----------------------------------------------------------------- public API
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
+    def generate(
+        self, requests: Sequence[GenerationRequest], *, priority: Priority = Priority.batch
+    ) -> list[Generation | BackendError]:
         """Generate for a batch; each item is a Generation or the BackendError of that request alone."""
         if not self.supports_generation:
             raise UnsupportedError(f"the {self.name} backend cannot generate text")
+        if self.schedules:
+            return self._isolate(list(requests), lambda batch: self._generate_batch(batch, priority=priority))  # type: ignore[call-arg]
         return self._isolate(list(requests), self._generate_batch)
 
     def generate_one(self, request: GenerationRequest) -> Generation:
@@ -88,13 +101,15 @@ class ModelBackend(ABC):
         """The width the backend's own settings fix (backend.dimensions); None when they fix none."""
         return None
 
-    def stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+    def stream(self, request: GenerationRequest, *, priority: Priority = Priority.interactive) -> Iterator[StreamChunk]:
         """Stream one generation; the joined text equals what generate() returns for the request."""
         if not self.supports_streaming:
-            gen = self.generate_one(request)
+            (gen,) = self.generate([request], priority=priority)
+            if isinstance(gen, BackendError):
+                raise gen
             yield StreamChunk(gen.text, gen.thinking or "", gen.finish_reason, gen.prompt_tokens, gen.completion_tokens)
             return
-        yield from self._stream(request)
+        yield from self._stream(request, priority)
 
     def sort_keys(self, texts: Sequence[str]) -> list[int]:
         """A length per text, to group similar inputs into one batch: characters here; backends with a
@@ -112,6 +127,24 @@ class ModelBackend(ABC):
     def opens_thinking(self, request: GenerationRequest) -> bool:
         """Whether the prompt fed to the model already opens a <think> block (the answer starts inside it)."""
         return False
+
+    def request_problem(self, request: GenerationRequest) -> str | None:
+        """Why this backend cannot honour a request's constraint or log-probabilities, in one line; None: it can."""
+        if request.response_format and not self.supports_json_schema:
+            return f"the {self.name} backend cannot constrain answers to JSON (response_format)"
+        if request.choice and not self.supports_choice:
+            return f"the {self.name} backend cannot constrain answers to a list of choices"
+        if request.logprobs is not None and not self.supports_logprobs:
+            return f"the {self.name} backend does not give log-probabilities"
+        if request.response_format:
+            from adam.protocol.structured import output_schema
+
+            return self.schema_problem(output_schema(request.response_format) or {})
+        return None
+
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """Why this backend cannot decode to ``schema`` (a keyword it lacks), in one line; None: it can."""
+        return None
 
     def format_prompt(self, request: GenerationRequest) -> str:
         """The exact text the model is fed for a request (chat template applied where there is one)."""
@@ -136,6 +169,10 @@ class ModelBackend(ABC):
     def has_thinking_mode(self) -> bool | None:
         """Whether job.thinking=true changes what the model does; None when the backend cannot tell."""
         return None
+
+    def suggestions(self) -> list[str]:
+        """Settings job=info suggests for this model on this machine (a faster runtime); never loads anything."""
+        return []
 
     def load(self) -> None:
         """Load the model now instead of on first use."""
@@ -162,15 +199,17 @@ class ModelBackend(ABC):
         gen = self._generate_batch([request])[0]
         yield StreamChunk(gen.text, "", gen.finish_reason, gen.prompt_tokens, gen.completion_tokens)
 
-    def _stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+    def _stream(self, request: GenerationRequest, priority: Priority = Priority.interactive) -> Iterator[StreamChunk]:
         """Stream via _stream_raw, cutting stop strings and thinking exactly as generate() does."""
         assembler = StreamAssembler(request.stop, self.opens_thinking(request))
-        for raw in self._stream_raw(request):
-            chunk = assembler.feed(raw)
-            if chunk.text or chunk.thinking:
-                yield chunk
-            if assembler.stopped:
-                break
+        raws = self._stream_raw(request, priority=priority) if self.schedules else self._stream_raw(request)  # type: ignore[call-arg]
+        with contextlib.closing(raws):  # a stop string hit gives the slot back at once
+            for raw in raws:
+                chunk = assembler.feed(raw)
+                if chunk.text or chunk.thinking:
+                    yield chunk
+                if assembler.stopped:
+                    break
         yield assembler.close()
 
     # ----------------------------------------------------------------- helpers
@@ -212,11 +251,12 @@ def finish_generation(
     prompt_tokens: int,
     completion_tokens: int,
     thinking_open: bool = False,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> Generation:
     """Apply stop strings and split thinking from the answer, the same way for every backend."""
     text, thinking, hit_stop = finish_text(raw, request.stop, thinking_open)
     reason = "stop" if hit_stop else finish_reason
-    return Generation(text, thinking, prompt_tokens, completion_tokens, reason)
+    return Generation(text, thinking, prompt_tokens, completion_tokens, reason, logprobs)
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:

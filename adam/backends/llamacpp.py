@@ -4,8 +4,10 @@ The GGUF comes from the same resolvers as the HuggingFace backend (``size.path``
 ``size.source=ollama``), or from the shared store for a size that names a Hugging Face model adam
 already shared as GGUF (job=share). ``backend.weight_type`` picks the type it runs as: the
 file as it is, or a copy written once in a type with fast kernels on this CPU (llamacpp_weights.py).
-Chat templates come from the GGUF's own ``tokenizer.chat_template``. Generation decodes up to
-``n_seq`` sequences per llama.cpp call, new requests joining as others finish (llamacpp_native.py).
+Chat templates come from the GGUF's own ``tokenizer.chat_template``. Generation goes through one
+scheduler per backend (scheduler.py): a thread that decodes up to ``n_seq`` batch sequences plus
+``interactive_slots`` kept for interactive requests per llama.cpp call, each request joining at any
+step and streaming its own tokens (llamacpp_native.py).
 Finding the GGUF is in llamacpp_source.py, packing texts for embeddings in llamacpp_embed.py.
 """
 
@@ -18,17 +20,19 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
+from adam.backends import constraints, hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
 from adam.backends.base import (
     Embedding,
     Generation,
     GenerationRequest,
     ModelBackend,
+    Priority,
     StreamChunk,
     WeightsLocation,
     finish_generation,
 )
-from adam.backends.text import THINK_OPEN
+from adam.backends.constraints import TokenGuide
+from adam.backends.text import THINK_CLOSE, THINK_OPEN
 from adam.config import Device, ModelKind, WeightsSource
 from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError, install_hint
 from adam.paths import cache_root
@@ -36,6 +40,7 @@ from adam.registry import loaded_models
 
 if TYPE_CHECKING:
     from adam.backends.llamacpp_native import BatchDecoder, Context, GgufModel, Prompt
+    from adam.backends.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -58,6 +63,10 @@ class LlamaCppBackend(ModelBackend):
     loads_in_process = True
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # llguidance token masks over the GGUF's vocabulary (adam/backends/constraints.py)
+    supports_choice = True
+    supports_logprobs = True
+    schedules = True
 
     def __init__(
         self,
@@ -68,14 +77,18 @@ class LlamaCppBackend(ModelBackend):
         n_batch: int = 512,
         share_store: str | None = None,
         weight_type: str | None = None,
+        interactive_slots: int = 1,
     ) -> None:
         super().__init__(size, hardware)
         for key, value in (("n_seq", n_seq), ("n_ctx", n_ctx), ("n_batch", n_batch)):
             if value < 1:
                 raise ConfigError(f"backend.{key} must be at least 1, not {value}")
+        if interactive_slots < 0:
+            raise ConfigError(f"backend.interactive_slots must be 0 or more, not {interactive_slots}")
         self.n_seq = n_seq
         self.n_ctx = n_ctx
-        self.n_batch = max(n_batch, n_seq)  # a step carries one token of every running sequence
+        self.interactive_slots = interactive_slots
+        self.n_batch = max(n_batch, n_seq + interactive_slots)  # a step carries one token of every running sequence
         self.share_store = share_store
         self.weight_type = llamacpp_weights.check_setting(weight_type)  # None: auto, or as_is for a file you name
         self.threads = self.hardware.threads or os.cpu_count() or 1
@@ -84,8 +97,10 @@ class LlamaCppBackend(ModelBackend):
         self._plan: llamacpp_weights.WeightPlan | None = None
         self._model: GgufModel | None = None
         self._decoder: BatchDecoder | None = None
+        self._scheduler: Scheduler | None = None
         self._embedder: Context | None = None
         self._formatter: Any = None
+        self._guide: TokenGuide | None = None
         self._warned_no_template = False
 
     # ----------------------------------------------------------------- finding and loading the GGUF
@@ -131,7 +146,7 @@ class LlamaCppBackend(ModelBackend):
         if self.size.kind == ModelKind.embed:
             self._embedding_context()
         else:
-            self._batch_decoder()
+            self.scheduler()
 
     def _gguf(self) -> GgufModel:
         with self._lock:
@@ -154,11 +169,19 @@ class LlamaCppBackend(ModelBackend):
                 trained = _int(model.meta(f"{model.meta('general.architecture')}.context_length"))
                 if trained and window > trained:
                     log.warning("backend.n_ctx=%d is past the %d tokens %s was trained on", window, trained, model.path)
-                context = native.Context(
-                    model, n_seq=self.n_seq, n_ctx=window, n_batch=self.n_batch, threads=self.threads
-                )
+                slots = self.n_seq + self.interactive_slots
+                context = native.Context(model, n_seq=slots, n_ctx=window, n_batch=self.n_batch, threads=self.threads)
                 self._decoder = native.BatchDecoder(context)
             return self._decoder
+
+    def scheduler(self) -> Scheduler:
+        """The one loop that decodes for every caller of this backend (started with the model)."""
+        with self._lock:
+            if self._scheduler is None:
+                from adam.backends.scheduler import Scheduler
+
+                self._scheduler = Scheduler(self._batch_decoder(), batch_slots=self.n_seq, name="adam-llamacpp")
+            return self._scheduler
 
     def _embedding_context(self) -> Context:
         with self._lock:
@@ -262,11 +285,36 @@ class LlamaCppBackend(ModelBackend):
                 f"{window}-token context of each sequence: shorten it, lower max_tokens, or raise backend.n_ctx"
             )
         stops = tuple(s for s in request.stop if s)
-        return _native().Prompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+        constraint = None
+        if request.constrained:
+            try:
+                constraint = self.token_guide().row(request, thinking_open=self.opens_thinking(request))
+            except BackendError as err:
+                return err
+        return _native().Prompt(
+            ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed, constraint,
+            request.logprobs,
+        )  # fmt: skip
 
-    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
-        """Every request in one continuous batch; a request that cannot run gets its own error in its place,
-        so the others keep their batch."""
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """A schema keyword llguidance does not implement, in one line."""
+        return constraints.schema_problem(schema)
+
+    def token_guide(self) -> TokenGuide:
+        """llguidance over the GGUF's vocabulary (built once, on the first constrained request)."""
+        with self._lock:
+            if self._guide is None:
+                model = self._gguf()
+                opening, closing = model.single_token(THINK_OPEN), model.single_token(THINK_CLOSE)
+                think = (opening, closing) if opening is not None and closing is not None else None
+                self._guide = TokenGuide.for_llamacpp(model.vocab, model.end_tokens(), model.n_vocab, think)
+            return self._guide
+
+    def _generate_batch(
+        self, requests: Sequence[GenerationRequest], priority: Priority = Priority.batch
+    ) -> list[Generation | BackendError]:
+        """Every request submitted to the scheduler at once; a request that cannot run gets its own error in its
+        place, so the others keep their batch."""
         results: list[Generation | BackendError | None] = []
         prompts: list[Prompt] = []
         where: list[int] = []  # request index of each prompt
@@ -278,34 +326,45 @@ class LlamaCppBackend(ModelBackend):
                 results.append(None)
                 prompts.append(prepared)
                 where.append(i)
-        texts: list[list[str]] = [[] for _ in prompts]
-        if prompts:
-            with self._lock:
-                for events in self._batch_decoder().run(prompts):
-                    for event in events:
-                        texts[event.index].append(event.text)
-                        if event.finish_reason is not None:
-                            request = requests[where[event.index]]
-                            results[where[event.index]] = finish_generation(
-                                "".join(texts[event.index]),
-                                request,
-                                finish_reason=event.finish_reason,
-                                prompt_tokens=len(prompts[event.index].ids),
-                                completion_tokens=event.tokens,
-                                thinking_open=self.opens_thinking(request),
-                            )
+        scheduler = self.scheduler() if prompts else None
+        tickets = [scheduler.submit(p, priority) for p in prompts] if scheduler is not None else []
+        try:
+            for ticket, prompt, i in zip(tickets, prompts, where, strict=True):
+                texts, logprobs, last = [], [], None
+                for last in ticket:
+                    texts.append(last.text)
+                    if last.logprob is not None:
+                        logprobs.append(last.logprob)
+                assert last is not None and last.finish_reason is not None
+                request = requests[i]
+                results[i] = finish_generation(
+                    "".join(texts),
+                    request,
+                    finish_reason=last.finish_reason,
+                    prompt_tokens=len(prompt.ids),
+                    completion_tokens=last.tokens,
+                    thinking_open=self.opens_thinking(request),
+                    logprobs=logprobs if request.logprobs is not None else None,
+                )
+        finally:  # an interrupt or a failed step: the requests not read yet give their slots back
+            for ticket in tickets:
+                ticket.cancel()
         return [r for r in results if r is not None]
 
-    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
-        """Raw text as each token is decoded; the base class cuts stop strings and thinking."""
+    def _stream_raw(
+        self, request: GenerationRequest, priority: Priority = Priority.interactive
+    ) -> Iterator[StreamChunk]:
+        """Raw text as each token is decoded, in the steps it shares with every other request; the base class
+        cuts stop strings and thinking."""
         prompt = self._prepare(request)
         if isinstance(prompt, BackendError):
             raise prompt
-        with self._lock:
-            for events in self._batch_decoder().run([prompt]):
-                for event in events:
-                    reason = event.finish_reason
-                    yield StreamChunk(event.text, "", reason, len(prompt.ids), event.tokens)
+        ticket = self.scheduler().submit(prompt, priority)
+        try:
+            for event in ticket:
+                yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
+        finally:  # the reader went away (a client hung up, a stop string): the slot goes back at once
+            ticket.cancel()
 
     # ----------------------------------------------------------------- embeddings
     def _embed_limit(self) -> int:
@@ -329,6 +388,7 @@ class LlamaCppBackend(ModelBackend):
             "kind": self.size.kind.value,
             "context_length": self.context_window(),
             "n_seq": self.n_seq,
+            "interactive_slots": self.interactive_slots,
             "n_ctx": self.n_ctx,
             "n_batch": self.n_batch,
             "threads": self.threads,
@@ -377,10 +437,14 @@ class LlamaCppBackend(ModelBackend):
     def close(self) -> None:
         """Free this backend's contexts; the model stays loaded for other backends until the registry lets go."""
         with self._lock:
+            if self._scheduler is not None:
+                self._scheduler.close()
+                self._scheduler = None
             self._decoder = None
             self._embedder = None
             self._plan = None
             self._formatter = None
+            self._guide = None
             self._model = None
 
 

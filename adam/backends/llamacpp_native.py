@@ -1,11 +1,12 @@
 """llama.cpp's C API through llama-cpp-python's ctypes bindings: a loaded GGUF, its contexts, batched decoding.
 
-``BatchDecoder`` is continuous batching over the multi-sequence batch API. Each running request holds a
-sequence id (a slot). One ``llama_decode`` call carries the next token of every sequence that is
-generating plus as much of the waiting prompts as fits in ``n_batch``; a finished sequence's KV cells
-are freed (``llama_memory_seq_rm``) and the next request takes its slot. Contexts keep one KV stream
-per sequence (``kv_unified=false``), so a sequence's numbers never depend on its neighbours: greedy
-output in a batch equals the same prompt decoded alone.
+``BatchDecoder`` is continuous batching over the multi-sequence batch API, driven a decode call at a
+time by adam.backends.scheduler. Each running request holds a sequence id (a slot). One ``llama_decode``
+call carries either the next token of every sequence that is generating or the next chunk (up to
+``n_batch`` tokens) of one waiting prompt; a finished sequence's KV cells are freed
+(``llama_memory_seq_rm``) and the next request takes its slot. Contexts keep one KV stream per sequence
+(``kv_unified=false``), so a sequence's numbers never depend on its neighbours: greedy output in a
+batch equals the same prompt decoded alone.
 
 Only adam.backends.llamacpp imports this module, inside its methods: ``llama_cpp`` loads at first use.
 """
@@ -23,6 +24,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from adam.backends.constraints import logprob_entry
 from adam.errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -68,6 +70,7 @@ class GgufModel:
         self.bos_text = self.token_text(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos_text = self.token_text(llama_cpp.llama_vocab_eos(self.vocab))
         self._pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are generated
+        self._ends: list[int] | None = None
         self._free = llama_cpp.llama_model_free  # kept: module globals may be gone when __del__ runs at exit
 
     def __del__(self) -> None:
@@ -115,6 +118,21 @@ class GgufModel:
                 n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
             known = self._pieces[token] = buf.raw[:n]
         return known
+
+    def token_bytes(self, token: int) -> bytes:
+        """A token's bytes for log-probabilities: its piece, or a control token's own text (``<|im_end|>``)."""
+        return self.piece(token) or self.token_text(token).encode("utf-8")
+
+    def end_tokens(self) -> list[int]:
+        """Every token that ends generation (EOS, EOT, <|im_end|>...), found once by asking the vocabulary."""
+        if self._ends is None:
+            self._ends = [t for t in range(self.n_vocab) if self.is_end(t)]
+        return self._ends
+
+    def single_token(self, text: str) -> int | None:
+        """The id of ``text`` where it is exactly one token of the vocabulary (``<think>``), else None."""
+        ids = self.tokenize(text, add_special=False)
+        return ids[0] if len(ids) == 1 else None
 
     def is_end(self, token: int) -> bool:
         """Whether a token ends generation (EOS, EOT, <|im_end|>...)."""
@@ -230,6 +248,8 @@ class Prompt:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    constraint: Any = None  # a RowConstraint (adam/backends/constraints.py): masks each step; None: free
+    logprobs: int | None = None  # each token's log-probability with this many alternatives; None: not asked
 
 
 @dataclass
@@ -240,6 +260,7 @@ class Progress:
     text: str
     tokens: int
     finish_reason: str | None = None  # stop | length, on the request's last event
+    logprob: dict[str, Any] | None = None  # the token's logprobs entry, where the prompt asked for them
 
 
 @dataclass
@@ -256,16 +277,76 @@ class _Running:
     row: int | None = None  # the output row of this sequence in the last decode
     tail: str = ""  # the end of the text, enough to see a stop string complete
     utf8: Any = field(default_factory=lambda: codecs.getincrementaldecoder("utf-8")("replace"))
+    urgent: bool = False  # an interactive request: its prompt is read before batch work's
 
 
 class BatchDecoder:
-    """Continuous batching: decodes many prompts at once, each in its own sequence of a shared context."""
+    """Continuous batching: many prompts at once, each in its own sequence (slot) of a shared context.
+
+    Driven one decode call at a time (``admit``, ``step``, ``cancel``) by adam.backends.scheduler, whose
+    requests join at any step and leave when done; ``run`` decodes a fixed list of prompts the same way.
+    """
 
     def __init__(self, context: Context) -> None:
         self.ctx = context
         self.model = context.model
         self.batch = Batch(context.n_batch)
         self._prompt_turn = False  # whether the last batch was a prompt chunk
+        self._free = list(range(context.n_seq))[::-1]  # sequence ids no request holds
+        self._running: list[_Running] = []
+
+    @property
+    def free_slots(self) -> int:
+        """Requests that could start now."""
+        return len(self._free)
+
+    def admit(self, index: int, prompt: Prompt, *, urgent: bool = False) -> None:
+        """Start a request in a free slot, known by ``index`` in its events; an urgent one's prompt is read first."""
+        if not prompt.ids:
+            raise ValueError("every prompt needs at least one token")
+        if not self._free:
+            raise RuntimeError("no free slot: admit only while free_slots > 0")
+        self._running.append(_Running(index, prompt, self._free.pop(), _sampler(prompt), urgent=urgent))
+
+    def cancel(self, index: int) -> None:
+        """Stop a request now and free its slot (nothing if it already finished)."""
+        for job in self._running:
+            if job.index == index:
+                self._leave(job)
+                return
+
+    def reset(self) -> None:
+        """Forget every request (after a failed decode, or when done)."""
+        for job in self._running:
+            _free_sampler(job.sampler)
+        self._running.clear()
+        self._free = list(range(self.ctx.n_seq))[::-1]
+        self._prompt_turn = False
+        self.ctx.clear()
+
+    def step(self) -> list[Progress]:
+        """One llama_decode call; what each request that got a token produced. A finished request leaves."""
+        if not self._running:
+            return []
+        self._fill(self._running)
+        self.ctx.decode(self.batch.raw)
+        events, done = [], []
+        for job in self._running:
+            if job.row is None:
+                continue  # still reading its prompt
+            event = self._advance(job)
+            events.append(event)
+            if event.finish_reason is not None:
+                done.append(job)
+        for job in done:
+            self._leave(job)
+        return events
+
+    def _leave(self, job: _Running) -> None:
+        self._running.remove(job)
+        _free_sampler(job.sampler)
+        self.ctx.drop(job.seq)
+        self._free.append(job.seq)
 
     def run(self, prompts: Sequence[Prompt]) -> Iterator[list[Progress]]:
         """Decode every prompt; after each llama_decode call yield what each running request produced.
@@ -274,36 +355,16 @@ class BatchDecoder:
         """
         if any(not p.ids for p in prompts):
             raise ValueError("every prompt needs at least one token")
-        ctx, waiting = self.ctx, list(enumerate(prompts))[::-1]
-        free = list(range(ctx.n_seq))[::-1]
-        running: list[_Running] = []
-        ctx.clear()
+        waiting = list(enumerate(prompts))[::-1]
+        self.reset()
         try:
-            while waiting or running:
-                while waiting and free:
-                    index, prompt = waiting.pop()
-                    running.append(_Running(index, prompt, free.pop(), _sampler(prompt)))
-                self._fill(running)
-                ctx.decode(self.batch.raw)
-                events, done = [], []
-                for job in running:
-                    if job.row is None:
-                        continue  # still reading its prompt
-                    event = self._advance(job)
-                    events.append(event)
-                    if event.finish_reason is not None:
-                        done.append(job)
-                for job in done:
-                    running.remove(job)
-                    _free_sampler(job.sampler)
-                    ctx.drop(job.seq)
-                    free.append(job.seq)
-                if events:
+            while waiting or self._running:
+                while waiting and self._free:
+                    self.admit(*waiting.pop())
+                if events := self.step():
                     yield events
         finally:
-            for job in running:
-                _free_sampler(job.sampler)
-            ctx.clear()
+            self.reset()
 
     def _fill(self, running: list[_Running]) -> None:
         """The next batch: one new token of every generating sequence, or the next chunk of one waiting prompt.
@@ -311,15 +372,19 @@ class BatchDecoder:
         A prompt is never mixed with other sequences in a batch: llama.cpp splits a mixed batch into
         micro-batches by sequence, which would cut the prompt where decoding it alone does not, and the
         different kernel shapes change the last bits of its numbers (and so, now and then, a greedy token).
-        Decode steps and prompt chunks take turns, so neither waits for the other to finish.
+        Decode steps and prompt chunks take turns, so neither waits for the other to finish; an urgent
+        prompt (an interactive request's) is read before the others, and before the next step when only
+        batch work is generating, so a chat never waits behind a batch's steps.
         """
         batch = self.batch
         batch.clear()
         for job in running:
             job.row = None
         generating = [job for job in running if job.next_token is not None]
-        reading = next((job for job in running if job.fed < len(job.prompt.ids)), None)
-        self._prompt_turn = reading is not None and (not generating or not self._prompt_turn)
+        readers = [job for job in running if job.fed < len(job.prompt.ids)]
+        reading = next((job for job in readers if job.urgent), readers[0] if readers else None)
+        jump = reading is not None and reading.urgent and not any(job.urgent for job in generating)
+        self._prompt_turn = reading is not None and (not generating or jump or not self._prompt_turn)
         if self._prompt_turn and reading is not None:
             ids, start = reading.prompt.ids, reading.fed
             reading.fed = min(len(ids), start + batch.capacity)
@@ -333,13 +398,29 @@ class BatchDecoder:
             job.row = batch.add(job.next_token, pos, job.seq, True)
 
     def _advance(self, job: _Running) -> Progress:
-        """Sample the sequence's next token and turn it into text; says when the sequence is done."""
+        """Sample the sequence's next token and turn it into text; says when the sequence is done.
+
+        A constrained sequence's disallowed logits are set to -inf in llama.cpp's own buffer first, so the
+        sampler chain (or the argmax) only sees what its grammar allows. Log-probabilities are read after the
+        mask: a constrained row's are over what its constraint allows (a label's confidence among the labels).
+        """
+        prompt = job.prompt
+        logits = self.ctx.logits(job.row)
+        mask = prompt.constraint.allowed() if prompt.constraint is not None else None
+        if mask is not None:
+            logits[~mask[: logits.shape[0]]] = -np.inf
+        scores = logits.copy() if prompt.logprobs is not None else None  # before the sampler chain changes them
         if job.sampler is None:
-            token = int(np.argmax(self.ctx.logits(job.row)))
+            token = int(np.argmax(logits))
         else:
             token = int(llama_cpp.llama_sampler_sample(job.sampler, self.ctx.ptr, job.row))
+        if prompt.constraint is not None:
+            prompt.constraint.accept(token)
+        logprob = None
+        if scores is not None:
+            logprob = logprob_entry(scores, token, prompt.logprobs or 0, self.model.token_bytes)
         job.tokens += 1
-        prompt, reason = job.prompt, None
+        reason = None
         if self.model.is_end(token):
             text, reason = job.utf8.decode(b"", final=True), "stop"
         else:
@@ -352,7 +433,7 @@ class BatchDecoder:
             if reason is not None:
                 text += job.utf8.decode(b"", final=True)
         job.next_token = token if reason is None else None
-        return Progress(job.index, text, job.tokens, reason)
+        return Progress(job.index, text, job.tokens, reason, logprob)
 
 
 def _tail_length(stops: Sequence[str], text: str) -> int:

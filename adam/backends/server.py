@@ -17,7 +17,7 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, TypeVar
 
-from adam.backends.base import Generation, GenerationRequest, ModelBackend, StreamChunk
+from adam.backends.base import Generation, GenerationRequest, ModelBackend, Priority, StreamChunk
 from adam.backends.retry import Backoff
 from adam.backends.text import StreamAssembler
 from adam.errors import AdamError, BackendError, ConfigError
@@ -76,8 +76,12 @@ class ServerBackend(ModelBackend):
             close()
 
     # ----------------------------------------------------------------- generation
-    def generate(self, requests: Sequence[GenerationRequest]) -> list[Generation | BackendError]:
-        """Generate with up to ``concurrency`` requests in flight; a failed request fails alone, in place."""
+    def generate(
+        self, requests: Sequence[GenerationRequest], *, priority: Priority = Priority.batch
+    ) -> list[Generation | BackendError]:
+        """Generate with up to ``concurrency`` requests in flight; a failed request fails alone, in place.
+
+        The server orders its own queue: ``priority`` is not sent (neither Ollama nor OpenAI's API takes one)."""
         # Each request is its own HTTP call, so the base class's retry-the-batch-one-by-one isolation
         # would only resend the requests that already succeeded.
         return self.map_ordered(self._generate_one, requests)
@@ -109,7 +113,7 @@ class ServerBackend(ModelBackend):
                 future.cancel()
 
     # ----------------------------------------------------------------- streaming
-    def _stream(self, request: GenerationRequest) -> Iterator[StreamChunk]:
+    def _stream(self, request: GenerationRequest, priority: Priority = Priority.interactive) -> Iterator[StreamChunk]:
         # The base class feeds only chunk.text to the StreamAssembler (which finds thinking in
         # <think> tags), so thinking a server sends in its own field would be lost. Forward those
         # deltas as they come and let the assembler cut stop strings and stray tags from the answer,

@@ -19,6 +19,7 @@ from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.info_text import render, verdict
 from adam.memory_plan import BackendTraits, Plan, plan_for, traits_of, traits_of_class
+from adam.paths import is_scratch
 
 MAX_BATCH = tiers.MAX_BATCH  # a larger batch that would still fit is shown as this many
 
@@ -60,6 +61,7 @@ def describe(ctx: JobContext) -> dict[str, Any]:
             "effective": memory_estimates.effective_context(size),
         },
         "weights": ctx.backend.weights(),
+        "suggestions": ctx.backend.suggestions(),
         "hardware": {
             "profile": hw.name,
             "device": hw.device.value,
@@ -147,5 +149,6 @@ def run_info(ctx: JobContext) -> JobStats:
     if str(ctx.job.format) == "json":
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
     else:
-        sys.stdout.write(render(doc) + f"\nEvery field: {ctx.run_dir / 'info.json'} (job.format=json prints it)\n")
+        kept = "hydra.run.dir=<dir> keeps info.json" if is_scratch(ctx.run_dir) else f"{ctx.run_dir / 'info.json'}"
+        sys.stdout.write(render(doc) + f"\nEvery field: job.format=json prints it ({kept})\n")
     return JobStats(ok=1)

@@ -1,4 +1,8 @@
-"""Runs the Batch API's batches: one at a time, oldest first, in the gaps between interactive requests.
+"""Runs the Batch API's batches: one at a time, oldest first, after interactive requests.
+
+A model with a scheduler (llama.cpp) gets a batch's lines as batch work, which its scheduler runs after the
+chat and completion requests at every decode step; any other local model gets them in the gaps between
+interactive requests, a chunk at a time on its worker thread.
 
 Each batch is an adam run over its input file (adam/server/batch_run.py on adam/run_session.py: the run-dir
 lock, manifest.json, resume, the runner's batch loop): records in, length-sorted and planned into batches of
@@ -260,9 +264,15 @@ class BatchWorker:
                 refused.append(line)
             else:
                 ready.append(item)
-        self._yield_to_requests(served)
-        work = served.engine.generate if kind_of(endpoint) == "generate" else served.engine.embed
-        outcome = served.batcher.call_from_thread(lambda: work(ready)) if ready else Outcome()
+        generating = kind_of(endpoint) == "generate"
+        work = served.engine.generate if generating else served.engine.embed
+        if not ready:
+            outcome = Outcome()
+        elif generating and served.batcher.scheduled:  # as batch work: the scheduler runs chats first, step by step
+            outcome = work(ready)
+        else:  # the model's worker thread, once the interactive requests waiting for it are done
+            self._yield_to_requests(served)
+            outcome = served.batcher.call_from_thread(lambda: work(ready))
         outcome.errors[:0] = refused
         outcome.rejected += len(refused)  # the requests' own errors, not the backend's: no failure streak
         return outcome

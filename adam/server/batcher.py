@@ -1,11 +1,17 @@
-"""Micro-batching: requests that arrive together share the backend's batch calls.
+"""How the routes reach a model: its scheduler, micro-batches on one worker thread, or straight through.
 
-A local model (transformers, llama.cpp, echo) is owned by one worker thread: the HF backend is not
-safe for concurrent forward passes, and one batched call beats many small ones anyway. A request
-waits up to ``wait_s`` for others; then everything waiting is grouped by sampling settings (and,
-for embeddings, by query task and truncation) and each group is one engine call. A streamed
-request streams token by token when it has the model to itself; when others are waiting it joins
-their batch and its answer arrives in one piece, so no client waits behind a stream.
+A backend with a scheduler of its own (``backend.schedules``: llama.cpp in this process) gets each
+generation and stream passed through on a thread pool as an interactive request: its scheduler
+batches them at every decode step with whatever else runs, Batch API lines and jobs after them, and
+every stream gets its tokens as they are made (adam/backends/scheduler.py).
+
+Any other local model (transformers, echo), and every local model's embeddings, are owned by one
+worker thread: the HF backend is not safe for concurrent forward passes, and one batched call beats
+many small ones anyway. A request waits up to ``wait_s`` for others; then everything waiting is
+grouped by sampling settings (and, for embeddings, by query task and truncation) and each group is
+one engine call. A streamed request streams token by token when it has the model to itself; when
+others are waiting it joins their batch and its answer arrives in one piece, so no client waits
+behind a stream.
 
 A backend that says it takes concurrent calls (a server backend: Ollama, OpenAI) gets every request
 passed through at once on a thread pool; its server does the batching.
@@ -15,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -25,7 +30,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-from adam.backends.base import Embedding, Generation, GenerationRequest, StreamChunk
+from adam.backends.base import Embedding, Generation, GenerationRequest, Priority, StreamChunk
 from adam.engine import Engine
 from adam.errors import BackendError, BackendUnavailable
 
@@ -44,11 +49,11 @@ class Observer(Protocol):
 
 
 def sampling_key(request: GenerationRequest) -> Hashable:
-    """Requests with equal keys can share one batched generate call."""
-    fmt = json.dumps(request.response_format, sort_keys=True) if request.response_format else None
+    """Requests with equal keys can share one batched generate call. A constraint is no part of it: each row of a
+    local backend's batch has its own mask, so constrained and plain requests share a batch."""
     if request.temperature > 0:
-        return ("sample", request.temperature, request.top_p, request.seed, request.stop, fmt)
-    return ("greedy", request.stop, fmt)
+        return ("sample", request.temperature, request.top_p, request.seed, request.stop)
+    return ("greedy", request.stop)
 
 
 class _Sink:
@@ -99,6 +104,7 @@ class Batcher:
         self.max_batch = max_batch
         self.observer = observer
         self.serial = not engine.backend.concurrent_calls
+        self.scheduled = engine.backend.schedules  # generation: the backend's scheduler batches at each step
         self._queue: queue.Queue[Any] = queue.Queue()
         self._lock = threading.Lock()
         self._closed = False
@@ -107,7 +113,7 @@ class Batcher:
         if self.serial:
             self._worker = threading.Thread(target=self._run, name="adam-model", daemon=True)
             self._worker.start()
-        else:
+        if not self.serial or self.scheduled:
             self._pool = ThreadPoolExecutor(threads, thread_name_prefix="adam-serve")
 
     @property
@@ -170,7 +176,7 @@ class Batcher:
         with self._lock:
             if self._closed:
                 raise BackendUnavailable("the server is shutting down")
-            if self._pool is not None:
+            if self._pool is not None and (not self.serial or work.kind in ("generate", "stream")):
                 self._pool.submit(self._dispatch, [work])
             else:
                 self._queue.put(work)
@@ -238,7 +244,7 @@ class Batcher:
 
     def _generate(self, group: list[_Work]) -> None:
         started = time.perf_counter()
-        results = self.engine.complete([w.payload for w in group])
+        results = self.engine.complete([w.payload for w in group], priority=Priority.interactive)
         self._observe("generate", len(group), started)
         for work, result in zip(group, results, strict=True):
             if isinstance(result, Generation):
@@ -261,7 +267,8 @@ class Batcher:
         assert work.sink is not None
         started = time.perf_counter()
         last = StreamChunk()
-        with contextlib.closing(self.engine.stream(work.payload)) as chunks:  # type: ignore[type-var]
+        stream = self.engine.stream(work.payload, priority=Priority.interactive)
+        with contextlib.closing(stream) as chunks:  # type: ignore[type-var]
             for chunk in chunks:
                 last = chunk
                 if not work.sink.put(chunk):

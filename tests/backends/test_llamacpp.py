@@ -9,13 +9,15 @@ import json
 import os
 import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 from helpers import EXAMPLES, compose_cfg, read_jsonl, write_jsonl
 
-from adam.backends.base import GenerationRequest
+from adam.backends.base import GenerationRequest, Priority
 from adam.backends.types import WeightsLocation
 from adam.errors import ContextOverflowError, ExitCode, ModelNotFoundError
 from adam.runner import build_backend, run
@@ -124,6 +126,65 @@ def test_streamed_text_joins_to_the_generated_text(demo) -> None:
         generated.prompt_tokens,
         generated.completion_tokens,
     )
+
+
+class _InBackground:
+    """``demo.generate(requests)`` (batch work) on a thread, so a test can send requests while it decodes."""
+
+    def __init__(self, backend, requests) -> None:
+        self.results: list = []
+        self.thread = threading.Thread(target=lambda: self.results.extend(backend.generate(requests)))
+        self.thread.start()
+        scheduler = backend.scheduler()
+        deadline = time.monotonic() + 60
+        while scheduler.stepped < 8:  # its first requests are decoding, and the rest wait for slots
+            assert self.thread.is_alive() and time.monotonic() < deadline
+            time.sleep(0.005)
+
+    def join(self) -> list:
+        self.thread.join()
+        return self.results
+
+
+def test_a_request_joining_a_running_batch_gets_the_answer_it_gets_alone(demo) -> None:
+    from bench.generate import make_prompts
+
+    joining = [_chat(QUESTIONS[1], max_tokens=16), _chat(QUESTIONS[4], max_tokens=10)]
+    alone = [demo.generate_one(r) for r in joining]
+    running = _InBackground(demo, [_chat(q, max_tokens=20) for q in make_prompts(9)])
+    # one as a chat (it takes the slot kept for interactive requests at once), one as more batch work
+    joined = demo.generate(joining[:1], priority=Priority.interactive) + demo.generate(joining[1:])
+    shared = running.thread.is_alive()
+    batch = running.join()
+    assert joined == alone
+    assert shared, "the batch ended before the joining requests did: they did not share its steps"
+    assert all(g.completion_tokens > 0 for g in batch)
+
+
+def test_a_stream_sharing_a_batch_gets_its_tokens_as_they_are_made(demo) -> None:
+    request = _chat("Write a haiku about the sea.", max_tokens=20)
+    whole = demo.generate_one(request)
+    running = _InBackground(demo, [_chat(q, max_tokens=24) for q in QUESTIONS * 2])
+    scheduler = demo.scheduler()
+    chunks = [(chunk, scheduler.steps, running.thread.is_alive()) for chunk in demo.stream(request)]
+    running.join()
+    texts = [c.text for c, _, _ in chunks if c.text]
+    assert "".join(texts) == whole.text
+    assert len(texts) > 3
+    assert len({step for c, step, _ in chunks if c.text}) > 3  # each piece came at its own decode step
+    assert chunks[0][2], "the batch was over before the stream's first piece"
+
+
+def test_a_chat_overtakes_batch_work_queued_before_it(demo) -> None:
+    from bench.generate import make_prompts
+
+    running = _InBackground(demo, [_chat(q, max_tokens=16) for q in make_prompts(14)])
+    scheduler = demo.scheduler()
+    (chat,) = demo.generate([_chat("What is 2+2?", max_tokens=8)], priority=Priority.interactive)
+    still_waiting = scheduler.waiting
+    running.join()
+    assert chat.completion_tokens > 0
+    assert still_waiting > 0, "the chat was answered only once every batch request had started"
 
 
 def test_a_stop_string_ends_generation_and_is_left_out(demo) -> None:
