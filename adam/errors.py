@@ -26,7 +26,7 @@ def install_hint(extra: str) -> str:
 
 
 class ExitCode(IntEnum):
-    """Process exit statuses, documented in the README."""
+    """Process exit statuses, documented in docs/exit-statuses.md."""
 
     OK = 0  # every record succeeded
     CONFIG = 1  # config or usage error (Hydra's own errors exit 1 too)

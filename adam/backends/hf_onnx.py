@@ -26,7 +26,7 @@ from typing import Any
 from adam.atomic import atomic_path
 from adam.backends import hf_facts, hf_loading
 from adam.config import ONNX_ARCHITECTURES, OnnxQuantization
-from adam.errors import BackendError, ConfigError, first_line
+from adam.errors import BackendError, ConfigError, first_line, install_hint
 from adam.hashing import cached_file_sha256
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def check_folder(folder: Path, model: str) -> None:
     missing = missing_modules()
     if missing:
         raise ConfigError(
-            f"backend.runtime=onnx needs {', '.join(missing)}: pip install 'adam[onnx]' (or use backend.runtime=torch)"
+            f"backend.runtime=onnx needs {', '.join(missing)}: {install_hint('onnx')} (or use backend.runtime=torch)"
         )
 
 
