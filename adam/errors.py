@@ -95,6 +95,10 @@ class UnsupportedRequestError(BackendError):
 
     code = "unsupported"
 
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the request field it cannot honour (response_format, choice, logprobs)
+
 
 class SchemaMismatchError(BackendError):
     """A constrained answer that does not parse or validate (cut short by max_tokens, most often); it keeps the

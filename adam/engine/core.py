@@ -118,7 +118,7 @@ class Engine:
         if request.constrained or request.logprobs is not None:
             problem = self.backend.request_problem(request)
             if problem is not None:
-                return request, UnsupportedRequestError(problem), False
+                return request, UnsupportedRequestError(problem, self.backend.refused_field(request)), False
         if not self.backend.local_prompt_check:  # no local tokenizer: the server refuses what does not fit
             return request, None, False
         fitted, problem = fit_prompt(self.backend, request, truncate=self.settings.overflow is Overflow.truncate)
@@ -211,7 +211,7 @@ class Engine:
         if refused is not None:
             raise refused
         if request.logprobs is not None:
-            raise UnsupportedRequestError("log-probabilities are not streamed: ask for them without stream")
+            raise UnsupportedRequestError("log-probabilities are not streamed: ask for them without stream", "logprobs")
         return self.backend.stream(fitted, priority=priority)
 
     # ----------------------------------------------------------------- embeddings

@@ -140,7 +140,7 @@ def check_choice(value: Any) -> list[str]:
 def _logprobs(src: Mapping[str, Any]) -> dict[str, Any]:
     want, top = src.get("logprobs"), src.get("top_logprobs")
     if top is not None:
-        if not want:
+        if top and not want:  # 0 asks for nothing, as OpenAI takes it
             raise Refused("top_logprobs needs logprobs: true", param="top_logprobs")
         if not 0 <= int(top) <= MAX_TOP_LOGPROBS:
             raise Refused(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
