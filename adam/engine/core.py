@@ -62,7 +62,8 @@ class Outcome:
             kept = {"text": gen.text, "finish_reason": gen.finish_reason}
             if gen.thinking is not None:
                 kept["thinking"] = gen.thinking
-        self.errors.append(error_result(record, str(err), code=err.code, kept=kept))  # type: ignore[arg-type]
+        param = getattr(err, "param", None)
+        self.errors.append(error_result(record, str(err), code=err.code, kept=kept, param=param))  # type: ignore[arg-type]
         self.rejected += isinstance(err, ContextOverflowError | UnsupportedRequestError)
 
 
