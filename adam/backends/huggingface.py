@@ -1,10 +1,12 @@
 """transformers on this machine: generation, streaming and embeddings from hub ids, local dirs and GGUF files.
 
 Nothing heavy is imported until the model is first needed. Where the weights come from lives in
-hf_loading.py, loading them and guarding forward passes in hf_model.py, and the generate() calls and
-streaming in hf_generate.py; this class ties them to one size and hardware config, and owns the
-prompts, tokens and embeddings. Loaded models are shared through adam.registry.loaded_models, so two
-backends for the same weights, device and dtype hold one copy.
+hf_loading.py, loading them and guarding forward passes in hf_model.py; this class ties them to one
+size and hardware config, and owns the prompts, tokens and embeddings. Generation goes through one
+scheduler per backend (scheduler.py) over adam's own decode loop (hf_decode.py): every row streams
+its own tokens and leaves the batch when done, interactive requests start before batch work. Loaded
+models are shared through adam.registry.loaded_models, so two backends for the same weights, device
+and dtype hold one copy.
 """
 
 from __future__ import annotations
@@ -21,8 +23,10 @@ from adam.backends.base import (
     Generation,
     GenerationRequest,
     ModelBackend,
+    Priority,
     StreamChunk,
     WeightsLocation,
+    finish_generation,
 )
 from adam.backends.hf_model import LoadedModel
 from adam.backends.text import THINK_OPEN
@@ -34,6 +38,9 @@ from adam.registry import loaded_models
 if TYPE_CHECKING:
     import torch
 
+    from adam.backends.hf_decode import HfPrompt
+    from adam.backends.scheduler import Scheduler
+
 log = logging.getLogger(__name__)
 
 _MAX_REMEMBERED = 1 << 16  # encodings kept between sorting a window and embedding it
@@ -41,6 +48,9 @@ _MAX_REMEMBERED = 1 << 16  # encodings kept between sorting a window and embeddi
 # on all-MiniLM-L6-v2 (bench/RESULTS.md), the cost per token is flat from 256 to 8192 tokens a pass,
 # so a budget only cuts padding (long texts go in small batches) and caps activation memory.
 CPU_EMBED_TOKEN_BUDGET = 2048
+# Rows one generation batch may hold: more than a job's batch (job.batch_size) or the server's (job.max_batch)
+# sends at once, so each of those runs as one batch; interactive requests beyond it wait for the next.
+MAX_ROWS = 64
 
 
 class HuggingFaceBackend(ModelBackend):
@@ -51,6 +61,7 @@ class HuggingFaceBackend(ModelBackend):
     name = "huggingface"
     supports_embeddings = True
     supports_streaming = True
+    schedules = True
 
     def __init__(
         self,
@@ -73,6 +84,7 @@ class HuggingFaceBackend(ModelBackend):
         self._folder: Path | None = None
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
+        self._scheduler: Scheduler | None = None
         self._warned_no_template = False
         # text -> (ids as the model reads them, tokens before truncation): tokenized once, when sorting
         self._encoded: dict[str, tuple[list[int], int]] = {}
@@ -255,17 +267,54 @@ class HuggingFaceBackend(ModelBackend):
         return list(self.tokenizer()(text, add_special_tokens=add_special)["input_ids"])
 
     # ----------------------------------------------------------------- generation
-    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        for request in requests:
-            hf_generate.check_max_tokens(request)
-        lm = self._model()
-        return hf_generate.generate_batch(lm, requests, self._prompt_ids, self.opens_thinking)
+    def scheduler(self) -> Scheduler:
+        """The one loop that decodes for every caller of this backend (started with the first generation)."""
+        with self._lock:
+            if self._scheduler is None:
+                from adam.backends.hf_decode import RowDecoder
+                from adam.backends.scheduler import Scheduler
 
-    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
-        """Raw text deltas from a generation thread; every chunk carries the token counts so far."""
+                decoder = RowDecoder(self._model(), MAX_ROWS)
+                self._scheduler = Scheduler(decoder, batch_slots=MAX_ROWS, name="adam-hf")
+            return self._scheduler
+
+    def _hf_prompt(self, request: GenerationRequest) -> HfPrompt:
+        from adam.backends.hf_decode import HfPrompt
+
         hf_generate.check_max_tokens(request)
-        lm = self._model()
-        yield from hf_generate.stream(lm, request, self._prompt_ids(request))
+        stops = tuple(s for s in request.stop if s)
+        ids = self._prompt_ids(request)
+        return HfPrompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+
+    def _generate_batch(
+        self, requests: Sequence[GenerationRequest], priority: Priority = Priority.batch
+    ) -> list[Generation]:
+        """Every request submitted to the scheduler at once; a failing one fails the call (the base retries alone)."""
+        from adam.backends.scheduler import answers
+
+        prompts = [self._hf_prompt(r) for r in requests]
+        made = answers(self.scheduler(), prompts, priority)
+        return [
+            finish_generation(
+                text,
+                request,
+                finish_reason=last.finish_reason,
+                prompt_tokens=len(prompt.ids),
+                completion_tokens=last.tokens,
+                thinking_open=self.opens_thinking(request),
+            )
+            for request, prompt, (text, last) in zip(requests, prompts, made, strict=True)
+        ]
+
+    def _stream_raw(
+        self, request: GenerationRequest, priority: Priority = Priority.interactive
+    ) -> Iterator[StreamChunk]:
+        """Raw text as each token is decoded, in the steps it shares with the rest of its batch."""
+        from adam.backends.scheduler import events
+
+        prompt = self._hf_prompt(request)
+        for event in events(self.scheduler(), prompt, priority):
+            yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
 
     # ----------------------------------------------------------------- embeddings
     def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
@@ -341,5 +390,9 @@ class HuggingFaceBackend(ModelBackend):
 
     def close(self) -> None:
         """Drop this backend's references; the shared model stays loaded for other backends."""
+        with self._lock:
+            if self._scheduler is not None:
+                self._scheduler.close()
+                self._scheduler = None
         self._loaded = None
         self._tokenizer = None

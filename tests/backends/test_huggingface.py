@@ -360,6 +360,43 @@ def test_raw_stream_post_processes_like_generate(tiny: HuggingFaceBackend, reque
     assert [c.completion_tokens for c in raw] == sorted(c.completion_tokens or 0 for c in raw)
 
 
+def test_rows_of_one_batch_stream_their_own_tokens(tiny: HuggingFaceBackend) -> None:
+    requests = [chat(q, max_tokens=n) for q, n in zip(QUESTIONS, (12, 4, 16, 9), strict=False)]
+    whole = [tiny.generate_one(r) for r in requests]
+    scheduler = tiny.scheduler()
+    pieces: list[list[tuple[str, int]]] = [[] for _ in requests]
+    start = threading.Barrier(len(requests))
+
+    def read(i: int) -> None:
+        start.wait()
+        pieces[i] = [(c.text, scheduler.steps) for c in tiny.stream(requests[i]) if c.text]
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ["".join(t for t, _ in p) for p in pieces] == [g.text for g in whole]
+    assert all(len(p) > 2 for p in pieces), [len(p) for p in pieces]
+    at = [{step for _, step in p} for p in pieces]
+    assert len(set.union(*at)) < sum(len(s) for s in at), "no two streams got pieces from the same forward pass"
+
+
+def test_a_finished_row_leaves_the_batch_with_its_kv_rows(tiny: HuggingFaceBackend) -> None:
+    tiny.load()
+    model = tiny._model().model
+    rows: list[int] = []
+    handle = model.register_forward_hook(lambda _m, _a, kw, out: rows.append(out.logits.shape[0]), with_kwargs=True)
+    try:
+        limits = [2, 5, 9]
+        results = tiny.generate([chat(q, max_tokens=n) for q, n in zip(QUESTIONS, limits, strict=False)])
+    finally:
+        handle.remove()
+    assert [ok(r).completion_tokens for r in results] == limits
+    # one pass reads the three prompts, then each step decodes only the rows still going
+    assert rows == [3, 3, 2, 2, 2, 1, 1, 1, 1]
+
+
 def test_stream_stops_when_abandoned(tiny: HuggingFaceBackend) -> None:
     tiny.load()
     model = tiny._model().model
