@@ -4,8 +4,11 @@
 each step decodes one token of every row, and each row's new text is handed out as it is made. A row that
 finishes (EOS, its max_tokens, a stop string) leaves the batch at once and its KV rows are dropped from the
 cache, so the rest decode a smaller batch instead of carrying it to the longest row's end as generate() does.
-New requests start when the batch is empty: a prompt joining a running batch would have to be read on its own
-and its KV padded into the batch's, which bench/RESULTS.md found does not pay on a CPU.
+Requests that arrive while a batch runs join it: their prompts are read in a pass of their own (the running
+rows wait that one step, then decoding and joining take turns), and their KV rows are left-padded to the
+batch's length and stacked onto it. bench/RESULTS.md measured this against starting them when the batch
+empties. A cache that cannot be padded that way (sliding-window or linear-attention layers) takes new
+requests only when the batch is empty.
 
 Positions, padding and greedy choice follow transformers' generate() (attention-mask positions, the last
 position's logits in float32, argmax), so a greedy row gives what it gives there and alone. A sampled row draws
@@ -60,9 +63,12 @@ class _Row:
 class RowDecoder:
     """Batched decoding on a loaded causal LM, one forward pass per ``step``."""
 
-    def __init__(self, lm: LoadedModel, slots: int) -> None:
+    def __init__(self, lm: LoadedModel, slots: int, *, join: bool = True) -> None:
         self.lm = lm
         self.slots = slots
+        self.join = join  # False: new requests wait for the batch to empty (the benchmark's comparison)
+        self._stackable = False  # whether the running batch's cache can take joining rows
+        self._joined_last = False
         self._eos = set(lm.eos_ids)
         params = inspect.signature(lm.model.forward).parameters
         self._cache_key = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
@@ -76,8 +82,10 @@ class RowDecoder:
 
     @property
     def free_slots(self) -> int:
-        """Requests that could start now: none while a batch runs."""
-        return 0 if self._rows else self.slots - len(self._pending)
+        """Requests that could start now (none while a batch runs that new rows cannot join)."""
+        if self._rows and not self._stackable:
+            return 0
+        return self.slots - len(self._rows) - len(self._pending)
 
     def admit(self, index: int, prompt: HfPrompt, *, urgent: bool = False) -> None:
         """Start a request with the next batch (``urgent`` changes nothing: admission is the scheduler's)."""
@@ -103,13 +111,47 @@ class RowDecoder:
         self._pending.clear()
         self._rows.clear()
         self._cache = self._mask = self._position = self._next = None
+        self._stackable = self._joined_last = False
 
     def step(self) -> list[Step]:
         """One forward pass (the admitted prompts, or the next token of every row); a finished row leaves."""
-        import torch
-
         if not self._rows and not self._pending:
             return []
+        if self._rows and self._pending and not self._joined_last:
+            self._joined_last = True
+            return self._join()
+        self._joined_last = False
+        return self._step()
+
+    def _join(self) -> list[Step]:
+        """Read the waiting prompts as a batch of their own, then stack their rows onto the running ones."""
+        import torch
+        import torch.nn.functional as F
+
+        running_rows = (self._rows, self._cache, self._mask, self._position, self._next)
+        self._rows = []
+        events = self._step()
+        if not self._rows:  # every joining row finished at its first token
+            self._rows, self._cache, self._mask, self._position, self._next = running_rows
+            return events
+        rows, cache, mask, position, next_tokens = running_rows
+        width = max(mask.shape[1], self._mask.shape[1])
+        with running(self.lm, "generation"):
+            for layer, joining in zip(cache.layers, self._cache.layers, strict=True):
+                for name in ("keys", "values"):
+                    a, b = getattr(layer, name), getattr(joining, name)
+                    a = F.pad(a, (0, 0, width - a.shape[-2], 0))
+                    b = F.pad(b, (0, 0, width - b.shape[-2], 0))
+                    setattr(layer, name, torch.cat([a, b]))
+            pad = [F.pad(m, (width - m.shape[1], 0)) for m in (mask, self._mask)]
+            self._mask = torch.cat(pad)
+        self._cache, self._position = cache, torch.cat([position, self._position])
+        self._next, self._rows = torch.cat([next_tokens, self._next]), rows + self._rows
+        return events
+
+    def _step(self) -> list[Step]:
+        import torch
+
         with running(self.lm, "generation"):
             logits = self._read_prompts() if not self._rows else self._decode()
             events, keep = [], []
@@ -135,14 +177,16 @@ class RowDecoder:
 
     def _read_prompts(self) -> Any:
         from transformers import DynamicCache
+        from transformers.cache_utils import DynamicLayer
 
         self._rows, self._pending = self._pending, []
         ids, mask = hf_tensors.pad_rows([row.prompt.ids for row in self._rows], self.lm.tokenizer.pad_token_id, "left")
         ids, mask = ids.to(self.lm.device), mask.to(self.lm.device)
         positions = (mask.cumsum(-1) - 1).masked_fill(mask == 0, 0)
-        self._cache = DynamicCache()
+        self._cache = DynamicCache(config=self.lm.model.config)  # as generate() makes it
         logits = self._forward(ids, mask, positions)
         self._mask, self._position = mask, positions[:, -1]
+        self._stackable = self.join and all(type(layer) is DynamicLayer for layer in self._cache.layers)
         return logits
 
     def _decode(self) -> Any:

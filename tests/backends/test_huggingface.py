@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from adam.backends import hf_loading
 from adam.backends.hf_tensors import pad_rows, pool
 from adam.backends.huggingface import CPU_EMBED_TOKEN_BUDGET, HuggingFaceBackend
 from adam.backends.text import finish_text
-from adam.backends.types import Embedding, Generation, GenerationRequest
+from adam.backends.types import Embedding, Generation, GenerationRequest, Priority
 from adam.errors import BackendError, ModelNotFoundError
 from adam.registry import loaded_models
 
@@ -380,6 +381,26 @@ def test_rows_of_one_batch_stream_their_own_tokens(tiny: HuggingFaceBackend) -> 
     assert all(len(p) > 2 for p in pieces), [len(p) for p in pieces]
     at = [{step for _, step in p} for p in pieces]
     assert len(set.union(*at)) < sum(len(s) for s in at), "no two streams got pieces from the same forward pass"
+
+
+def test_a_request_joining_a_running_batch_gets_its_answer_alone(tiny: HuggingFaceBackend) -> None:
+    joining = [chat(QUESTIONS[5], max_tokens=10), chat(QUESTIONS[0], max_tokens=6, temperature=0.9, seed=3)]
+    alone = [tiny.generate_one(r) for r in joining]
+    scheduler = tiny.scheduler()
+    running = [chat(q, max_tokens=24) for q in QUESTIONS[:3]]
+    out: list = []
+    thread = threading.Thread(target=lambda: out.extend(tiny.generate(running)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while scheduler.stepped < 6:  # the batch is decoding
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    joined = [ok(r) for r in tiny.generate(joining, priority=Priority.interactive)]
+    shared = thread.is_alive()
+    thread.join()
+    assert joined == alone
+    assert shared, "the batch ended before the joining requests did"
+    assert [ok(r) for r in out] == [tiny.generate_one(r) for r in running]
 
 
 def test_a_finished_row_leaves_the_batch_with_its_kv_rows(tiny: HuggingFaceBackend) -> None:
