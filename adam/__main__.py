@@ -41,7 +41,18 @@ def _task(cfg: DictConfig) -> int:
         log.error("%s", message)
     if HydraConfig.get().mode == RunMode.RUN:  # a multirun's jobs may run in other processes (joblib, SLURM, Ray)
         _run_status = worst(_run_status, code)
+        _drop_scratch(Path(HydraConfig.get().runtime.output_dir))
     return int(code)
+
+
+def _drop_scratch(run_dir: Path) -> None:
+    """Remove the scratch run dir of a job that leaves no results (job=info, search, serve; adam/paths.py)."""
+    import shutil
+
+    from adam.paths import is_scratch
+
+    if is_scratch(run_dir):
+        shutil.rmtree(run_dir, ignore_errors=True)
 
 
 def _record_failure(cfg: DictConfig, message: str, code: int) -> None:
@@ -63,6 +74,9 @@ def _hydra_task() -> Callable[[], object]:
     import hydra
 
     import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
+    from adam.help_text import defer_group_listing
+
+    defer_group_listing()  # --help: one config load, not one per config group
 
     return hydra.main(version_base="1.3", config_path="pkg://adam.conf", config_name="config")(_task)
 

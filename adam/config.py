@@ -141,6 +141,26 @@ class Attention(StrEnum):
     flash_attention_2 = "flash_attention_2"  # needs flash-attn and a CUDA GPU; else sdpa with a warning
 
 
+class Runtime(StrEnum):
+    """What runs an embedding model's forward pass (HuggingFace backend, backend.runtime)."""
+
+    torch = "torch"
+    onnx = "onnx"  # ONNX Runtime on the CPU, exported once from the local weights (encoders only)
+
+
+class OnnxQuantization(StrEnum):
+    """Weights of the ONNX export (backend.quantization): as exported, or dynamic int8 (vectors change slightly)."""
+
+    none = "none"
+    int8 = "int8"
+
+
+# config.json model_types whose ONNX export (torch.onnx.export, dynamo) gives torch's vectors (cosine >= 0.9999,
+# tests/backends/test_hf_onnx.py and bench/RESULTS.md): encoders, padded with an attention mask. Decoder embedders
+# (Qwen3-Embedding) are left out until their export is shown to give the same vectors.
+ONNX_ARCHITECTURES = frozenset({"bert"})
+
+
 @dataclass
 class HardwareSpec:
     """Where and how the model runs."""
@@ -156,6 +176,11 @@ class HardwareSpec:
     attention: Attention = Attention.sdpa
     memory_gb: float | None = None  # memory size=auto plans for; null: detected (GPU free memory, else RAM)
     memory_margin: float = 0.2  # fraction of that memory size=auto leaves free
+    # size=auto on a CPU, for a backend that computes in adam's process (huggingface, llamacpp): speed counts too
+    min_tokens_per_s: float = 5.0  # skip generation models estimated slower (tokens over job.batch_size sequences)
+    min_embed_tokens_per_s: float = 100.0  # skip embedders estimated to read fewer input tokens a second; 0: any
+    cpu_gflops: float | None = None  # the CPU's float32 matmul speed to estimate with; null: measured (0.1 s)
+    memory_bandwidth_gbs: float | None = None  # its memory bandwidth; null: measured (0.1 s)
     selected_by: str | None = None  # quantization=auto: what it resolved to (filled in, recorded in the manifest)
     tier: str | None = None  # the design's hardware tier this profile stands for (job=info)
     picks: list[str] = field(default_factory=list)  # the sizes the design picks for that tier (job=info, docs)

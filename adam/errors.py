@@ -4,10 +4,25 @@ from __future__ import annotations
 
 import errno
 from enum import IntEnum
+from typing import Any
 
 DISK_FULL = frozenset(
     {errno.ENOSPC, errno.EDQUOT}
 )  # the errnos of a full disk (or quota): wait for space, lose nothing
+
+
+# The distribution's name (pyproject.toml [project].name; a test keeps the two the same). `adam` on PyPI is another
+# project, so the distribution has a name of its own; the import package stays `adam`.
+DISTRIBUTION = "adam-batch"
+# Extras with a make target of their own in the Makefile (a build step pip alone does not take)
+MAKE_TARGETS = {"llamacpp": "make llamacpp"}
+
+
+def install_hint(extra: str) -> str:
+    """How to install an optional extra, advice that works in a clone of adam (nothing is published yet)."""
+    pip = f"pip install -e '.[{extra}]'"
+    make = MAKE_TARGETS.get(extra)
+    return f"`{make}` (or `{pip}`) in adam's folder" if make else f"`{pip}` in adam's folder"
 
 
 class ExitCode(IntEnum):
@@ -72,6 +87,24 @@ class InvalidOutputError(BackendError):
     """The backend answered with something adam will not write (a NaN in a vector, another width)."""
 
     code = "invalid_output"
+
+
+class UnsupportedRequestError(BackendError):
+    """The backend cannot honour what a request asks (a JSON schema, choices, log-probabilities): the record's own
+    refusal, said in one line, never a silent drop."""
+
+    code = "unsupported"
+
+
+class SchemaMismatchError(BackendError):
+    """A constrained answer that does not parse or validate (cut short by max_tokens, most often); it keeps the
+    generation, so the error line can carry the raw text and finish_reason."""
+
+    code = "schema_mismatch"
+
+    def __init__(self, message: str, generation: Any = None) -> None:
+        super().__init__(message)
+        self.generation = generation
 
 
 class RunStopped(AdamError):

@@ -15,8 +15,10 @@ import platform
 import shutil
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Mapping
 from dataclasses import asdict, dataclass, field
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -27,6 +29,7 @@ log = logging.getLogger(__name__)
 GIB = 1024**3
 # Profiles by usable GPU memory (GiB): below the first bound the GPU is not worth using.
 PROFILE_BOUNDS = (("cpu", 2.0), ("gpu_low", 8.0), ("gpu_mid", 24.0))
+MEASURE_S = 0.1  # per CPU speed measurement; the best of the runs that fit counts
 _TRUE = {"1", "true", "yes", "on"}
 
 
@@ -96,6 +99,51 @@ def _mps_available() -> bool:
     return bool(mps is not None and mps.is_available())
 
 
+@dataclass(frozen=True)
+class CpuSpeed:
+    """What one process can do on this CPU."""
+
+    gflops: float  # float32 matmul, all threads
+    bandwidth_gbs: float  # bytes read and written per second by a large array copy
+    source: str  # "measured" or the hardware.* keys that set it
+
+    def describe(self) -> str:
+        """``60 GFLOP/s, 14 GB/s (measured)``."""
+        return f"{self.gflops:.0f} GFLOP/s, {self.bandwidth_gbs:.0f} GB/s ({self.source})"
+
+    def as_dict(self) -> dict[str, Any]:
+        """JSON fields for job=info."""
+        return {"gflops": round(self.gflops, 1), "bandwidth_gbs": round(self.bandwidth_gbs, 1), "source": self.source}
+
+
+def _best_rate(work: float, step: Any) -> float:
+    """``work`` units per second of the fastest of the ``step()`` calls made within MEASURE_S (at least two)."""
+    best = float("inf")
+    start = time.perf_counter()
+    runs = 0
+    while runs < 2 or time.perf_counter() - start < MEASURE_S:
+        t0 = time.perf_counter()
+        step()
+        best = min(best, time.perf_counter() - t0)
+        runs += 1
+    return work / max(best, 1e-9)
+
+
+@cache
+def measure_speed() -> CpuSpeed:
+    """This CPU's float32 matmul GFLOP/s and copy bandwidth, measured once per process."""
+    import numpy as np
+
+    n = 1024
+    a = np.random.default_rng(0).random((n, n), dtype=np.float32)
+    b = a.copy()
+    gflops = _best_rate(2 * n**3 / 1e9, lambda: a @ b)
+    src = np.ones(32 * 1024 * 1024 // 4, dtype=np.float32)  # 32 MiB: past the caches of most CPUs
+    dst = np.empty_like(src)
+    bandwidth = _best_rate(2 * src.nbytes / 1e9, lambda: np.copyto(dst, src))
+    return CpuSpeed(gflops, bandwidth, "measured")
+
+
 def _cpu_count() -> int:
     try:
         return len(os.sched_getaffinity(0))
@@ -112,6 +160,7 @@ class Probe:
     gpus: Callable[[], list[GpuInfo]] = _nvidia_smi_gpus
     mps: Callable[[], bool] = _mps_available
     cpu_count: Callable[[], int] = _cpu_count
+    speed: Callable[[], CpuSpeed] = measure_speed  # measured only when a CPU plan weighs speed (adam/cpu_speed.py)
 
     def read(self, path: str) -> str | None:
         """The text of a file under the root, or None."""
@@ -154,6 +203,7 @@ class HardwareReport:
     memory_gb: float  # what a model may use: the best GPU's free memory, else available RAM
     quantize: bool  # whether a quantized model is recommended (a small GPU)
     environment: Environment
+    speed: CpuSpeed | None = None  # matmul GFLOP/s and bandwidth; None: not measured yet (see cpu_speed_of)
 
     def as_dict(self) -> dict[str, Any]:
         """Plain JSON-able fields, rounded."""
@@ -272,6 +322,13 @@ def use_probe(probe: Probe | None) -> None:
     """Make ``detect_current()`` read from ``probe`` (None: the real machine again)."""
     global _probe
     _probe = probe
+
+
+def cpu_speed_of(report: HardwareReport) -> CpuSpeed:
+    """The report's CPU speed, measured through the probe in use the first time it is asked for."""
+    if report.speed is None:
+        report.speed = current_probe().speed()
+    return report.speed
 
 
 def detect_current() -> HardwareReport:

@@ -15,6 +15,7 @@ from omegaconf import MISSING, DictConfig, OmegaConf
 
 from adam.config import ModelKind, at_least, check_generation
 from adam.errors import ConfigError
+from adam.io.result_tables import ResultsFormat
 
 
 class Overflow(StrEnum):
@@ -32,6 +33,7 @@ class JobSpec:
     model_kind: ClassVar[ModelKind | None] = None  # the kind of model the size must be; None: any
     needs_embeddings: ClassVar[bool] = False  # the backend must embed
     needs_model: ClassVar[bool] = True  # False: describes the model without weights or a server (job=info)
+    keeps_run_dir: ClassVar[bool] = True  # False: its results go to stdout (or a server's state dir), not outputs/
 
     name: str = MISSING
     input: str = MISSING  # a file, a directory (embed), a saved dataset, hf://datasets/<name>, or - for standard input
@@ -52,6 +54,7 @@ class JobSpec:
     # Sharding (adam/sharding.py): this run takes the records whose id hashes to job.shard, modulo job.num_shards
     shard: int = 0
     num_shards: int = 1
+    keep_input: bool = False  # write each record's prompt, messages or text beside its answer in results.jsonl
 
     def __post_init__(self) -> None:  # value checks run in check_values, before any model loads
         at_least("job", 1, batch_size=self.batch_size, window=self.window, num_shards=self.num_shards)
@@ -75,11 +78,23 @@ class GenerateJob(JobSpec):
     seed: int | None = 0  # fixed by default so a rerun gives the same answers
     thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
     overflow: Overflow = Overflow.error  # prompts over the context window
+    # Structured output for every record (a record's own response_format or choice replaces it); set one at most
+    response_format: Any = None  # {type: json_object} or {type: json_schema, json_schema: {...}} (Any: OmegaConf
+    # cannot merge a mapping into an Optional[Dict] left null; job_constraint checks its shape)
+    schema: str | None = None  # a JSON schema file: every answer is an instance of it
+    choice: list[str] | None = None  # labels: every answer is exactly one of them
+    keep_input: bool = True  # the prompt or messages (and per-record settings) beside each answer, for review
+    # results.jsonl is always written; csv and parquet add results.csv / results.parquet, one row per result with
+    # the input's columns, rebuilt from results.jsonl when the batches end (adam/io/result_tables.py)
+    results_format: list[ResultsFormat] = field(default_factory=lambda: [ResultsFormat.jsonl])
 
     def __post_init__(self) -> None:
         super().__post_init__()
         settings = {"max_tokens": self.max_tokens, "temperature": self.temperature, "top_p": self.top_p}
         check_generation("job", **settings, stop=list(self.stop), seed=self.seed)
+        from adam.protocol.structured import job_constraint
+
+        job_constraint(self.response_format, self.schema, self.choice)  # a bad schema fails before any model loads
 
 
 @dataclass
@@ -117,6 +132,7 @@ class SearchJob:
     model_kind: ClassVar[ModelKind | None] = ModelKind.embed
     needs_embeddings: ClassVar[bool] = True
     needs_model: ClassVar[bool] = True
+    keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "search"
     store: str | None = None  # the SQLite store a job=embed run filled (job.store there); required
@@ -137,9 +153,15 @@ class InfoJob:
     model_kind: ClassVar[ModelKind | None] = None
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False
+    keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "info"
     load: bool = False  # also load the model and report its dtype, device and dimensions
+    format: str = "text"  # text: the verdict, then the details as tables | json: every field, as info.json holds
+
+    def __post_init__(self) -> None:
+        if self.format not in ("text", "json"):
+            raise ConfigError(f"'job.format' must be text or json, got {self.format}")
 
 
 @dataclass
@@ -151,6 +173,7 @@ class ShareJob:
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = True
     shares_model: ClassVar[bool] = True
+    keeps_run_dir: ClassVar[bool] = True
 
     name: str = "share"
 
@@ -163,6 +186,7 @@ class ServeJob:
     model_kind: ClassVar[ModelKind | None] = None  # a chat model or an embedder: the server offers what it can do
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = True
+    keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "serve"
     host: str = "127.0.0.1"  # 0.0.0.0 needs a key in $api_key_env, or insecure=true
@@ -206,6 +230,7 @@ class MergeJob:
     needs_embeddings: ClassVar[bool] = False
     needs_model: ClassVar[bool] = False  # reads run dirs; loads no model
     restartable: ClassVar[bool] = True  # stops between steps on a signal; run again into its dir, it starts over
+    keeps_run_dir: ClassVar[bool] = True
 
     name: str = "merge"
     runs: Any = None  # required: a sweep dir, or a list of shard run dirs

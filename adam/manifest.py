@@ -29,7 +29,7 @@ RESERVE_BYTES = 256 * 1024  # several manifests (a new one is written beside the
 def _versions() -> dict[str, str]:
     """Versions of the libraries that shape results, read without importing them."""
     out = {"python": sys.version.split()[0]}
-    for dist in ("torch", "transformers", "ollama", "hydra-core"):
+    for dist in ("torch", "transformers", "onnxruntime", "ollama", "hydra-core"):
         with contextlib.suppress(metadata.PackageNotFoundError):
             out[dist] = metadata.version(dist)
     return out

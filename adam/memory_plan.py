@@ -19,6 +19,7 @@ from omegaconf import DictConfig, OmegaConf
 from adam import hardware
 from adam.catalog import sizes as size_options
 from adam.config import ModelKind, Quantization, SizeSpec
+from adam.cpu_speed import CpuSpeed, floor_for, tokens_per_s
 from adam.errors import ConfigError
 from adam.memory_estimates import Estimate, estimate
 from adam.size_catalog import AUTO, AUTO_FAMILY, catalog, default_batch, load_size
@@ -116,6 +117,8 @@ class BackendTraits:
     model_field: str = "hf_id"  # the size field naming the model: a size without it cannot run there
     memory_modes: tuple[str, ...] = ()  # fixed memory modes (Ollama's 4-bit tags); (): from hardware settings
     reads_hf_cache: bool = False  # offline, only sizes in the Hugging Face cache can run
+    computes_here: bool = False  # the model runs in this process (loads_in_process): on a CPU its speed is ours
+    runtimes: tuple[str, ...] = ()  # backend.runtime's choices (the HuggingFace backend's torch | onnx)
 
 
 def traits_of(target: str) -> BackendTraits:
@@ -126,10 +129,17 @@ def traits_of(target: str) -> BackendTraits:
         cls = get_class(target)
     except Exception:  # a backend that cannot be imported is refused later, in one line, by build_backend
         return BackendTraits()
+    return traits_of_class(cls)
+
+
+def traits_of_class(cls: type) -> BackendTraits:
+    """The traits a backend class declares."""
     return BackendTraits(
         str(getattr(cls, "model_field", "hf_id")),
         tuple(getattr(cls, "memory_modes", ())),
         bool(getattr(cls, "reads_hf_cache", False)),
+        bool(getattr(cls, "loads_in_process", False)),
+        tuple(str(r) for r in getattr(cls, "runtimes", ())),
     )
 
 
@@ -226,3 +236,24 @@ def cached_only(fits: list[Fit], cached: Callable[[SizeSpec], bool] | None = Non
         return fits
     is_cached = cached or hf_cached
     return [f for f in fits if is_cached(f[0])]
+
+
+def fast_enough(fits: list[Fit], kind: ModelKind, plan: Plan, hw: Any, speed: CpuSpeed) -> tuple[list[Fit], str]:
+    """The fits estimated to reach hardware.min_(embed_)tokens_per_s on this CPU, in their order, and a note on
+    the bigger ones left out; when none does, all of them, fastest first, and a note that says so."""
+    floor = floor_for(hw, kind)
+    key = "min_embed_tokens_per_s" if kind == ModelKind.embed else "min_tokens_per_s"
+    rated = [(fit, tokens_per_s(fit[0], fit[1].mode, batch=plan.batch, speed=speed)) for fit in fits]
+    slow = [(fit, rate) for fit, rate in rated if rate is not None and rate < floor]
+    fast = [fit for fit, rate in rated if rate is None or rate >= floor]
+    if not slow:
+        return fits, ""
+    (first, rate), what = slow[0], "input tokens" if kind == ModelKind.embed else f"tokens over {plan.batch} sequences"
+    if fast:
+        note = f"{first[0].name} would fit but is estimated at {rate:.1f} {what} a second on this CPU"
+        return fast, f"{note} ({speed.describe()}), below hardware.{key}={floor:g}"
+    ranked = sorted(rated, key=lambda item: item[1] or 0.0, reverse=True)
+    best, best_rate = ranked[0]
+    note = f"no {kind.value} model that fits reaches hardware.{key}={floor:g} on this CPU ({speed.describe()}); "
+    note += f"the fastest, {best[0].name}, is estimated at {best_rate or 0:.1f} {what} a second"
+    return [fit for fit, _ in ranked], note

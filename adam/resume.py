@@ -43,6 +43,7 @@ RESUMABLE_KEYS = frozenset(
         "job.max_consecutive_failures",
         "job.resume",
         "job.retry_errors",
+        "job.max_tokens",  # room for a retry of answers cut short (schema_mismatch); a finished line keeps its own
         "job.dry_run",
         "job.prune_max_fraction",  # a prune refused as too large is allowed by resuming with a higher one
         "backend.concurrency",
@@ -61,6 +62,8 @@ RESUMABLE_KEYS = frozenset(
         "backend.unavailable",
         "hardware.threads",
         "backend.weight_type",  # compared as the type it resolves to (the manifest's backend.weight_type)
+        "backend.runtime",  # compared with the runtime the manifest's backend records, in one line of its own
+        "backend.quantization",
     }
 )
 _RUN_KEYS = ("backend", "size", "domain", "hardware", "job")  # the groups compared on resume
@@ -265,8 +268,12 @@ def _adopt_recorded_size(cfg: DictConfig, doc: dict[str, Any]) -> None:
     )
 
 
+RETRIED = frozenset({"backend_error", "schema_mismatch"})  # error codes job.retry_errors runs again
+
+
 def load_done(run_dir: Path, *, retry_errors: bool) -> Done:
-    """Read what a run dir holds; with retry_errors, first drop its backend_error lines (atomically)."""
+    """Read what a run dir holds; with retry_errors, first drop its backend_error and schema_mismatch lines
+    (atomically)."""
     done = Done()
     for obj in _lines(run_dir / RESULTS_NAME):
         key = _key(obj)
@@ -276,7 +283,7 @@ def load_done(run_dir: Path, *, retry_errors: bool) -> Done:
     errors_path = run_dir / ERRORS_NAME
     kept: list[dict[str, Any]] = []
     for obj in _lines(errors_path):
-        if retry_errors and _error_code(obj) == "backend_error":
+        if retry_errors and _error_code(obj) in RETRIED:
             done.retried += 1
             continue
         kept.append(obj)

@@ -125,6 +125,7 @@ def check_same_model(previous: dict[str, Any], info: dict[str, Any], run_dir: Pa
         detail = ", ".join(f"{k}: {before.get(k)} -> {info.get(k)}" for k in changed)
         raise ConfigError(f"cannot resume {run_dir}: the model changed since ({detail}); start a new run")
     _check_same_weight_type(before, info, run_dir)
+    _check_same_runtime(before, info, run_dir)
 
 
 def _check_same_weight_type(before: dict[str, Any], info: dict[str, Any], run_dir: Path) -> None:
@@ -142,6 +143,25 @@ def _check_same_weight_type(before: dict[str, Any], info: dict[str, Any], run_di
     raise ConfigError(
         f"cannot resume {run_dir}: it ran on {then} weights and this run would use {now}; "
         f"resume with backend.weight_type={fix}"
+    )
+
+
+def _check_same_runtime(before: dict[str, Any], info: dict[str, Any], run_dir: Path) -> None:
+    """Refuse to resume on another runtime or quantization (backend.runtime=onnx): vectors of two never mix.
+
+    A HuggingFace run from before backend.runtime recorded none and ran on torch.
+    """
+    now = (info.get("runtime"), info.get("quantization") or "none")
+    if now[0] is None:
+        return
+    legacy = "torch" if before.get("backend") == info.get("backend") else None
+    then = (before.get("runtime") or legacy, before.get("quantization") or "none")
+    if then[0] is None or then == now:
+        return
+    raise ConfigError(
+        f"cannot resume {run_dir}: its vectors came from runtime={then[0]} (quantization={then[1]}) and this run "
+        f"would use runtime={now[0]} (quantization={now[1]}); resume with backend.runtime={then[0]} "
+        f"backend.quantization={then[1]}, or start a new run"
     )
 
 

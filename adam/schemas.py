@@ -17,7 +17,7 @@ import typing
 from typing import Any
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import MISSING, OmegaConf
 
 from adam.backends.echo import EchoBackend
 from adam.backends.huggingface import HuggingFaceBackend
@@ -26,6 +26,7 @@ from adam.backends.ollama import OllamaBackend
 from adam.backends.openai import OpenAIBackend
 from adam.config import AdamConfig, DomainSpec, HardwareSpec, SizeSpec
 from adam.job_schemas import JOB_SCHEMAS
+from adam.paths import scratch_runs_root
 
 BACKENDS: dict[str, type] = {
     "huggingface": HuggingFaceBackend,
@@ -81,3 +82,13 @@ def register_configs() -> None:
 
 
 register_configs()
+
+
+def runs_root(job_name: str) -> str:
+    """The folder hydra.run.dir starts with: outputs for a job that leaves results, else a scratch folder."""
+    spec = JOB_SCHEMAS.get(str(job_name))
+    return "outputs" if spec is None or getattr(spec, "keeps_run_dir", True) else str(scratch_runs_root())
+
+
+if not OmegaConf.has_resolver("adam_runs_root"):
+    OmegaConf.register_new_resolver("adam_runs_root", runs_root)

@@ -7,6 +7,7 @@ that runs the kind, read from conf/job.
 
 from __future__ import annotations
 
+import copy
 from functools import cache
 from importlib import resources
 
@@ -23,7 +24,13 @@ JOB_OF_KIND = {"generate": "generate", "embed": "embed"}  # the job whose batch_
 
 
 def load_size(name: str) -> SizeSpec:
-    """A size from its YAML file in conf/size, without composing the whole config."""
+    """A size from its YAML file in conf/size, without composing the whole config (a copy the caller may change)."""
+    return copy.deepcopy(_load_size(name))
+
+
+@cache
+def _load_size(name: str) -> SizeSpec:
+    """Parsed once per process: size=auto and job=info read the whole catalog several times over."""
     text = resources.files(CONFIG_MODULE).joinpath("size", f"{name}.yaml").read_text(encoding="utf-8")
     node = OmegaConf.create(text)
     node.pop("defaults", None)

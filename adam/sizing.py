@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from dataclasses import dataclass
 from functools import cache
 from importlib import resources
 from typing import Any
@@ -22,15 +23,19 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam import hardware
 from adam.catalog import CONFIG_MODULE
-from adam.config import ModelKind, Quantization, SizeSpec, to_spec
+from adam.config import ONNX_ARCHITECTURES, ModelKind, Quantization, SizeSpec, to_spec
+from adam.cpu_speed import CpuSpeed, speed_for, tokens_per_s
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.memory_estimates import check_long_context, estimate
 from adam.memory_plan import (
+    BackendTraits,
     Fit,
+    Plan,
     backend_traits,
     bundled_fits,
     cached_only,
     candidates,
+    fast_enough,
     hf_cached,
     make_plan,
     model_kind_for,
@@ -66,68 +71,139 @@ def _carried_overrides(node: DictConfig) -> dict[str, Any]:
     return {k: v for k, v in mine.items() if k not in skip and base.get(k) != v}
 
 
-def _resolve_size(
-    cfg: DictConfig, report: hardware.HardwareReport | None, cached: Callable[[SizeSpec], bool] | None
-) -> dict[str, Any]:
-    plan = make_plan(cfg, report)
-    kind = model_kind_for(cfg)
-    traits = backend_traits(cfg)
-    family = str(cfg.size.get("family") or AUTO_FAMILY)
-    if family not in families(kind):
-        raise ConfigError(f"size.family={family} has no {kind.value} model: choose one of {', '.join(families(kind))}")
-    carried = _carried_overrides(cfg.size)
+@dataclass
+class Choice:
+    """What size=auto picks for one kind of model on one backend, and why."""
+
+    fit: Fit
+    why: str
+    bundled: bool = False  # a bundled embedder (needs no download)
+    tokens_per_s: float | None = None  # estimated on this CPU (None: not a CPU plan, or the backend runs elsewhere)
+    speed: CpuSpeed | None = None  # what the estimate used
+
+
+def choose(
+    kind: ModelKind,
+    plan: Plan,
+    traits: BackendTraits,
+    hw: Any,
+    report: hardware.HardwareReport,
+    *,
+    carried: dict[str, Any] | None = None,
+    family: str = AUTO_FAMILY,
+    preferred: str | None = None,
+    cached: Callable[[SizeSpec], bool] | None = None,
+    offline_strict: bool = True,
+) -> Choice:
+    """The size size=auto picks: the largest of ``kind`` that fits ``plan``'s memory and, on a CPU for a backend that
+    computes here, runs fast enough (cpu_speed.py); offline, a cached one. ``offline_strict=False`` (job=info) names
+    the uncached pick instead of refusing."""
     fits, smallest = candidates(kind, plan, model_field=traits.model_field, carried=carried, family=family)
     where = f"{plan.budget_gb:.1f} of {plan.memory_gb:.1f} GiB ({plan.source}, {plan.margin:.0%} kept free)"
     where += f" on {plan.device}"
     # a bundled embedder needs no download: the pick when nothing of the catalog can be had
     bundled = bundled_fits(kind, plan, carried) if traits.reads_hf_cache and kind == ModelKind.embed else []
     if not fits and bundled:
-        return _pick_bundled(cfg, bundled[0], f"no {kind.value} model of the catalog fits {where}")
+        return _bundled(bundled[0], f"no {kind.value} model of the catalog fits {where}", plan, traits, hw, report)
     if not fits:
         need = f"; the smallest, {smallest[0].name}, needs {smallest[1].total_gb:.1f} GiB" if smallest else ""
         raise ConfigError(
             f"size=auto: no {kind.value} model in the catalog fits {where}{need}: "
             "set size= explicitly, lower job.batch_size, or set hardware.memory_gb="
         )
-    preferred = cfg.domain.get("preferred_size")
     fits = prefer(fits, preferred)
+    speed, slow_note = None, ""
+    if plan.device == "cpu" and traits.computes_here:
+        speed = speed_for(hw, report)
+        fits, slow_note = fast_enough(fits, kind, plan, hw, speed)
+        if slow_note.startswith("no ") and bundled:
+            return _bundled(bundled[0], slow_note, plan, traits, hw, report)
     if traits.reads_hf_cache:
         usable = cached_only(fits, cached)
         if not usable and bundled:
-            return _pick_bundled(
-                cfg, bundled[0], f"HF_HUB_OFFLINE is set and no {kind.value} model that fits is cached"
-            )
-        if not usable:
+            reason = f"HF_HUB_OFFLINE is set and no {kind.value} model that fits is cached"
+            return _bundled(bundled[0], reason, plan, traits, hw, report)
+        if not usable and offline_strict:
             from adam.backends.hf_loading import download_command
 
             would = ", ".join(f"{s.name} ({s.hf_id}, {e.total_gb:.1f} GiB as {e.mode})" for s, e in fits[:3])
             raise ModelNotFoundError(
                 f"size=auto: HF_HUB_OFFLINE is set and no model that fits {where} is in the Hugging Face cache; "
                 f"would fit: {would}; download one with `{download_command(fits[0][0].hf_id or '')}` where there "
-                "is network"
+                f"is network{f' ({slow_note})' if slow_note else ''}"
             )
-        if usable[0] is not fits[0]:
+        if usable and usable[0] is not fits[0]:
             log.info("size=auto: %s would fit but is not cached (offline); using a cached one", fits[0][0].name)
-        fits = usable
+        fits = usable or fits
     spec, est = fits[0]
-    bigger = [s for s in catalog(kind, family) if (s.parameters or 0) > (spec.parameters or 0)]
     why = f"{spec.name}: {est.total_gb:.1f} GiB as {est.mode} (weights {est.weights_gb:.1f} + KV cache "
     why += f"{est.kv_cache_gb:.1f} for {plan.batch} x {plan.context} tokens + overhead) fits {where}"
-    if bigger:
+    rate = tokens_per_s(spec, est.mode, batch=plan.batch, speed=speed) if speed else None
+    if rate is not None and speed is not None:
+        what = "input tokens" if kind == ModelKind.embed else f"tokens over {plan.batch} sequences"
+        why += f"; estimated {rate:.1f} {what} a second on this CPU ({speed.describe()})"
+    bigger = [s for s in catalog(kind, family) if (s.parameters or 0) > (spec.parameters or 0)]
+    if slow_note:
+        why += f"; {slow_note}"
+    elif bigger:
         nxt = bigger[-1]
         nxt_est = estimate(nxt, plan.modes[-1], context=plan.context, batch=plan.batch)
         if nxt_est is not None:
             why += f"; {nxt.name} would need {nxt_est.total_gb:.1f} GiB as {nxt_est.mode}"
     if preferred and spec.name == preferred:
-        why += f" (domain={cfg.domain.name} prefers it)"
-    return _apply_pick(cfg, fits[0], why)
+        why += f" (domain preferred_size={preferred})"
+    return Choice(fits[0], why, tokens_per_s=rate, speed=speed)
 
 
-def _pick_bundled(cfg: DictConfig, fit: Fit, reason: str) -> dict[str, Any]:
-    """Put a bundled embedder in ``cfg.size``, saying why in size.selected_by."""
+def onnx_fits(spec: SizeSpec, device: str, runtimes: tuple[str, ...]) -> bool:
+    """Whether backend.runtime=onnx could run ``spec`` here: an encoder embedder, on a CPU, a backend that has it."""
+    encoder = spec.kind == ModelKind.embed and spec.architecture in ONNX_ARCHITECTURES
+    return encoder and device == "cpu" and "onnx" in runtimes
+
+
+def onnx_note(cfg: DictConfig, spec: SizeSpec, device: str) -> str:
+    """size=auto's word on an encoder embedder picked for a CPU while backend.runtime is torch: ONNX is faster."""
+    if str(cfg.backend.get("runtime", "torch")) != "torch" or not onnx_fits(spec, device, backend_traits(cfg).runtimes):
+        return ""
+    return "; on a CPU backend.runtime=onnx embeds it faster with the same vectors (README: Embeddings on ONNX Runtime)"
+
+
+def _bundled(fit: Fit, reason: str, plan: Plan, traits: BackendTraits, hw: Any, report: Any) -> Choice:
+    """A bundled embedder as the choice, saying why."""
     spec, est = fit
-    why = f"{spec.name}: bundled (needs no download), {est.total_gb:.1f} GiB as {est.mode}; {reason}"
-    return _apply_pick(cfg, fit, why)
+    speed = speed_for(hw, report) if plan.device == "cpu" and traits.computes_here else None
+    rate = tokens_per_s(spec, est.mode, batch=plan.batch, speed=speed) if speed else None
+    why = f"{spec.name}: bundled (needs no download), {est.total_gb:.1f} GiB as {est.mode}"
+    if rate is not None:
+        why += f", estimated {rate:.0f} input tokens a second here"
+    return Choice(fit, f"{why}; {reason}", bundled=True, tokens_per_s=rate, speed=speed)
+
+
+def _resolve_size(
+    cfg: DictConfig, report: hardware.HardwareReport | None, cached: Callable[[SizeSpec], bool] | None
+) -> dict[str, Any]:
+    report = report or hardware.detect_current()
+    plan = make_plan(cfg, report)
+    kind = model_kind_for(cfg)
+    family = str(cfg.size.get("family") or AUTO_FAMILY)
+    if family not in families(kind):
+        raise ConfigError(f"size.family={family} has no {kind.value} model: choose one of {', '.join(families(kind))}")
+    preferred = cfg.domain.get("preferred_size")
+    choice = choose(
+        kind,
+        plan,
+        backend_traits(cfg),
+        cfg.hardware,
+        report,
+        carried=_carried_overrides(cfg.size),
+        family=family,
+        preferred=preferred,
+        cached=cached,
+    )
+    why = choice.why
+    if preferred and choice.fit[0].name == preferred:
+        why = why.replace(f"(domain preferred_size={preferred})", f"(domain={cfg.domain.name} prefers it)")
+    return _apply_pick(cfg, choice.fit, why + onnx_note(cfg, choice.fit[0], plan.device))
 
 
 def _apply_pick(cfg: DictConfig, fit: Fit, why: str) -> dict[str, Any]:
@@ -159,7 +235,7 @@ def _resolve_quantization(cfg: DictConfig, report: hardware.HardwareReport | Non
 
 
 @cache
-def _target_of(backend: str) -> str:
+def target_of(backend: str) -> str:
     """The ``_target_`` of conf/backend/<backend>.yaml."""
     text = resources.files(CONFIG_MODULE).joinpath("backend", f"{backend}.yaml").read_text(encoding="utf-8")
     return str(OmegaConf.create(text).get("_target_", ""))
@@ -173,25 +249,37 @@ def recommendations(
     preferred: str | None = None,
     long_context: bool = False,
 ) -> dict[str, dict[str, Any]]:
-    """What size=auto would pick per backend and kind with this hardware config (for job=info)."""
+    """What size=auto would pick per backend and kind with this hardware config (for job=info), each with the batch
+    and context it planned for and why."""
     out: dict[str, dict[str, Any]] = {}
     for backend in ("huggingface", "ollama"):
-        traits = traits_of(_target_of(backend))
+        traits = traits_of(target_of(backend))
         out[backend] = {}
         for kind in ModelKind:
             carried = {"long_context": True} if long_context and kind == ModelKind.generate else None
             plan = plan_for(
                 hw, context=context, batch=default_batch(kind), fixed_modes=traits.memory_modes, report=report
             )
-            fits = prefer(candidates(kind, plan, model_field=traits.model_field, carried=carried)[0], preferred)
-            pick: dict[str, Any] | None = None
-            if fits:
-                usable = cached_only(fits) if traits.reads_hf_cache else fits
-                spec, est = (usable or fits)[0]
-                pick = {"size": spec.name, "mode": est.mode, "total_gb": round(est.total_gb, 2), "batch": plan.batch}
-                if (
-                    traits.reads_hf_cache
-                ):  # offline, size=auto takes the largest cached fit, or refuses and names this one
-                    pick["cached"] = hf_cached(spec)
+            try:
+                choice = choose(
+                    kind, plan, traits, hw, report, carried=carried, preferred=preferred, offline_strict=False
+                )
+            except ConfigError:  # nothing fits
+                out[backend][kind.value] = None
+                continue
+            spec, est = choice.fit
+            pick: dict[str, Any] = {
+                "size": spec.name,
+                "mode": est.mode,
+                "total_gb": round(est.total_gb, 2),
+                "batch": plan.batch,
+                "context": plan.context,
+                "tokens_per_s": None if choice.tokens_per_s is None else round(choice.tokens_per_s, 1),
+                "why": choice.why,
+            }
+            if onnx_fits(spec, plan.device, traits.runtimes):
+                pick["runtime"] = "backend.runtime=onnx is faster on this CPU (torch is the default)"
+            if traits.reads_hf_cache and not choice.bundled:  # offline, size=auto takes the largest cached fit
+                pick["cached"] = hf_cached(spec)
             out[backend][kind.value] = pick
     return out

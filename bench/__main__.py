@@ -21,6 +21,7 @@ BENCHES = {
     "shard": "2 shards on the joblib launcher (1 thread each) + job=merge vs 1 process with 2 threads: echo, MiniLM",
     "serve": "job=serve on the demo model: concurrent requests micro-batched vs one at a time",
     "scheduler": "32 streamed chats at once (TTFT, chunks), a chat beside a 2,000-line batch, job throughput",
+    "structured": "a batch constrained to a JSON schema vs the same batch free, both in-process backends, demo",
 }
 
 

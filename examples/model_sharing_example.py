@@ -14,8 +14,11 @@ same as a job, with shared_model.json in the run dir:
 from __future__ import annotations
 
 import argparse
+import sys
+from pathlib import Path
 
 from adam import ModelManager
+from adam.errors import AdamError
 
 
 def main(argv: list[str] | None = None) -> None:
@@ -50,4 +53,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AdamError as err:  # what is missing, in one line, instead of a traceback
+        sys.exit(f"{Path(__file__).name}: {err} (start `ollama serve`, pass --host URL, or --no-register)")

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 from adam import ModelManager
+from adam.errors import AdamError
 
 INPUT = Path(__file__).resolve().parents[1] / "jobs" / "examples" / "streaming_example.jsonl"
 
@@ -43,4 +44,7 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    try:
+        main()
+    except AdamError as err:  # what is missing, in one line, instead of a traceback
+        sys.exit(f"{Path(__file__).name}: {err} (`make run` installs the bundled demo model)")

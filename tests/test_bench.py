@@ -36,6 +36,7 @@ def test_bench_help_lists_every_benchmark() -> None:
         "weights",
         "prefix",
         "scheduler",
+        "structured",
     ],
 )
 def test_bench_module_imports(name: str) -> None:

@@ -46,6 +46,38 @@ def test_help_and_cfg_do_not_import_torch() -> None:
     assert "base_" not in help_text  # the schemas are not options
 
 
+_COUNT_LOADS = (
+    "import runpy, sys\n"
+    "from hydra._internal import config_repository as repo\n"
+    "loads = []\n"
+    "init = repo.CachingConfigRepository.__init__\n"
+    "def counted(self, *a, **k):\n    loads.append(1)\n    init(self, *a, **k)\n"
+    "repo.CachingConfigRepository.__init__ = counted\n"
+    "sys.argv = ['adam', *sys.argv[1:]]\n"
+    "try:\n    runpy.run_module('adam', run_name='__main__')\n"
+    "except SystemExit:\n    pass\n"
+    "sys.stderr.write(f'LOADS={len(loads)}')\n"
+)
+
+
+def _config_loads(*args: str) -> tuple[int, str]:
+    """How many times `python -m adam ARGS` builds Hydra's config repository (each one deep-copies every schema)."""
+    done = subprocess.run([sys.executable, "-c", _COUNT_LOADS, *args], capture_output=True, text=True, cwd=REPO)
+    assert "LOADS=" in done.stderr, done.stderr[-2000:]
+    return int(done.stderr.rsplit("LOADS=", 1)[1]), done.stdout
+
+
+def test_help_loads_the_config_once_however_many_options_there_are() -> None:
+    # Hydra's own help listed every config group, one repository copy each: ~80 with 30 sizes, 2 s of --help.
+    loads, out = _config_loads("--help")
+    assert "== Config groups" in out and "size: auto, demo" in out
+    assert loads == 1, f"--help built the config repository {loads} times"
+    loads, out = _config_loads("--help", "size=qwen3_xl")  # overrides still reach the shown config
+    assert loads == 1 and "hf_id: Qwen/Qwen3-8B" in out
+    loads, out = _config_loads("--hydra-help")  # Hydra's own help, whose template lists the groups, still does
+    assert "hydra/launcher:" in out and "adam_joblib" in out and loads > 1
+
+
 def test_cfg_job_prints_the_composed_config() -> None:
     done = adam("--cfg", "job", "size=qwen3_xl")
     assert done.returncode == 0
@@ -168,6 +200,7 @@ def test_info_needs_no_weights(tmp_path: Path) -> None:
             "-m",
             "adam",
             "job=info",
+            "job.format=json",
             "size=qwen3_xl",
             "size.long_context=true",
             f"hydra.run.dir={tmp_path}",
@@ -193,3 +226,53 @@ def test_info_needs_no_weights(tmp_path: Path) -> None:
     assert weights["cached"] is False and weights["download"].endswith("download Qwen/Qwen3-8B")
     command = weights["download"].split()[0]
     assert Path(command).is_file() or shutil.which(command, path=env["PATH"]), command  # runnable as printed
+
+
+def test_only_runs_that_leave_results_make_a_run_dir_and_the_server_names_its_page(tmp_path: Path) -> None:
+    """job=info, job=serve (and job=search) made a run dir under outputs/ each: 71 after 35 minutes."""
+    import signal
+    import socket
+    import time
+
+    import httpx
+
+    from adam.paths import scratch_runs_root
+
+    started = time.time()
+    src = tmp_path / "in.jsonl"
+    src.write_text('{"id": 1, "prompt": "hello"}\n')
+    info = adam("job=info", "backend=echo", "job.format=json", cwd=tmp_path)
+    assert info.returncode == 0 and json.loads(info.stdout)["config"]["job"]["name"] == "info", info.stderr[-2000:]
+    generated = adam("backend=echo", f"job.input={src}", cwd=tmp_path)
+    assert generated.returncode == 0, generated.stderr[-2000:]
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    env.pop("ADAM_API_KEY", None)
+    command = [sys.executable, "-m", "adam", "job=serve", "backend=echo", f"job.port={port}", "job.state_dir=state"]
+    server = subprocess.Popen(command, cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
+    try:
+        said = ""
+        while "web page" not in said:
+            line = server.stderr.readline()  # type: ignore[union-attr]
+            assert line, f"the server ended before it said where it serves: {said}"
+            said += line
+        assert f"(web page: http://127.0.0.1:{port}/ui; OpenAI: /v1, Ollama: /api; no key)" in said
+        deadline = time.monotonic() + 60
+        while True:  # serving (its signal handlers in place) before it is stopped
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.TransportError:
+                assert time.monotonic() < deadline, "the server did not answer"
+                time.sleep(0.1)
+    finally:
+        server.send_signal(signal.SIGTERM)
+        server.communicate(timeout=60)
+    assert [p.name for p in (tmp_path / "outputs").iterdir()] == ["generate"]  # the one run that left results
+    (run,) = (tmp_path / "outputs" / "generate").iterdir()
+    assert (run / "results.jsonl").read_text().count("\n") == 1
+    scratch = scratch_runs_root()
+    left = [p for job in ("info", "serve") for p in (scratch / job).glob("*") if p.stat().st_mtime >= started]
+    assert not left, left  # the scratch run dirs went when their jobs ended

@@ -22,9 +22,9 @@ SCRIPTS = REPO / "examples"
 JOB_CONFIGS = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))
 
 
-def run_example(name: str, *args: str) -> str:
-    """Run examples/<name>.py from the repo root, offline; its stdout."""
-    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1"}
+def run_example(name: str, *args: str, ok: bool = True, env: dict[str, str] | None = None) -> str:
+    """Run examples/<name>.py from the repo root, offline; its stdout (its stderr when ``ok`` is False)."""
+    env = {**os.environ, "HF_HUB_OFFLINE": "1", "PYTHONUNBUFFERED": "1", **(env or {})}
     done = subprocess.run(
         [sys.executable, str(SCRIPTS / f"{name}.py"), *args],
         capture_output=True,
@@ -33,6 +33,9 @@ def run_example(name: str, *args: str) -> str:
         env=env,
         timeout=600,
     )
+    if not ok:
+        assert done.returncode == 1, done.stderr[-3000:]
+        return done.stderr
     assert done.returncode == 0, done.stderr[-3000:]
     return done.stdout
 
@@ -112,3 +115,18 @@ def test_qwen3_example_shows_both_thinking_modes(tiny_qwen3_dir: Path) -> None:
     out = run_example("qwen3_example", "--path", str(tiny_qwen3_dir), "--max-tokens", "8")
     assert "local: thinking=switch, context" in out
     assert "thinking=False: 8 tokens" in out and "thinking=True: 8 tokens" in out
+
+
+def test_an_example_without_what_it_needs_ends_in_one_line(tmp_path: Path, closed_port_url: str) -> None:
+    """docs/MODEL_MANAGEMENT.md: qwen3_example.py needs a Qwen3, model_sharing_example.py an Ollama server; without
+    them each ended in a 30-line traceback (the sharing one after a 20-second export)."""
+    env = {"HF_HOME": str(tmp_path / "hf"), "ADAM_SHARE_DIR": str(tmp_path / "store")}
+    for name, args, needs in (
+        ("qwen3_example", (), "Qwen/Qwen3-0.6B is not in the Hugging Face cache"),
+        ("model_sharing_example", ("--host", closed_port_url), f"no Ollama server at {closed_port_url}"),
+    ):
+        err = run_example(name, *args, ok=False, env=env)
+        assert "Traceback" not in err, err[-3000:]
+        last = err.strip().splitlines()[-1]
+        assert last.startswith(f"{name}.py: ") and needs in last, err[-3000:]
+    assert not (tmp_path / "store").exists() or not any((tmp_path / "store").rglob("*.gguf"))  # nothing exported

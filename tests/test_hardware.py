@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from adam import hardware
 from adam.hardware import GIB, GpuInfo, Probe, detect, parse_nvidia_smi, profile_for
 
 MEMINFO = "MemTotal:       32768000 kB\nMemFree:         1000000 kB\nMemAvailable:   16384000 kB\n"
@@ -121,3 +122,23 @@ def test_caches_and_ollama_host_follow_the_environment(tmp_path: Path) -> None:
     )
     env = detect(probe(fake_root(tmp_path, {}), env={"HF_HUB_CACHE": "/x"})).environment
     assert (env.hf_cache, env.ollama_host, env.hf_offline) == ("/x", "http://127.0.0.1:11434", False)
+
+
+def test_cpu_speed_is_measured_once_and_only_when_asked(tmp_path: Path) -> None:
+    from adam.hardware import cpu_speed_of, measure_speed
+
+    calls: list[int] = []
+
+    def counted() -> hardware.CpuSpeed:
+        calls.append(1)
+        return measure_speed()
+
+    hardware.use_probe(hardware.Probe(root=tmp_path, env={}, gpus=list, mps=lambda: False, speed=counted))
+    try:
+        report = hardware.detect_current()
+        assert report.speed is None and not calls  # detection stays cheap
+        speed = cpu_speed_of(report)
+        assert cpu_speed_of(report) is speed and len(calls) == 1
+    finally:
+        hardware.use_probe(None)
+    assert speed.source == "measured" and speed.gflops > 0.1 and speed.bandwidth_gbs > 0.1

@@ -20,10 +20,10 @@ from adam.errors import ConfigError, ExitCode
 from adam.runner import run
 
 needs_joblib = pytest.mark.skipif(
-    not installed("hydra_plugins.hydra_joblib_launcher"), reason="pip install 'adam[joblib]'"
+    not installed("hydra_plugins.hydra_joblib_launcher"), reason="pip install -e '.[joblib]'"
 )
 needs_submitit = pytest.mark.skipif(
-    not installed("hydra_plugins.hydra_submitit_launcher"), reason="pip install 'adam[slurm]'"
+    not installed("hydra_plugins.hydra_submitit_launcher"), reason="pip install -e '.[slurm]'"
 )
 
 
@@ -158,7 +158,7 @@ def test_a_three_job_sweep_on_a_local_ray_cluster(tmp_path: Path) -> None:
     """One local cluster (about 8 s to start) with 2 CPUs; the failed job's status reaches the exit status."""
     python = ray_python()
     if python is None:
-        pytest.skip("no Ray launcher: pip install 'adam[ray]' in its own venv, or `make ray` (.venv-ray)")
+        pytest.skip("no Ray launcher: `make ray` (.venv-ray), or pip install -e '.[ray]' in a venv of its own")
     sweep = tmp_path / "sweep"
     src = write_jsonl(tmp_path / "in.jsonl", [{"id": f"r{i}", "prompt": f"p {i}"} for i in range(6)])
     args = ["-m", "hydra/launcher=adam_ray", "hydra.launcher.ray.init.num_cpus=2", "backend=echo"]

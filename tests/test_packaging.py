@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import platform
+import re
 import shutil
 import subprocess
 import sys
@@ -23,7 +24,7 @@ def test_wheel_ships_the_config_tree_and_schemas(tmp_path: Path) -> None:
     log = done.stdout + done.stderr
     assert "is absent from the `packages` configuration" not in log
     assert "BuildBackendWarning" not in log and "SetuptoolsDeprecationWarning" not in log
-    (wheel,) = tmp_path.glob("adam-*.whl")
+    (wheel,) = tmp_path.glob("adam_batch-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
     conf = sorted(p.relative_to(REPO).as_posix() for p in (REPO / "conf").rglob("*.yaml"))
     assert conf and {f"adam/{p}" for p in conf} <= names
@@ -91,3 +92,47 @@ def test_torch_index_override_and_an_nvidia_driver(no_driver_path: str, tmp_path
     smi.chmod(0o755)
     done = torch_index(no_driver_path, "TORCH_CPU_INDEX=http://127.0.0.1:9/never")
     assert (done.stdout.strip(), done.stderr) == ("", "")  # a driver: the default index's CUDA build
+
+
+def test_install_advice_names_what_works_from_a_clone() -> None:
+    """Errors advised installing extras of the `adam` distribution, but `adam` on PyPI is another project."""
+    import tomllib
+
+    from adam.errors import DISTRIBUTION, install_hint
+
+    project = tomllib.loads((REPO / "pyproject.toml").read_text(encoding="utf-8"))["project"]
+    assert project["name"] == DISTRIBUTION != "adam"
+    assert set(project["optional-dependencies"]) >= {"llamacpp", "quantization", "datasets"}
+    assert install_hint("llamacpp") == "`make llamacpp` (or `pip install -e '.[llamacpp]'`) in adam's folder"
+    assert install_hint("datasets") == "`pip install -e '.[datasets]'` in adam's folder"
+    texts = [REPO / "README.md", REPO / "Makefile", *(REPO / "docs").glob("*.md")]
+    for folder in ("adam", "conf", "examples", "tests", "bench", "jobs"):
+        texts += [p for p in (REPO / folder).rglob("*") if p.suffix in (".py", ".yaml", ".md")]
+    wrong = re.compile(r"pip install '?adam\[")
+    assert [str(p.relative_to(REPO)) for p in texts if wrong.search(p.read_text(encoding="utf-8"))] == []
+
+
+def _make_dry(folder: Path, target: str) -> str:
+    """The commands `make -n TARGET` would run in ``folder`` (a copy of the Makefile and pyproject.toml)."""
+    make = shutil.which("make")
+    if make is None:
+        pytest.skip("needs make")
+    env = {k: v for k, v in os.environ.items() if k != "MAKEFLAGS"}
+    done = subprocess.run([make, "-n", "-C", str(folder), target], env=env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 0, done.stderr
+    return done.stdout
+
+
+def test_make_run_installs_what_running_needs_and_make_test_the_rest(tmp_path: Path) -> None:
+    """make run installed pytest, selenium and bitsandbytes just to run a job."""
+    for name in ("Makefile", "pyproject.toml"):
+        shutil.copy(REPO / name, tmp_path / name)
+    fresh_run = _make_dry(tmp_path, "run")
+    assert "pip install -q -e .\n" in fresh_run and ".[test]" not in fresh_run and "-m adam" in fresh_run
+    fresh_test = _make_dry(tmp_path, "test")  # a fresh clone: everything, in order
+    assert fresh_test.index("pip install -q -e .\n") < fresh_test.index("pip install -q -e '.[test]'")
+    (tmp_path / ".venv").mkdir()
+    (tmp_path / ".venv" / ".installed").touch()  # after `make run` (or a venv from before this split)
+    after_run = _make_dry(tmp_path, "test")
+    assert "pip install -q -e '.[test]'" in after_run and "pip install -q -e .\n" not in after_run
+    assert "pip install" not in _make_dry(tmp_path, "run")

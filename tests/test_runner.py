@@ -192,7 +192,7 @@ def test_a_run_dir_with_results_is_not_overwritten(tmp_path: Path) -> None:
 
 
 def test_info_job_describes_backend_and_model(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    summary = _run(tmp_path, "job=info", "size=qwen3_small")
+    summary = _run(tmp_path, "job=info", "job.format=json", "size=qwen3_small")
     assert summary.exit_code == ExitCode.OK
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((summary.run_dir / "info.json").read_text())

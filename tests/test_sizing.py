@@ -11,6 +11,7 @@ from helpers import EXAMPLES, compose_cfg
 
 from adam import hardware
 from adam.config import HardwareSpec, ModelKind, SizeSpec, to_spec
+from adam.cpu_speed import CpuSpeed, tokens_per_s
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.hardware import Environment, GpuInfo, HardwareReport
 from adam.memory_estimates import GIB, estimate, memory_table
@@ -20,13 +21,17 @@ from adam.size_catalog import catalog, load_size
 from adam.sizing import recommendations, resolve_auto
 
 ENV = Environment(False, False, False, False, "/hf", False, "http://127.0.0.1:11434", "/adam")
+FAST = CpuSpeed(5000.0, 500.0, "test")  # fast enough for any model that fits: memory alone decides
+TWO_CORES = CpuSpeed(60.0, 14.0, "test")  # what a 2-core VM measured
 
 
-def machine(device: str, memory_gb: float) -> HardwareReport:
+def machine(device: str, memory_gb: float, speed: CpuSpeed = FAST) -> HardwareReport:
     """A detected machine: a CPU with ``memory_gb`` of free RAM, or one GPU with that much free."""
     gpus = [GpuInfo("gpu", memory_gb, memory_gb, True)] if device == "cuda" else []
     ram = 64.0 if device == "cuda" else memory_gb
-    return HardwareReport(8, ram, ram, gpus, device == "mps", device, "bfloat16", "test", memory_gb, False, ENV)
+    return HardwareReport(
+        8, ram, ram, gpus, device == "mps", device, "bfloat16", "test", memory_gb, False, ENV, speed=speed
+    )
 
 
 def resolved(*overrides: str, report: HardwareReport, **kwargs: object) -> tuple[object, dict | None]:
@@ -168,7 +173,8 @@ def fake_machine(tmp_path: Path) -> Iterator[None]:
     """Detection in this process reads a fake 23 GiB CPU machine."""
     (tmp_path / "root" / "proc").mkdir(parents=True)
     (tmp_path / "root" / "proc" / "meminfo").write_text(f"MemTotal: {32 << 20} kB\nMemAvailable: {23 << 20} kB\n")
-    hardware.use_probe(hardware.Probe(root=tmp_path / "root", env={}, gpus=list, mps=lambda: False))
+    probe = hardware.Probe(root=tmp_path / "root", env={}, gpus=list, mps=lambda: False, speed=lambda: FAST)
+    hardware.use_probe(probe)
     yield
     hardware.use_probe(None)
 
@@ -185,7 +191,7 @@ def test_run_records_the_pick_in_the_manifest(fake_machine: None, tmp_path: Path
 
 
 def test_info_prints_hardware_environment_and_recommendations(fake_machine: None, tmp_path: Path, capsys) -> None:
-    cfg = compose_cfg("job=info", "backend=echo", "size=qwen3_xl", run_dir=tmp_path)
+    cfg = compose_cfg("job=info", "job.format=json", "backend=echo", "size=qwen3_xl", run_dir=tmp_path)
     run(cfg)
     printed = json.loads(capsys.readouterr().out)
     assert printed == json.loads((tmp_path / "info.json").read_text())
@@ -198,7 +204,8 @@ def test_info_prints_hardware_environment_and_recommendations(fake_machine: None
     assert recommended["huggingface"]["generate"]["size"] == "qwen3_small"  # float32, 32 x 2048 tokens
     assert recommended["huggingface"]["generate"]["batch"] == 32  # job=generate's batch_size, as size=auto's
     assert recommended["ollama"]["generate"]["mode"] == "4bit"
-    assert recommended["huggingface"]["embed"]["size"].startswith("qwen3_embedding")
+    embed = recommended["huggingface"]["embed"]
+    assert embed["size"].startswith("qwen3_embedding") or (embed["size"] == "minilm" and "bundled" in embed["why"])
 
 
 @pytest.mark.parametrize(
@@ -211,7 +218,7 @@ def test_info_recommends_what_size_auto_picks(
     """job=info planned for 8 sequences while size=auto planned for job.batch_size (32): they disagreed."""
     cfg = compose_cfg("job=info", "backend=echo", "size=qwen3_xl", *overrides, run_dir=tmp_path / "info")
     run(cfg)
-    recommended = json.loads(capsys.readouterr().out)["recommended"]
+    recommended = json.loads((tmp_path / "info" / "info.json").read_text())["recommended"]
     auto = compose_cfg("size=auto", "backend=echo", *overrides)
     try:
         resolve_auto(auto)
@@ -219,7 +226,7 @@ def test_info_recommends_what_size_auto_picks(
         assert recommended["huggingface"]["generate"] is None
     else:
         assert recommended["huggingface"]["generate"]["size"] == auto.size.name
-    auto = compose_cfg("size=auto", "backend=echo", "job=embed", *overrides)
+    auto = compose_cfg("size=auto", "job=embed", *overrides)  # offline, nothing cached: the bundled embedder
     resolve_auto(auto)
     assert recommended["huggingface"]["embed"]["size"] == auto.size.name
 
@@ -248,3 +255,77 @@ def test_size_auto_for_embeddings_falls_back_to_the_bundled_embedder(monkeypatch
     assert resolved("size=auto", "job=embed", report=machine("cpu", 0.9))[0].size.name == "minilm"  # none fits
     online = resolved("size=auto", "job=embed", report=machine("cpu", 23))[0]
     assert online.size.name.startswith("qwen3_embedding_")  # online, the largest that fits, as before
+
+
+# ----------------------------------------------------------------- speed on a CPU
+def test_speed_estimates_follow_the_machine_and_the_model() -> None:
+    xl, small, embed4b = load_size("qwen3_xl"), load_size("qwen3_small"), load_size("qwen3_embedding_4b")
+    one = tokens_per_s(xl, "float32", batch=1, speed=TWO_CORES)
+    assert one < 1  # 32.8 GB of weights read per token at 14 GB/s, at the efficiency adam reaches
+    assert tokens_per_s(xl, "float32", batch=32, speed=TWO_CORES) > one  # a batch shares the weight reads
+    assert tokens_per_s(small, "float32", batch=32, speed=TWO_CORES) > 10 * one
+    assert tokens_per_s(xl, "4bit", batch=1, speed=TWO_CORES) > 4 * one  # fewer bytes a step
+    double = CpuSpeed(120.0, 28.0, "test")
+    assert tokens_per_s(embed4b, "float32", batch=32, speed=double) == pytest.approx(
+        2 * tokens_per_s(embed4b, "float32", batch=32, speed=TWO_CORES)
+    )
+
+
+def test_size_auto_on_two_cores_skips_models_too_slow_to_generate_with() -> None:
+    """Memory alone picked an 8B model on a 2-core machine with enough RAM: well under a token a second."""
+    fast, _ = resolved("size=auto", report=machine("cpu", 60), cached=lambda spec: True)
+    assert fast.size.name == "qwen3_xl"  # memory decides on a fast CPU
+    cfg, _ = resolved("size=auto", report=machine("cpu", 60, TWO_CORES), cached=lambda spec: True)
+    assert cfg.size.name == "qwen3_small", cfg.size.selected_by
+    why = cfg.size.selected_by
+    assert "estimated" in why and "tokens over 8 sequences a second on this CPU (60 GFLOP/s, 14 GB/s" in why
+    assert "would fit but is estimated" in why and "below hardware.min_tokens_per_s=5" in why
+    slower_ok, _ = resolved(
+        "size=auto", "hardware.min_tokens_per_s=0", report=machine("cpu", 60, TWO_CORES), cached=lambda s: True
+    )
+    assert slower_ok.size.name == "qwen3_xl"  # 0: memory only, as before
+    echo, _ = resolved("size=auto", "backend=echo", report=machine("cpu", 60, TWO_CORES))
+    assert echo.size.name == "qwen3_xl"  # a backend that does not compute here is not held to this CPU's speed
+
+
+def test_size_auto_on_two_cores_embeds_with_the_bundled_embedder() -> None:
+    """Memory alone picked Qwen3-Embedding-4B in float32 for an embedding job on 2 cores."""
+    cfg, _ = resolved("size=auto", "job=embed", report=machine("cpu", 23, TWO_CORES), cached=lambda spec: True)
+    assert cfg.size.name == "minilm", cfg.size.selected_by
+    assert "no embed model that fits reaches hardware.min_embed_tokens_per_s=100" in cfg.size.selected_by
+    fast, _ = resolved("size=auto", "job=embed", report=machine("cpu", 23), cached=lambda spec: True)
+    assert fast.size.name == "qwen3_embedding_4b"
+    given, _ = resolved(  # the machine's speed from the config, not measured
+        "size=auto",
+        "job=embed",
+        "hardware.cpu_gflops=3000",
+        "hardware.memory_bandwidth_gbs=100",
+        report=machine("cpu", 23, TWO_CORES),
+        cached=lambda spec: True,
+    )
+    assert given.size.name == "qwen3_embedding_4b"
+    assert "hardware.cpu_gflops, hardware.memory_bandwidth_gbs" in given.size.selected_by
+
+
+def test_info_starts_with_a_verdict_and_labels_every_batch(fake_machine: None, tmp_path: Path, capsys) -> None:
+    run(compose_cfg("job=info", "size=qwen3_xl", run_dir=tmp_path / "xl"))
+    text = capsys.readouterr().out
+    first = text.splitlines()[0]
+    assert first.startswith("DOES NOT FIT: qwen3_xl (Qwen/Qwen3-8B, 8.2B parameters), backend=huggingface on cpu")
+    assert "52.1 GiB as float32 at job.batch_size=32 x 2,048 tokens; 18.4 GiB usable here (23.0 GiB" in first
+    assert "It fits with hardware.quantization=4bit: 14.5 GiB at the same batch." in text
+    assert "It fits with backend=ollama, as 4bit" in text
+    assert "job.format=json prints them" in text.splitlines()[-1]
+    doc = json.loads((tmp_path / "xl" / "info.json").read_text())
+    assert doc["verdict"][0] == first and next(iter(doc)) == "verdict"
+    configured = [r for r in doc["fits"] if r["configured"]]
+    assert [(r["backend"], r["mode"], r["fits"], r["batch"]) for r in configured] == [
+        ("huggingface", "float32", False, 32)
+    ]
+    assert all(t["batch"] == 1 for t in doc["tiers"])  # the tier table plans one sequence ...
+    assert {p["batch"] for kinds in doc["recommended"].values() for p in kinds.values() if p} == {32}  # ... these 32
+    assert "each pick planned for one sequence, batch 1" in text and "at batch 32 x 2,048" in text
+
+    run(compose_cfg("job=info", "size=qwen3_small", "hardware.memory_gb=40", run_dir=tmp_path / "small"))
+    first = capsys.readouterr().out.splitlines()[0]
+    assert first.startswith("FITS: qwen3_small") and "32.0 GiB usable here (40.0 GiB hardware.memory_gb=40" in first

@@ -50,6 +50,10 @@ class ModelBackend(ABC):
     reads_hf_cache: ClassVar[bool] = False  # weights come from the Hugging Face cache (size=auto checks it offline)
     concurrent_calls: ClassVar[bool] = False  # safe to call from many threads at once (a server does the work)
     loads_in_process: ClassVar[bool] = False  # load() reads weights into this process: a batch job calls it first
+    # what a request may ask beyond text (adam/protocol/structured.py); a backend without it refuses in one line
+    supports_json_schema: ClassVar[bool] = False  # response_format: json_object and json_schema
+    supports_choice: ClassVar[bool] = False  # choice: the answer is one of a list of labels
+    supports_logprobs: ClassVar[bool] = False  # logprobs and top_logprobs on a chat request
     # generation goes through the backend's own scheduler (adam/backends/scheduler.py): callers on many threads
     # share its decode steps, by priority; _generate_batch and _stream_raw then take a ``priority`` keyword
     schedules: ClassVar[bool] = False
@@ -124,6 +128,24 @@ class ModelBackend(ABC):
         """Whether the prompt fed to the model already opens a <think> block (the answer starts inside it)."""
         return False
 
+    def request_problem(self, request: GenerationRequest) -> str | None:
+        """Why this backend cannot honour a request's constraint or log-probabilities, in one line; None: it can."""
+        if request.response_format and not self.supports_json_schema:
+            return f"the {self.name} backend cannot constrain answers to JSON (response_format)"
+        if request.choice and not self.supports_choice:
+            return f"the {self.name} backend cannot constrain answers to a list of choices"
+        if request.logprobs is not None and not self.supports_logprobs:
+            return f"the {self.name} backend does not give log-probabilities"
+        if request.response_format:
+            from adam.protocol.structured import output_schema
+
+            return self.schema_problem(output_schema(request.response_format) or {})
+        return None
+
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """Why this backend cannot decode to ``schema`` (a keyword it lacks), in one line; None: it can."""
+        return None
+
     def format_prompt(self, request: GenerationRequest) -> str:
         """The exact text the model is fed for a request (chat template applied where there is one)."""
         if request.prompt is not None:
@@ -147,6 +169,10 @@ class ModelBackend(ABC):
     def has_thinking_mode(self) -> bool | None:
         """Whether job.thinking=true changes what the model does; None when the backend cannot tell."""
         return None
+
+    def suggestions(self) -> list[str]:
+        """Settings job=info suggests for this model on this machine (a faster runtime); never loads anything."""
+        return []
 
     def load(self) -> None:
         """Load the model now instead of on first use."""
@@ -225,11 +251,12 @@ def finish_generation(
     prompt_tokens: int,
     completion_tokens: int,
     thinking_open: bool = False,
+    logprobs: list[dict[str, Any]] | None = None,
 ) -> Generation:
     """Apply stop strings and split thinking from the answer, the same way for every backend."""
     text, thinking, hit_stop = finish_text(raw, request.stop, thinking_open)
     reason = "stop" if hit_stop else finish_reason
-    return Generation(text, thinking, prompt_tokens, completion_tokens, reason)
+    return Generation(text, thinking, prompt_tokens, completion_tokens, reason, logprobs)
 
 
 def plan_batches(lengths: Sequence[int], batch_size: int, token_budget: int | None = None) -> list[list[int]]:

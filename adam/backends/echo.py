@@ -7,13 +7,16 @@ hashed word and character-trigram counts, so texts that share words really do sc
 from __future__ import annotations
 
 import hashlib
+import json
 import math
 import time
 from collections.abc import Iterator, Sequence
 from typing import Any
 
 from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, StreamChunk, finish_generation
+from adam.backends.schema_instance import UnsupportedSchema, instance, unsupported_keyword
 from adam.errors import BackendError, BackendUnavailable
+from adam.protocol.structured import output_schema
 
 
 def _fraction(text: str) -> float:
@@ -27,6 +30,8 @@ class EchoBackend(ModelBackend):
 
     name = "echo"
     supports_embeddings = True
+    supports_json_schema = True  # answers with an instance of the schema (adam/backends/schema_instance.py)
+    supports_choice = True  # answers with one of the labels, picked by the prompt's hash
 
     def __init__(
         self,
@@ -78,14 +83,27 @@ class EchoBackend(ModelBackend):
             if self.failure_rate and _fraction(text) < self.failure_rate:
                 raise BackendError(f"echo backend failed on purpose (failure_rate={self.failure_rate})")
 
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """A schema keyword the instance builder lacks, in one line."""
+        keyword = unsupported_keyword(schema)
+        return None if keyword is None else f"the echo backend cannot build an instance of a schema using '{keyword}'"
+
     def _answer(self, request: GenerationRequest) -> tuple[str, int, str]:
-        """(raw text, completion tokens, finish reason) for one request."""
+        """(raw text, completion tokens, finish reason) for one request: the last user message, or for a
+        constrained request a valid answer (cut to max_tokens words like any other)."""
         if request.prompt is not None:
             source = request.prompt
         else:
             users = [m.get("content") or "" for m in request.messages if m.get("role") == "user"]
             source = users[-1] if users else ""
-        words = source.split()
+        if request.choice:
+            source = request.choice[int(_fraction(source) * len(request.choice))]
+        elif request.response_format:
+            try:
+                source = json.dumps(instance(output_schema(request.response_format) or {}), ensure_ascii=False)
+            except UnsupportedSchema as err:
+                raise BackendError(str(err)) from err
+        words = source.split(" ") if request.constrained else source.split()
         kept = words[: request.max_tokens]
         reason = "length" if len(words) > request.max_tokens else "stop"
         return " ".join(kept), len(kept), reason

@@ -14,7 +14,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adam.config import Attention, DType, HardwareSpec, Quantization, SizeSpec
-from adam.errors import ConfigError
+from adam.errors import ConfigError, install_hint
 
 if TYPE_CHECKING:
     import torch
@@ -63,7 +63,7 @@ def bnb_config(hardware: HardwareSpec, device: str, dtype: torch.dtype) -> Any:
     if device == "mps":
         raise ConfigError(f"hardware.quantization={quant.value} (bitsandbytes) does not run on mps; use cuda or cpu")
     if importlib.util.find_spec("bitsandbytes") is None:
-        raise ConfigError(f"hardware.quantization={quant.value} needs bitsandbytes: pip install 'adam[quantization]'")
+        raise ConfigError(f"hardware.quantization={quant.value} needs bitsandbytes: {install_hint('quantization')}")
     import torch
     from transformers import BitsAndBytesConfig
 

@@ -11,13 +11,24 @@ and dtype hold one copy.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import gguf_import, hf_facts, hf_generate, hf_loading, hf_model, hf_options, hf_tensors
+from adam.backends import (
+    constraints,
+    gguf_import,
+    hf_facts,
+    hf_generate,
+    hf_loading,
+    hf_model,
+    hf_onnx,
+    hf_options,
+    hf_tensors,
+)
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -28,9 +39,10 @@ from adam.backends.base import (
     WeightsLocation,
     finish_generation,
 )
+from adam.backends.constraints import TokenGuide
 from adam.backends.hf_model import LoadedModel
 from adam.backends.text import THINK_OPEN
-from adam.config import ModelKind
+from adam.config import ModelKind, OnnxQuantization, Runtime
 from adam.errors import BackendError, ConfigError, ModelNotFoundError, first_line
 from adam.paths import cache_root
 from adam.registry import loaded_models
@@ -61,6 +73,10 @@ class HuggingFaceBackend(ModelBackend):
     name = "huggingface"
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # llguidance token masks (adam/backends/constraints.py)
+    supports_choice = True
+    supports_logprobs = True
+    runtimes = tuple(Runtime)  # backend.runtime: what runs an embedder's forward pass
     schedules = True
 
     def __init__(
@@ -71,10 +87,13 @@ class HuggingFaceBackend(ModelBackend):
         cache_dir: str | None = None,
         token_budget: int | None = None,
         progress: bool = True,
+        runtime: Runtime = Runtime.torch,
+        quantization: OnnxQuantization = OnnxQuantization.none,
     ) -> None:
         super().__init__(size, hardware)
         if token_budget is not None and token_budget < 1:
             raise ConfigError(f"backend.token_budget must be at least 1 (or null), not {token_budget}")
+        self.runtime, self.quantization = _runtime_settings(self.size, runtime, quantization)
         self.trust_remote_code = trust_remote_code
         self.cache_dir = cache_root(cache_dir)
         self._token_budget = token_budget
@@ -85,6 +104,8 @@ class HuggingFaceBackend(ModelBackend):
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
         self._scheduler: Scheduler | None = None
+        self._guide: TokenGuide | None = None
+        self._onnx: hf_onnx.OnnxEncoder | None = None
         self._warned_no_template = False
         # text -> (ids as the model reads them, tokens before truncation): tokenized once, when sorting
         self._encoded: dict[str, tuple[list[int], int]] = {}
@@ -99,8 +120,22 @@ class HuggingFaceBackend(ModelBackend):
             return self._source
 
     def check_available(self) -> None:
-        """Resolve the weights (downloading hub models) without loading them."""
+        """Resolve the weights (downloading hub models) without loading them; refuse what runtime=onnx cannot run."""
         self.source()
+        if self.runtime == Runtime.onnx:
+            self._check_onnx()
+
+    def _check_onnx(self) -> None:
+        """runtime=onnx: a CPU, float32 weights as they are, an encoder, onnxruntime installed (ConfigError)."""
+        device = hf_facts.choose_device(self.hardware)
+        dtype = str(hf_facts.choose_dtype(self.hardware, device)).removeprefix("torch.")
+        if device != "cpu" or dtype != "float32" or str(self.hardware.quantization) not in ("none", "auto"):
+            raise ConfigError(
+                f"backend.runtime=onnx runs float32 weights on the CPU, not {dtype} on {device} with "
+                f"hardware.quantization={self.hardware.quantization}: set hardware=cpu (backend.quantization=int8 "
+                "quantizes for ONNX), or use backend.runtime=torch"
+            )
+        hf_onnx.check_folder(self.model_dir(), self.source().model)
 
     def weights(self) -> dict[str, Any]:
         """Where the weights are on this machine or, when they are not, the command that downloads them."""
@@ -129,6 +164,26 @@ class HuggingFaceBackend(ModelBackend):
             return None
         width = config.get("hidden_size") or (config.get("text_config") or {}).get("hidden_size")
         return int(width) if isinstance(width, int) else None
+
+    def suggestions(self) -> list[str]:
+        """backend.runtime=onnx for an encoder embedder that runs on torch on a CPU."""
+        if self.runtime != Runtime.torch or self.size.kind != ModelKind.embed:
+            return []
+        if hf_facts.choose_device(self.hardware) != "cpu":
+            return []
+        model_type = self.size.architecture
+        if model_type is None:
+            with contextlib.suppress(ModelNotFoundError, ConfigError):
+                src = self.source(download=False)
+                config = None if src.is_gguf else hf_facts.read_json(Path(src.path) / "config.json")
+                model_type = config.get("model_type") if isinstance(config, dict) else None
+        if hf_onnx.refusal(model_type, self.size.name) is not None:
+            return []
+        return [
+            "backend.runtime=onnx embeds with this model faster on a CPU, with the same vectors (cosine >= 0.9999); "
+            "backend.quantization=int8 on top is faster still and moves the vectors slightly "
+            "(README: Embeddings on ONNX Runtime)"
+        ]
 
     def has_thinking_mode(self) -> bool:
         """Whether the chat template has Qwen3's enable_thinking switch or opens a <think> block itself."""
@@ -163,7 +218,20 @@ class HuggingFaceBackend(ModelBackend):
 
     def load(self) -> None:
         """Load the model now instead of on first use."""
-        self._model()
+        if self.runtime == Runtime.onnx:
+            self._onnx_encoder()
+        else:
+            self._model()
+
+    def _onnx_encoder(self) -> hf_onnx.OnnxEncoder:
+        """The ONNX Runtime session over this model's export (exported the first time), shared like a model."""
+        if self._onnx is None:
+            self._check_onnx()
+            path = hf_onnx.ensure_export(self.model_dir(), self.cache_dir, self.quantization)
+            threads = self.hardware.threads
+            key = ("onnx", str(path), threads)
+            self._onnx = loaded_models.get_or_load(key, lambda: hf_onnx.OnnxEncoder(path, threads))
+        return self._onnx
 
     def _model(self) -> LoadedModel:
         if self._loaded is None:
@@ -289,59 +357,97 @@ class HuggingFaceBackend(ModelBackend):
     def _generate_batch(
         self, requests: Sequence[GenerationRequest], priority: Priority = Priority.batch
     ) -> list[Generation]:
-        """Every request submitted to the scheduler at once; a failing one fails the call (the base retries alone)."""
+        """Plain requests through the scheduler, all at once; constrained ones and those asking for
+        log-probabilities through generate() with the per-row processor (hf_generate.py). A failing request
+        fails the call (the base class then retries each alone)."""
         from adam.backends.scheduler import answers
 
-        prompts = [self._hf_prompt(r) for r in requests]
-        made = answers(self.scheduler(), prompts, priority)
-        return [
-            finish_generation(
-                text,
-                request,
-                finish_reason=last.finish_reason,
-                prompt_tokens=len(prompt.ids),
-                completion_tokens=last.tokens,
-                thinking_open=self.opens_thinking(request),
-            )
-            for request, prompt, (text, last) in zip(requests, prompts, made, strict=True)
-        ]
+        guided = [i for i, r in enumerate(requests) if _guided(r)]
+        plain = [i for i, r in enumerate(requests) if not _guided(r)]
+        results: dict[int, Generation] = {}
+        if guided:
+            for request in requests:
+                hf_generate.check_max_tokens(request)
+            asked = [requests[i] for i in guided]
+            lm, guide = self._model(), self.token_guide
+            made = hf_generate.generate_batch(lm, asked, self._prompt_ids, self.opens_thinking, guide)
+            results.update(zip(guided, made, strict=True))
+        if plain:
+            prompts = [self._hf_prompt(requests[i]) for i in plain]
+            for i, prompt, steps in zip(plain, prompts, answers(self.scheduler(), prompts, priority), strict=True):
+                results[i] = finish_generation(
+                    "".join(e.text for e in steps),
+                    requests[i],
+                    finish_reason=steps[-1].finish_reason,
+                    prompt_tokens=len(prompt.ids),
+                    completion_tokens=steps[-1].tokens,
+                    thinking_open=self.opens_thinking(requests[i]),
+                )
+        return [results[i] for i in range(len(requests))]
 
     def _stream_raw(
         self, request: GenerationRequest, priority: Priority = Priority.interactive
     ) -> Iterator[StreamChunk]:
-        """Raw text as each token is decoded, in the steps it shares with the rest of its batch."""
+        """Raw text as each token is decoded, in the steps it shares with the rest of its batch (a constrained
+        request: from a generate() call of its own)."""
         from adam.backends.scheduler import events
 
+        if _guided(request):
+            hf_generate.check_max_tokens(request)
+            opened = self.opens_thinking(request)
+            yield from hf_generate.stream(self._model(), request, self._prompt_ids(request), self.token_guide, opened)
+            return
         prompt = self._hf_prompt(request)
         for event in events(self.scheduler(), prompt, priority):
             yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
+
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """A schema keyword llguidance does not implement, in one line."""
+        return constraints.schema_problem(schema)
+
+    def token_guide(self) -> TokenGuide:
+        """llguidance over this model's vocabulary (built once, on the first constrained or logprobs request)."""
+        with self._lock:
+            if self._guide is None:
+                lm = self._model()
+                width = int(lm.model.get_output_embeddings().weight.shape[0])
+                self._guide = TokenGuide.for_hf(lm.tokenizer, lm.eos_ids, width)
+            return self._guide
 
     # ----------------------------------------------------------------- embeddings
     def _embed_batch(self, texts: Sequence[str]) -> list[Embedding]:
         import torch
 
-        lm = self._model()
-        pooling = self._pooling(lm)
+        onnx = self.runtime == Runtime.onnx
+        encoder, lm = (self._onnx_encoder(), None) if onnx else (None, self._model())
+        pooling = self._pooling(self.model_dir(), decoder=False) if lm is None else self._pooling(lm.folder, lm.decoder)
         encoded = self._encode(texts)
         for text in texts:
             self._encoded.pop(text, None)
         if any(not ids for ids, _ in encoded):
             raise BackendError("an empty text has no tokens to embed")
-        tok = lm.tokenizer
+        tok = self.tokenizer()
         input_ids, mask = hf_tensors.pad_rows([ids for ids, _ in encoded], tok.pad_token_id or 0, tok.padding_side)
-        with hf_model.running(lm, "embedding"):
-            hidden = lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device))
-            vectors = hf_tensors.pool(hidden.last_hidden_state, mask.to(lm.device), pooling).float()
-            vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).cpu().numpy()
+        if encoder is not None:  # ONNX Runtime runs the forward pass; pooling stays the same torch code
+            hidden = torch.from_numpy(encoder.hidden(input_ids.numpy(), mask.numpy()))
+            with torch.inference_mode():
+                vectors = hf_tensors.pool(hidden, mask, pooling).float()
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).numpy()
+        else:
+            assert lm is not None
+            with hf_model.running(lm, "embedding"):
+                hidden = lm.model.base_model(input_ids=input_ids.to(lm.device), attention_mask=mask.to(lm.device))
+                vectors = hf_tensors.pool(hidden.last_hidden_state, mask.to(lm.device), pooling).float()
+                vectors = torch.nn.functional.normalize(vectors, p=2, dim=-1).cpu().numpy()
         return [
             Embedding(vector, tokens=len(ids), truncated=total > len(ids))
             for vector, (ids, total) in zip(vectors, encoded, strict=True)
         ]
 
-    def _pooling(self, lm: LoadedModel) -> str:
+    def _pooling(self, folder: Path, decoder: bool) -> str:
         """The size's pooling, else the sentence-transformers files', else last token (decoders) or mean."""
         pooling = self.size.pooling.value if self.size.pooling else None
-        return pooling or hf_facts.sentence_transformers_pooling(lm.folder) or ("last" if lm.decoder else "mean")
+        return pooling or hf_facts.sentence_transformers_pooling(folder) or ("last" if decoder else "mean")
 
     # ----------------------------------------------------------------- description
     def info(self) -> dict[str, Any]:
@@ -355,6 +461,8 @@ class HuggingFaceBackend(ModelBackend):
             "sha256": None,
             "kind": self.size.kind.value,
             "context_length": self.context_window(),
+            "runtime": self.runtime.value,  # vectors of two runtimes never mix in one run or store
+            "quantization": self.quantization.value,
         }
         try:
             src = self.source(download=False)
@@ -365,7 +473,9 @@ class HuggingFaceBackend(ModelBackend):
             if src.is_gguf:
                 out["sha256"] = gguf_import.file_sha256(src.path, self.cache_dir)
         lm = self._loaded
-        if lm is not None:
+        if self._onnx is not None:
+            out.update(device="cpu", dtype="float32", onnx_file=str(self._onnx.path))
+        elif lm is not None:
             config = lm.model.config
             out.update(
                 device=lm.device,
@@ -395,4 +505,28 @@ class HuggingFaceBackend(ModelBackend):
                 self._scheduler.close()
                 self._scheduler = None
         self._loaded = None
+        self._onnx = None
         self._tokenizer = None
+        self._guide = None
+
+
+def _guided(request: GenerationRequest) -> bool:
+    """Whether a request needs the per-row processor of hf_generate.py (a constraint, log-probabilities)."""
+    return bool(request.constrained or request.logprobs is not None)
+
+
+def _runtime_settings(size: Any, runtime: Any, quantization: Any) -> tuple[Runtime, OnnxQuantization]:
+    """backend.runtime and backend.quantization checked against each other and the size, before anything loads."""
+    try:
+        runtime, quantization = Runtime(str(runtime)), OnnxQuantization(str(quantization))
+    except ValueError as err:
+        raise ConfigError(f"backend.runtime or backend.quantization: {err}") from None
+    if quantization != OnnxQuantization.none and runtime != Runtime.onnx:
+        raise ConfigError(f"backend.quantization={quantization} needs backend.runtime=onnx")
+    if runtime == Runtime.onnx:
+        if size.kind != ModelKind.embed:
+            raise ConfigError(f"backend.runtime=onnx runs embedding models only; size={size.name} generates text")
+        why = size.architecture and hf_onnx.refusal(size.architecture, f"size={size.name}")
+        if why:
+            raise ConfigError(why)
+    return runtime, quantization

@@ -1,4 +1,4 @@
-"""llama.cpp in-process (llama-cpp-python, ``pip install 'adam[llamacpp]'``): GGUF files as they are.
+"""llama.cpp in-process (llama-cpp-python, ``make llamacpp``): GGUF files as they are.
 
 The GGUF comes from the same resolvers as the HuggingFace backend (``size.path``, ``size.package``,
 ``size.source=ollama``), or from the shared store for a size that names a Hugging Face model adam
@@ -20,7 +20,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
-from adam.backends import hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
+from adam.backends import constraints, hf_loading, llamacpp_embed, llamacpp_source, llamacpp_weights
 from adam.backends.base import (
     Embedding,
     Generation,
@@ -31,9 +31,10 @@ from adam.backends.base import (
     WeightsLocation,
     finish_generation,
 )
-from adam.backends.text import THINK_OPEN
+from adam.backends.constraints import TokenGuide
+from adam.backends.text import THINK_CLOSE, THINK_OPEN
 from adam.config import Device, ModelKind, WeightsSource
-from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError
+from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError, install_hint
 from adam.paths import cache_root
 from adam.registry import loaded_models
 
@@ -43,7 +44,7 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-INSTALL_HINT = "pip install 'adam[llamacpp]' (builds llama-cpp-python from source, about 8 minutes on 2 cores)"
+INSTALL_HINT = f"{install_hint('llamacpp')}: it builds llama-cpp-python from source, about 8 minutes on 2 cores"
 
 
 def _native() -> Any:
@@ -62,6 +63,9 @@ class LlamaCppBackend(ModelBackend):
     loads_in_process = True
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # llguidance token masks over the GGUF's vocabulary (adam/backends/constraints.py)
+    supports_choice = True
+    supports_logprobs = True
     schedules = True
 
     def __init__(
@@ -96,6 +100,7 @@ class LlamaCppBackend(ModelBackend):
         self._scheduler: Scheduler | None = None
         self._embedder: Context | None = None
         self._formatter: Any = None
+        self._guide: TokenGuide | None = None
         self._warned_no_template = False
 
     # ----------------------------------------------------------------- finding and loading the GGUF
@@ -280,7 +285,30 @@ class LlamaCppBackend(ModelBackend):
                 f"{window}-token context of each sequence: shorten it, lower max_tokens, or raise backend.n_ctx"
             )
         stops = tuple(s for s in request.stop if s)
-        return _native().Prompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+        constraint = None
+        if request.constrained:
+            try:
+                constraint = self.token_guide().row(request, thinking_open=self.opens_thinking(request))
+            except BackendError as err:
+                return err
+        return _native().Prompt(
+            ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed, constraint,
+            request.logprobs,
+        )  # fmt: skip
+
+    def schema_problem(self, schema: dict[str, Any]) -> str | None:
+        """A schema keyword llguidance does not implement, in one line."""
+        return constraints.schema_problem(schema)
+
+    def token_guide(self) -> TokenGuide:
+        """llguidance over the GGUF's vocabulary (built once, on the first constrained request)."""
+        with self._lock:
+            if self._guide is None:
+                model = self._gguf()
+                opening, closing = model.single_token(THINK_OPEN), model.single_token(THINK_CLOSE)
+                think = (opening, closing) if opening is not None and closing is not None else None
+                self._guide = TokenGuide.for_llamacpp(model.vocab, model.end_tokens(), model.n_vocab, think)
+            return self._guide
 
     def _generate_batch(
         self, requests: Sequence[GenerationRequest], priority: Priority = Priority.batch
@@ -302,7 +330,9 @@ class LlamaCppBackend(ModelBackend):
             from adam.backends.scheduler import answers
 
             made = answers(self.scheduler(), prompts, priority)
-            for i, prompt, (text, last) in zip(where, prompts, made, strict=True):
+            for i, prompt, steps in zip(where, prompts, made, strict=True):
+                last, text = steps[-1], "".join(e.text for e in steps)
+                logprobs = [e.logprob for e in steps if e.logprob is not None]
                 request = requests[i]
                 results[i] = finish_generation(
                     text,
@@ -311,6 +341,7 @@ class LlamaCppBackend(ModelBackend):
                     prompt_tokens=len(prompt.ids),
                     completion_tokens=last.tokens,
                     thinking_open=self.opens_thinking(request),
+                    logprobs=logprobs if request.logprobs is not None else None,
                 )
         return [r for r in results if r is not None]
 
@@ -405,6 +436,7 @@ class LlamaCppBackend(ModelBackend):
             self._embedder = None
             self._plan = None
             self._formatter = None
+            self._guide = None
             self._model = None
 
 

@@ -24,6 +24,7 @@ from typing import Any
 import llama_cpp
 import numpy as np
 
+from adam.backends.constraints import logprob_entry
 from adam.errors import BackendError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -69,6 +70,7 @@ class GgufModel:
         self.bos_text = self.token_text(llama_cpp.llama_vocab_bos(self.vocab))
         self.eos_text = self.token_text(llama_cpp.llama_vocab_eos(self.vocab))
         self._pieces: dict[int, bytes] = {}  # token -> bytes, filled as tokens are generated
+        self._ends: list[int] | None = None
         self._free = llama_cpp.llama_model_free  # kept: module globals may be gone when __del__ runs at exit
 
     def __del__(self) -> None:
@@ -116,6 +118,21 @@ class GgufModel:
                 n = llama_cpp.llama_token_to_piece(self.vocab, token, buf, -n, 0, False)
             known = self._pieces[token] = buf.raw[:n]
         return known
+
+    def token_bytes(self, token: int) -> bytes:
+        """A token's bytes for log-probabilities: its piece, or a control token's own text (``<|im_end|>``)."""
+        return self.piece(token) or self.token_text(token).encode("utf-8")
+
+    def end_tokens(self) -> list[int]:
+        """Every token that ends generation (EOS, EOT, <|im_end|>...), found once by asking the vocabulary."""
+        if self._ends is None:
+            self._ends = [t for t in range(self.n_vocab) if self.is_end(t)]
+        return self._ends
+
+    def single_token(self, text: str) -> int | None:
+        """The id of ``text`` where it is exactly one token of the vocabulary (``<think>``), else None."""
+        ids = self.tokenize(text, add_special=False)
+        return ids[0] if len(ids) == 1 else None
 
     def is_end(self, token: int) -> bool:
         """Whether a token ends generation (EOS, EOT, <|im_end|>...)."""
@@ -231,6 +248,8 @@ class Prompt:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    constraint: Any = None  # a RowConstraint (adam/backends/constraints.py): masks each step; None: free
+    logprobs: int | None = None  # each token's log-probability with this many alternatives; None: not asked
 
 
 @dataclass
@@ -241,6 +260,7 @@ class Progress:
     text: str
     tokens: int
     finish_reason: str | None = None  # stop | length, on the request's last event
+    logprob: dict[str, Any] | None = None  # the token's logprobs entry, where the prompt asked for them
 
 
 @dataclass
@@ -378,13 +398,29 @@ class BatchDecoder:
             job.row = batch.add(job.next_token, pos, job.seq, True)
 
     def _advance(self, job: _Running) -> Progress:
-        """Sample the sequence's next token and turn it into text; says when the sequence is done."""
+        """Sample the sequence's next token and turn it into text; says when the sequence is done.
+
+        A constrained sequence's disallowed logits are set to -inf in llama.cpp's own buffer first, so the
+        sampler chain (or the argmax) only sees what its grammar allows. Log-probabilities are read after the
+        mask: a constrained row's are over what its constraint allows (a label's confidence among the labels).
+        """
+        prompt = job.prompt
+        logits = self.ctx.logits(job.row)
+        mask = prompt.constraint.allowed() if prompt.constraint is not None else None
+        if mask is not None:
+            logits[~mask[: logits.shape[0]]] = -np.inf
+        scores = logits.copy() if prompt.logprobs is not None else None  # before the sampler chain changes them
         if job.sampler is None:
-            token = int(np.argmax(self.ctx.logits(job.row)))
+            token = int(np.argmax(logits))
         else:
             token = int(llama_cpp.llama_sampler_sample(job.sampler, self.ctx.ptr, job.row))
+        if prompt.constraint is not None:
+            prompt.constraint.accept(token)
+        logprob = None
+        if scores is not None:
+            logprob = logprob_entry(scores, token, prompt.logprobs or 0, self.model.token_bytes)
         job.tokens += 1
-        prompt, reason = job.prompt, None
+        reason = None
         if self.model.is_end(token):
             text, reason = job.utf8.decode(b"", final=True), "stop"
         else:
@@ -397,7 +433,7 @@ class BatchDecoder:
             if reason is not None:
                 text += job.utf8.decode(b"", final=True)
         job.next_token = token if reason is None else None
-        return Progress(job.index, text, job.tokens, reason)
+        return Progress(job.index, text, job.tokens, reason, logprob)
 
 
 def _tail_length(stops: Sequence[str], text: str) -> int:

@@ -9,6 +9,7 @@ hint, 429/5xx and timeouts are retried with backoff, a refused connection is Bac
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import os
@@ -41,6 +42,8 @@ class OllamaBackend(ServerBackend):
     memory_modes = ("4bit",)  # Ollama's default tags are 4-bit (Q4_K_M) GGUFs
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # Ollama's format (its own grammar sampler)
+    supports_choice = True  # format {"enum": [...]}: the JSON string it answers is read back as the label
 
     def __init__(
         self,
@@ -103,6 +106,8 @@ class OllamaBackend(ServerBackend):
         )
         if thinking:  # Ollama parsed the thinking itself; it wins over any <think> tags left in the text
             gen.thinking = thinking
+        if request.choice:
+            gen.text = _label(gen.text)
         return gen
 
     def _generation_call(self, request: GenerationRequest, *, stream: bool) -> tuple[str, Callable[[], Any]]:
@@ -111,7 +116,7 @@ class OllamaBackend(ServerBackend):
         kwargs: dict[str, Any] = {
             "model": self.model,
             "stream": stream,
-            "format": ollama_format(request.response_format),
+            "format": _choice_format(request.choice) if request.choice else ollama_format(request.response_format),
             "options": self._options(request),
             "keep_alive": self.keep_alive,
         }
@@ -205,10 +210,14 @@ class OllamaBackend(ServerBackend):
             out["digest"] = digests[0]
         return out
 
-    def check_available(self) -> None:
-        """Reach the server, then make sure it has the model, pulling it as ``pull`` says."""
+    def reach(self) -> None:
+        """Ask the server for its models: a server that does not answer raises BackendUnavailable."""
         client = self._client()
         self._call("list", client.list)  # a refused connection becomes BackendUnavailable here
+
+    def check_available(self) -> None:
+        """Reach the server, then make sure it has the model, pulling it as ``pull`` says."""
+        self.reach()
         if self.pull_policy is PullPolicy.always:
             self.pull()
         elif not self.has_model():
@@ -312,6 +321,20 @@ def ollama_format(response_format: Mapping[str, Any] | None) -> str | dict[str, 
     if kind == "text":
         return None
     return dict(response_format)  # a JSON schema itself
+
+
+def _choice_format(choice: Sequence[str]) -> dict[str, Any]:
+    """Ollama's format for a list of labels: a JSON string that is one of them."""
+    return {"type": "string", "enum": list(choice)}
+
+
+def _label(text: str) -> str:
+    """The label of a choice answer, which Ollama writes as a JSON string (as it came where it is not one)."""
+    try:
+        value = json.loads(text)
+    except ValueError:
+        return text
+    return value if isinstance(value, str) else text
 
 
 def _reply_text(reply: Any) -> tuple[str, str | None]:

@@ -36,6 +36,8 @@ class OpenAIBackend(ServerBackend):
     label = "OpenAI server"
     supports_embeddings = True
     supports_streaming = True
+    supports_json_schema = True  # response_format passed through; every answer is still checked here
+    supports_choice = True  # vLLM's structured_outputs.choice; a server that ignores it fails the check
     local_prompt_check = False  # no local tokenizer: the server's refusal becomes a context_overflow line
 
     def __init__(
@@ -108,6 +110,8 @@ class OpenAIBackend(ServerBackend):
             args["stop"] = list(request.stop)
         if request.seed is not None:
             args["seed"] = request.seed
+        if request.choice:
+            args["extra_body"] = {"structured_outputs": {"choice": list(request.choice)}}
         return args
 
     def _chat_args(self, request: GenerationRequest, *, stream: bool = False) -> dict[str, Any]:
@@ -116,13 +120,16 @@ class OpenAIBackend(ServerBackend):
             args["response_format"] = dict(request.response_format)
         if request.thinking or self.size.thinking is Thinking.switch:
             # Qwen3's switch, as vLLM and SGLang take it; sent only where the model has one (OpenAI refuses it)
-            args["extra_body"] = {"chat_template_kwargs": {"enable_thinking": bool(request.thinking)}}
+            switch = {"enable_thinking": bool(request.thinking)}
+            args["extra_body"] = {**args.get("extra_body", {}), "chat_template_kwargs": switch}
         if stream:
             args.update(stream=True, stream_options={"include_usage": True})
         return args
 
     def _completion_args(self, request: GenerationRequest, *, stream: bool = False) -> dict[str, Any]:
         args = {**self._common(request), "prompt": request.prompt}
+        if request.response_format:  # not in the openai client's completions signature; vLLM reads it
+            args["extra_body"] = {**args.get("extra_body", {}), "response_format": dict(request.response_format)}
         if stream:
             args.update(stream=True, stream_options={"include_usage": True})
         return args

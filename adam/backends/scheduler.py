@@ -191,23 +191,17 @@ class Scheduler:
         self.stepper.reset()
 
 
-def answers(scheduler: Scheduler, prompts: Sequence[Any], priority: Priority) -> list[tuple[str, Any]]:
-    """Submit every prompt at once and wait for them all: (the joined text, the last event) per prompt, in order.
+def answers(scheduler: Scheduler, prompts: Sequence[Any], priority: Priority) -> list[list[Any]]:
+    """Submit every prompt at once and wait for them all: each one's events, in order (the last has its finish).
 
     An error (a failed step, a closed model) is raised; the requests not finished then give their slots back.
     """
     tickets = [scheduler.submit(prompt, priority) for prompt in prompts]
-    out: list[tuple[str, Any]] = []
     try:
-        for ticket in tickets:
-            texts, last = [], None
-            for last in ticket:
-                texts.append(last.text)
-            out.append(("".join(texts), last))
+        return [list(ticket) for ticket in tickets]
     finally:
         for ticket in tickets:
             ticket.cancel()
-    return out
 
 
 def events(scheduler: Scheduler, prompt: Any, priority: Priority) -> Iterator[Any]:

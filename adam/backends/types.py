@@ -29,11 +29,18 @@ class GenerationRequest:
     stop: tuple[str, ...] = ()
     seed: int | None = None
     thinking: bool = False  # Qwen3 thinking mode
-    response_format: dict[str, Any] | None = None  # JSON schema for structured output, where supported
+    response_format: dict[str, Any] | None = None  # json_object or json_schema (adam/protocol/structured.py)
+    choice: tuple[str, ...] = ()  # the answer is exactly one of these labels
+    logprobs: int | None = None  # log-probabilities of each token with this many alternatives; None: not asked
 
     def __post_init__(self) -> None:
         if not self.messages and self.prompt is None:
             raise ValueError("a GenerationRequest needs messages or a prompt")
+
+    @property
+    def constrained(self) -> bool:
+        """Whether decoding is constrained (a JSON object or schema, or a choice of labels)."""
+        return bool(self.response_format or self.choice)
 
     @property
     def text(self) -> str:
@@ -52,6 +59,7 @@ class Generation:
     prompt_tokens: int = 0
     completion_tokens: int = 0
     finish_reason: str = "stop"  # stop | length
+    logprobs: list[dict[str, Any]] | None = None  # asked for: OpenAI's logprobs.content, one entry per token
 
 
 @dataclass

@@ -22,10 +22,19 @@ from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBa
 from adam.engine.fitting import fit_prompt, text_overflow
 from adam.engine.settings import Settings
 from adam.engine.vectors import VectorCheck
-from adam.errors import BackendError, BackendUnavailable, ContextOverflowError, InvalidOutputError
+from adam.errors import (
+    BackendError,
+    BackendUnavailable,
+    ContextOverflowError,
+    InvalidOutputError,
+    SchemaMismatchError,
+    UnsupportedError,
+    UnsupportedRequestError,
+)
 from adam.io.openai_batch import embedding_result, error_result, generation_result
 from adam.io.records import Record
 from adam.job_schemas import Overflow
+from adam.protocol.structured import check_output
 
 log = logging.getLogger(__name__)
 
@@ -47,8 +56,14 @@ class Outcome:
 
     def fail(self, record: Record, err: BackendError) -> None:
         """Add ``record``'s error line for ``err`` (its code says what kind of failure)."""
-        self.errors.append(error_result(record, str(err), code=err.code))  # type: ignore[arg-type]
-        self.rejected += isinstance(err, ContextOverflowError)
+        kept = None
+        if isinstance(err, SchemaMismatchError) and isinstance(err.generation, Generation):
+            gen = err.generation  # what was generated, so the line shows why it failed (cut short: "length")
+            kept = {"text": gen.text, "finish_reason": gen.finish_reason}
+            if gen.thinking is not None:
+                kept["thinking"] = gen.thinking
+        self.errors.append(error_result(record, str(err), code=err.code, kept=kept))  # type: ignore[arg-type]
+        self.rejected += isinstance(err, ContextOverflowError | UnsupportedRequestError)
 
 
 class Engine:
@@ -69,6 +84,13 @@ class Engine:
         self._check = VectorCheck(vector_width, on_width=on_vector_width)  # one width for everything it embeds
         self._thinking_checked = False  # job.thinking on a model without a thinking mode: warned once
         self._answers: OrderedDict[str, Generation] = OrderedDict()  # generate(): by request_key
+        if self.settings.response_format or self.settings.choice:  # the job's own constraint: refused before the run
+            asked = self.settings.request(prompt="constraint check")
+            problem = backend.request_problem(asked)
+            if problem is not None:
+                raise UnsupportedError(
+                    f"{problem}: the job's constraint (job.response_format, job.schema or job.choice)"
+                )
 
     @classmethod
     def from_config(cls, backend: ModelBackend, job: Any, domain: Any, **kwargs: Any) -> Engine:
@@ -87,11 +109,16 @@ class Engine:
             thinking=record.thinking,
         )  # fmt: skip
 
-    def fit(self, request: GenerationRequest) -> tuple[GenerationRequest, ContextOverflowError | None, bool]:
-        """(the request to send, the overflow refusing it, whether it was truncated) under job.overflow."""
+    def fit(self, request: GenerationRequest) -> tuple[GenerationRequest, BackendError | None, bool]:
+        """(the request to send, the refusal of it, whether it was truncated): a constraint or log-probabilities the
+        backend cannot honour is refused in one line, a prompt over the context window under job.overflow."""
         if request.thinking and not self._thinking_checked:
             self._thinking_checked = True
             self._warn_without_thinking()
+        if request.constrained or request.logprobs is not None:
+            problem = self.backend.request_problem(request)
+            if problem is not None:
+                return request, UnsupportedRequestError(problem), False
         if not self.backend.local_prompt_check:  # no local tokenizer: the server refuses what does not fit
             return request, None, False
         fitted, problem = fit_prompt(self.backend, request, truncate=self.settings.overflow is Overflow.truncate)
@@ -137,12 +164,23 @@ class Engine:
             outcome.truncated += truncated
             sent.append((record, request))
         results, outcome.deduplicated = self._generate_once([request for _, request in sent], priority)
-        for (record, _), result in zip(sent, results, strict=True):
+        for (record, request), result in zip(sent, results, strict=True):
             if isinstance(result, BackendError):
                 outcome.fail(record, result)
-            else:
-                outcome.results.append(generation_result(record, result, model=self.model_name))
-                outcome.tokens += result.completion_tokens
+                continue
+            outcome.tokens += result.completion_tokens
+            extra: dict[str, Any] = {}
+            if request.constrained:
+                value, problem = check_output(
+                    result.text, response_format=request.response_format, choice=request.choice
+                )
+                if problem is not None and record.format == "native":  # an OpenAI line is answered as OpenAI does
+                    cut = " (cut short by max_tokens: raise it)" if result.finish_reason == "length" else ""
+                    outcome.fail(record, SchemaMismatchError(problem + cut, result))
+                    continue
+                if problem is None and request.response_format:
+                    extra["value"] = value
+            outcome.results.append(generation_result(record, result, model=self.model_name, **extra))
         return outcome
 
     def _generate_once(
@@ -172,6 +210,8 @@ class Engine:
         fitted, refused, _ = self.fit(request)
         if refused is not None:
             raise refused
+        if request.logprobs is not None:
+            raise UnsupportedRequestError("log-probabilities are not streamed: ask for them without stream")
         return self.backend.stream(fitted, priority=priority)
 
     # ----------------------------------------------------------------- embeddings
@@ -241,13 +281,19 @@ class Engine:
         return len(probe.vector)
 
     def store_key(self, info: Mapping[str, Any]) -> str:
-        """The model part of an embedding store's key: name, revision or file hash, and kept dimensions."""
+        """The model part of an embedding store's key: name, revision or file hash, kept dimensions, and the runtime
+        where it is not torch (+onnx, +onnx-int8), so vectors of two runtimes never mix in one store."""
         key = str(info.get("model") or "unknown")
         pin = info.get("revision") or info.get("sha256")
         if pin:
             key += f"@{str(pin)[:16]}"
         if self.backend.size.dimensions:
             key += f"#{self.backend.size.dimensions}"
+        runtime = info.get("runtime")
+        if runtime and runtime != "torch":  # torch's keys stay as they were before runtimes existed
+            key += f"+{runtime}"
+            if info.get("quantization") not in (None, "none"):
+                key += f"-{info['quantization']}"
         return key
 
     def content_sha(self, text: str, *, query_task: str | None = None) -> str:

@@ -11,6 +11,7 @@ from omegaconf import DictConfig, OmegaConf
 from adam.backends.types import GenerationRequest
 from adam.job_schemas import Overflow
 from adam.protocol.openai import PARAMS  # what a record may set
+from adam.protocol.structured import job_constraint
 
 __all__ = ["PARAMS", "Settings"]
 
@@ -28,6 +29,8 @@ class Settings:
     thinking: bool = False
     overflow: Overflow = Overflow.error  # prompts (or texts) longer than the context window
     query_task: str | None = None  # embeddings: every text is a query for this task
+    response_format: dict[str, Any] | None = None  # job.response_format or job.schema: every record's constraint
+    choice: tuple[str, ...] = ()  # job.choice: every record's labels
 
     @classmethod
     def from_config(cls, job: Any, domain: Any) -> Settings:
@@ -47,6 +50,9 @@ class Settings:
             thinking=bool(getattr(job, "thinking", False)),
             overflow=Overflow(getattr(job, "overflow", Overflow.truncate)),  # search: queries are cut as texts are
             query_task=getattr(job, "query_task", None),
+            **job_constraint(
+                getattr(job, "response_format", None), getattr(job, "schema", None), getattr(job, "choice", None)
+            ),
         )
 
     def request(
@@ -78,6 +84,9 @@ class Settings:
         else:
             text = {"prompt": prompt or ""}
         stop = pick("stop") or ()
+        constraint: dict[str, Any] = {"response_format": self.response_format, "choice": self.choice}
+        if params.get("response_format") or params.get("choice"):  # a record's own constraint replaces the job's
+            constraint = {"response_format": params.get("response_format"), "choice": tuple(params.get("choice") or ())}
         return GenerationRequest(
             **text,
             max_tokens=int(pick("max_tokens")),
@@ -86,7 +95,8 @@ class Settings:
             stop=tuple([stop] if isinstance(stop, str) else stop),
             seed=pick("seed"),
             thinking=self.thinking if thinking is None else bool(thinking),
-            response_format=params.get("response_format"),
+            **constraint,
+            logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") else None,
         )
 
 

@@ -1,7 +1,7 @@
 """Hugging Face datasets as inputs: a directory saved with ``save_to_disk``, or ``hf://datasets/<name>``.
 
-The ``datasets`` library is imported only here and only when such an input is read (pip install
-'adam[datasets]'). A dataset is memory-mapped Arrow, handed to the reader batch by batch.
+The ``datasets`` library is imported only here and only when such an input is read (the `datasets`
+extra). A dataset is memory-mapped Arrow, handed to the reader batch by batch.
 """
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from adam.errors import InputError
+from adam.errors import InputError, install_hint
 
 HUB_PREFIX = "hf://datasets/"
 _SAVED_DATASET = ("dataset_info.json", "state.json")  # what save_to_disk writes for one Dataset
@@ -92,7 +92,7 @@ def _datasets(where: str) -> Any:
         import datasets
     except ImportError as err:
         raise InputError(
-            f"{where} is a Hugging Face dataset, which needs the datasets library: pip install 'adam[datasets]'"
+            f"{where} is a Hugging Face dataset, which needs the datasets library: {install_hint('datasets')}"
         ) from err
     return datasets
 

@@ -15,17 +15,22 @@ from adam.backends.types import Embedding, Generation
 from adam.io.records import InvalidRecord, Record
 from adam.protocol.openai_bodies import body_of, chat_completion, embedding_list, text_completion, vector_to_list
 
-ErrorCode = Literal["invalid_input", "backend_error", "context_overflow", "invalid_output"]
+ErrorCode = Literal[
+    "invalid_input", "backend_error", "context_overflow", "invalid_output", "unsupported", "schema_mismatch"
+]
 _HTTP: dict[str, tuple[int, str]] = {
     "invalid_input": (400, "invalid_request_error"),
     "backend_error": (500, "server_error"),
     "context_overflow": (400, "invalid_request_error"),
     "invalid_output": (500, "server_error"),  # the backend answered with something adam will not write (a NaN vector)
+    "unsupported": (400, "invalid_request_error"),  # the backend cannot honour the request (a schema, logprobs)
+    "schema_mismatch": (500, "server_error"),  # native records only: an OpenAI line is answered as OpenAI answers
 }
+_NO_VALUE = object()
 
 
-def generation_result(record: Record, gen: Generation, *, model: str) -> dict[str, Any]:
-    """The results.jsonl line for one generation."""
+def generation_result(record: Record, gen: Generation, *, model: str, value: Any = _NO_VALUE) -> dict[str, Any]:
+    """The results.jsonl line for one generation; ``value``: a JSON answer's parsed value (native lines: "json")."""
     usage = {
         "prompt_tokens": gen.prompt_tokens,
         "completion_tokens": gen.completion_tokens,
@@ -35,9 +40,13 @@ def generation_result(record: Record, gen: Generation, *, model: str) -> dict[st
         body = text_completion([gen], model) if record.url == "/v1/completions" else chat_completion(gen, model)
         return _batch_line(record.id, body_of(body))
     out: dict[str, Any] = {"id": record.id, "text": gen.text}
+    if value is not _NO_VALUE:
+        out["json"] = value
     if gen.thinking is not None:
         out["thinking"] = gen.thinking
     out.update(finish_reason=gen.finish_reason, usage=usage, model=model)
+    if gen.logprobs is not None:
+        out["logprobs"] = gen.logprobs
     return _with_passthrough(out, record)
 
 
@@ -56,8 +65,13 @@ def embedding_result(record: Record, emb: Embedding, *, model: str) -> dict[str,
     return _with_passthrough(out, record)
 
 
-def error_result(record: Record | InvalidRecord, message: str, *, code: ErrorCode) -> dict[str, Any]:
-    """The errors.jsonl line for a record that was rejected (invalid_input) or failed (backend_error)."""
+def error_result(
+    record: Record | InvalidRecord, message: str, *, code: ErrorCode, kept: dict[str, Any] | None = None
+) -> dict[str, Any]:
+    """The errors.jsonl line for a record that was rejected (invalid_input) or failed (backend_error).
+
+    ``kept``: fields a native line keeps beside the error (a schema_mismatch's raw text and finish_reason).
+    """
     if code not in _HTTP:
         raise ValueError(f"unknown error code {code!r}; use one of {', '.join(_HTTP)}")
     snippet = record.snippet if isinstance(record, InvalidRecord) else None
@@ -68,7 +82,7 @@ def error_result(record: Record | InvalidRecord, message: str, *, code: ErrorCod
         status, kind = _HTTP[code]
         out = refused_request(record, status, {"message": message, "type": kind, "param": None, "code": code})
     else:
-        out = {"id": record.id, "line": record.line, "error": {"code": code, "message": message}}
+        out = {"id": record.id, "line": record.line, "error": {"code": code, "message": message}, **(kept or {})}
     if snippet is not None:
         out["input"] = snippet
     return out

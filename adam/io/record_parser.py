@@ -198,9 +198,11 @@ class RecordParser:
             return self._invalid(line, id_, message + self._hint(view, obj), snippet=snippet)
         if (dup := self._duplicate(id_, line)) is not None:
             return self._invalid(line, id_, dup, snippet=snippet)
+        params: dict[str, Any] = {}
         if self.kind == "generate":  # what a chat request cannot ask at any door (tools): refused in the same words
             try:
                 refuse_unsupported(obj, known_fields(CHAT))
+                params = params_of(view)  # read as an OpenAI body's fields are (a malformed schema refused alike)
             except Refused as err:
                 return self._invalid(line, id_, err.message, snippet=snippet, param=err.param, code=err.code)
         for key in extra:
@@ -208,7 +210,7 @@ class RecordParser:
         common: dict[str, Any] = {"line": line, "id": id_, "metadata": view.get("metadata"), "extra": extra}
         if self.kind == "embed":
             return Record(text=view["text"], **common)
-        params, thinking = params_of(view), thinking_of(view)  # read as an OpenAI body's fields are
+        thinking = thinking_of(view)
         if "messages" in view:
             return Record(messages=messages_of(view["messages"]), params=params, thinking=thinking, **common)
         return Record(prompt=view["prompt"], chat=True, params=params, thinking=thinking, **common)

@@ -14,6 +14,7 @@ from adam.io.records import Record
 from adam.io.writers import PARQUET_NAME, VectorParquetWriter, embedding_row, results_to_parquet
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
+from adam.jobs.kept_input import keeping_input
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,10 @@ def run_embed(ctx: JobContext) -> JobStats:
     parquet_path = ctx.run_dir / PARQUET_NAME
     streamed = VectorParquetWriter(parquet_path) if ctx.job.parquet and ctx.done is None else None
 
+    embed = keeping_input(engine.embed) if ctx.job.get("keep_input") else engine.embed
+
     def process(batch: Sequence[Record]) -> Outcome:
-        outcome = engine.embed(batch)
+        outcome = embed(batch)
         if streamed is not None:
             for line, vector in zip(outcome.results, outcome.vectors, strict=True):
                 if (row := embedding_row(line)) is not None:

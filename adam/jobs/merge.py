@@ -21,6 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam.errors import ConfigError
+from adam.io.result_tables import remove_tables, table_formats, write_tables
 from adam.io.writers import ERRORS_NAME, PARQUET_NAME, RESULTS_NAME, VectorParquetWriter
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
@@ -65,6 +66,7 @@ def run_merge(ctx: JobContext) -> JobStats:
             stats.backend_errors += other
             stats.tokens += int(row.get("tokens") or 0)
             ctx.stop_if_asked()
+        _tables(ctx, first_job=_dict(shards[0].doc.get("config")).get("job"), stats=stats)
         if parquets:
             stats.extra["parquet_rows"] = _merge_parquet(parquets, ctx.run_dir / PARQUET_NAME, ctx.stop_if_asked)
         if stores:
@@ -93,6 +95,20 @@ def run_merge(ctx: JobContext) -> JobStats:
         slowest.get("wall_time_s"),
     )
     return stats
+
+
+def _tables(ctx: JobContext, *, first_job: Any, stats: JobStats) -> None:
+    """The tables the shards wrote (job.results_format), rebuilt from the merged results.jsonl; stale ones dropped."""
+    remove_tables(ctx.run_dir)
+    job = first_job if isinstance(first_job, dict) else {}
+    formats = table_formats(job.get("results_format") or ())
+    if formats:
+        text_name = job.get("text_field") or "prompt"
+        stats.extra["tables"] = write_tables(ctx.writer.results_path, formats, text_name=text_name)
+
+
+def _dict(value: Any) -> dict[str, Any]:
+    return value if isinstance(value, dict) else {}
 
 
 def _shard_row(shard: ShardRun) -> dict[str, Any]:

@@ -72,7 +72,8 @@ def run_serve(ctx: JobContext) -> JobStats:
         try:
             names = ", ".join(m.openai_id for m in app.state.adam.models)
             key = "a key from $" + str(job.api_key_env) if options.api_key else "no key"
-            log.info("serving %s on http://%s:%s (OpenAI: /v1, Ollama: /api; %s)", names, job.host, job.port, key)
+            url = f"http://{job.host}:{job.port}"
+            log.info("serving %s on %s (web page: %s/ui; OpenAI: /v1, Ollama: /api; %s)", names, url, url, key)
             timeouts = ReadTimeouts(header_s=float(job.header_timeout_s), body_s=float(job.body_timeout_s))
             stopped_by = serve(app, str(job.host), int(job.port), timeouts)
             answered = app.state.adam.metrics.answered()

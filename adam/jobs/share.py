@@ -36,22 +36,31 @@ def share_model(share: Any, backend: ModelBackend, run_dir: Path | None = None) 
         raise ConfigError(f"size={backend.size.name} has no Ollama name: set share.ollama_model=<name:tag>")
     if backend.size.architecture:  # what the GGUF writer cannot write is refused before any download
         check_architecture(backend.size.architecture)
-    weights = backend.export_weights()
-    entry = SharedStore(share.store).export(weights, dtype=_value(share.dtype), ollama_model=name)
-    doc: dict[str, Any] = {"gguf": str(entry.gguf_path), "sha256": entry.sha256, "metadata": str(entry.metadata_path)}
-    if run_dir is not None:
-        # The run's copy names the store's files by absolute path, so it still points at them from here.
-        copy = json.loads(json.dumps(entry.metadata))
-        for item in copy["files"]:
-            item["path"] = str((entry.metadata_path.parent / item["path"]).resolve())
-        write_metadata(run_dir / SHARED_METADATA_NAME, copy)
-        doc["metadata"] = SHARED_METADATA_NAME
-    if share.register:
+    target = None
+    if share.register:  # a server that does not answer is found before a long export, not after it
         # The Ollama backend serves one size; hand it this one under the name it is shared as.
         target = instantiate(share.ollama, size=dataclasses.replace(backend.size, ollama_tag=name), _convert_="object")
-        try:
+    try:
+        if target is not None:
+            target.reach()
+        weights = backend.export_weights()
+        entry = SharedStore(share.store).export(weights, dtype=_value(share.dtype), ollama_model=name)
+        doc: dict[str, Any] = {
+            "gguf": str(entry.gguf_path),
+            "sha256": entry.sha256,
+            "metadata": str(entry.metadata_path),
+        }
+        if run_dir is not None:
+            # The run's copy names the store's files by absolute path, so it still points at them from here.
+            copy = json.loads(json.dumps(entry.metadata))
+            for item in copy["files"]:
+                item["path"] = str((entry.metadata_path.parent / item["path"]).resolve())
+            write_metadata(run_dir / SHARED_METADATA_NAME, copy)
+            doc["metadata"] = SHARED_METADATA_NAME
+        if target is not None:
             doc.update(publish(entry, OllamaModels(target), name))
-        finally:
+    finally:
+        if target is not None:
             target.close()
     log.info("shared %s as %s", backend.size.name, entry.gguf_path)
     return doc

@@ -9,8 +9,10 @@ adam cannot give is refused from one table (UNSUPPORTED), and each field is read
 - a message's text parts are joined with "\\n" (as vLLM joins them); ``developer`` is read as ``system``;
 - ``max_completion_tokens`` wins over ``max_tokens``; ``stop`` is always a list; ``seed`` an int;
 - ``chat_template_kwargs.enable_thinking`` switches the thinking mode (Qwen3's switch, as vLLM takes it);
-- ``response_format`` passes through to the backend; ``n`` must be 1;
-- ``tools``, ``logprobs``, ``top_logprobs`` and ``echo`` are refused (a 400 naming the field) when they ask.
+- ``response_format``, ``choice``, ``structured_outputs``, ``logprobs`` and ``top_logprobs`` are read by
+  adam/protocol/structured.py (the engine asks the backend whether it can honour them); ``n`` must be 1;
+- ``tools`` and ``echo`` are refused (a 400 naming the field) when they ask, and so is a text completion's
+  ``logprobs``.
 
 A refusal is ``Refused``: the request's own 400, with the same message and ``param`` at every door.
 """
@@ -23,35 +25,26 @@ from functools import cache
 from typing import Any, Literal
 
 from adam.io.validation import SchemaName, explain, load_schema
+from adam.protocol.refused import Refused
+from adam.protocol.structured import STRUCTURED, read_structured
 
 Kind = Literal["generate", "embed"]
 CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/embeddings"
 URLS: dict[Kind, tuple[str, ...]] = {"generate": (CHAT, COMPLETIONS), "embed": (EMBEDDINGS,)}
 SCHEMAS: dict[str, SchemaName] = {CHAT: "openai_chat", COMPLETIONS: "openai_completion", EMBEDDINGS: "openai_embedding"}
-PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "response_format")  # what a request may set
+# what a request may set: sampling, then structured output and log-probabilities (adam/protocol/structured.py)
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", *STRUCTURED)
 _INT_PARAMS = frozenset({"max_tokens", "seed"})
 
 
-class Refused(ValueError):
-    """A request body adam refuses: the request's own 400, worded and named (``param``) the same at every door."""
-
-    status = 400
-
-    def __init__(self, message: str, *, param: str | None = None, code: str = "invalid_request") -> None:
-        super().__init__(message)
-        self.message = message
-        self.param = param
-        self.code = code
-
-
-# What a request may ask for that adam cannot give yet: each a 400 naming its field, decided here only (so that
-# log-probabilities, when the engine has them, are a line removed). A field an endpoint's schema lacks is not asked.
+# What a request may ask for that adam cannot give: each a 400 naming its field, decided here only. A field an
+# endpoint's schema lacks is not asked. (Log-probabilities on a chat request are the answering backend's to give or
+# refuse: the engine asks it; a text completion's ``logprobs`` is refused here.)
 UNSUPPORTED: dict[str, tuple[Callable[[Any], bool], str]] = {
     "tools": (bool, "tools are not supported by this server"),
-    "logprobs": (lambda v: v is not None and v is not False, "log-probabilities are not supported by this server"),
-    "top_logprobs": (bool, "log-probabilities are not supported by this server"),
     "echo": (bool, "echo is not supported by this server"),
 }
+_COMPLETION_LOGPROBS = "log-probabilities are given on chat requests only (/v1/chat/completions)"
 
 
 def refuse_unsupported(
@@ -105,6 +98,8 @@ def read_body(endpoint: str, body: Any, *, allowed: Collection[str] = ()) -> Ask
     if found is not None:
         raise Refused(found[0], param=found[1])
     refuse_unsupported(body, known_fields(endpoint), allowed)
+    if endpoint == COMPLETIONS and body.get("logprobs") is not None and "logprobs" not in allowed:
+        raise Refused(_COMPLETION_LOGPROBS, param="logprobs", code="unsupported")
     model = body.get("model")
     common: dict[str, Any] = {"endpoint": endpoint, "model": model}
     if endpoint == EMBEDDINGS:
@@ -127,9 +122,14 @@ def known_fields(endpoint: str) -> frozenset[str]:
 
 
 def params_of(src: Mapping[str, Any]) -> dict[str, Any]:
-    """The PARAMS of a validated body or record; unset (null) ones left out, stop always a list, ints as ints."""
-    params: dict[str, Any] = {}
+    """The PARAMS of a validated body or record; unset (null) ones left out, stop always a list, ints as ints.
+
+    Structured output and log-probabilities are read by read_structured (Refused when malformed).
+    """
+    params: dict[str, Any] = read_structured(src)
     for name in PARAMS:
+        if name in STRUCTURED:
+            continue
         value = src.get(name)
         if value is None:
             continue

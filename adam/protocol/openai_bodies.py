@@ -141,9 +141,14 @@ def chat_completion(
         id=ident or chat_id(),
         created=int(time.time()) if created is None else created,
         model=model,
-        choices=[ChatChoice(message=message, finish_reason=gen.finish_reason)],
+        choices=[ChatChoice(message=message, finish_reason=gen.finish_reason, logprobs=chat_logprobs(gen))],
         usage=Usage.of(gen.prompt_tokens, gen.completion_tokens),
     )
+
+
+def chat_logprobs(gen: Generation) -> dict[str, Any] | None:
+    """A chat choice's ``logprobs`` (``{"content": [{"token", "logprob", "bytes", "top_logprobs"}]}``), or None."""
+    return None if gen.logprobs is None else {"content": gen.logprobs, "refusal": None}
 
 
 def text_completion(

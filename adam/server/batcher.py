@@ -21,7 +21,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import threading
@@ -50,11 +49,11 @@ class Observer(Protocol):
 
 
 def sampling_key(request: GenerationRequest) -> Hashable:
-    """Requests with equal keys can share one batched generate call."""
-    fmt = json.dumps(request.response_format, sort_keys=True) if request.response_format else None
+    """Requests with equal keys can share one batched generate call. A constraint is no part of it: each row of a
+    local backend's batch has its own mask, so constrained and plain requests share a batch."""
     if request.temperature > 0:
-        return ("sample", request.temperature, request.top_p, request.seed, request.stop, fmt)
-    return ("greedy", request.stop, fmt)
+        return ("sample", request.temperature, request.top_p, request.seed, request.stop)
+    return ("greedy", request.stop)
 
 
 class _Sink:

@@ -17,6 +17,7 @@ from adam.errors import (
     ModelNotFoundError,
     RunStopped,
     UnsupportedError,
+    UnsupportedRequestError,
 )
 
 # OpenAI's error types by status; Ollama's body has only the message
@@ -57,7 +58,7 @@ def from_adam_error(err: AdamError) -> ApiError:
         return ApiError(400, message, code="context_length_exceeded")
     if isinstance(err, ModelNotFoundError):
         return ApiError(404, message, code="model_not_found")
-    if isinstance(err, UnsupportedError | ConfigError):
+    if isinstance(err, UnsupportedError | ConfigError | UnsupportedRequestError):
         return ApiError(400, message, code="unsupported")
     if isinstance(err, RunStopped):  # BackendUnavailable: the model or its server is down
         return ApiError(503, message, code="unavailable")

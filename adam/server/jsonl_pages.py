@@ -79,13 +79,79 @@ class Page:
     scanned_to: int  # the line a search stopped before (the page's end when not searching)
 
 
+@dataclass
+class IdIndex:
+    """Where the line of each id starts in one file (a batch line's custom_id, else its id), for lookups by id.
+
+    Built in one pass and extended as the file grows, as LineIndex is; an id seen twice keeps its first line.
+    """
+
+    path: Path
+    identity: tuple[int, int]
+    offsets: dict[str, int] = field(default_factory=dict)
+    end: int = 0  # the offset just past the last complete line indexed
+    size: int = 0
+
+    def extend(self) -> None:
+        """Index the complete lines appended since the last call."""
+        with self.path.open("rb") as fh:
+            fh.seek(self.end)
+            pos = self.end
+            for raw in fh:
+                if not raw.endswith(b"\n"):
+                    break  # a line being written: indexed once it is whole
+                key = line_key(raw)
+                if key is not None:
+                    self.offsets.setdefault(key, pos)
+                pos += len(raw)
+            self.end = pos
+            self.size = self.path.stat().st_size
+
+
+def line_key(raw: bytes) -> str | None:
+    """The id of one JSONL line as text (custom_id first), or None where it has none."""
+    try:
+        obj = json.loads(raw)
+    except ValueError:
+        return None
+    if not isinstance(obj, dict):
+        return None
+    value = obj["custom_id"] if "custom_id" in obj else obj.get("id")
+    return None if value is None or isinstance(value, dict | list) else str(value)
+
+
 class JsonlPages:
     """Line indexes of the files the page has opened (a few, least recently used dropped); thread-safe."""
 
     def __init__(self, cached: int = CACHED_FILES) -> None:
         self._indexes: OrderedDict[Path, LineIndex] = OrderedDict()
+        self._ids: OrderedDict[Path, IdIndex] = OrderedDict()
         self._cached = cached
         self._lock = threading.Lock()
+
+    def by_id(self, path: Path, ids: list[str]) -> dict[str, dict[str, Any]]:
+        """The records of ``path`` with these ids (as text; a batch line's custom_id), those it has."""
+        stat = path.stat()
+        identity = (stat.st_dev, stat.st_ino)
+        with self._lock:
+            index = self._ids.get(path)
+            if index is None or index.identity != identity or stat.st_size < index.size:
+                index = IdIndex(path, identity)
+            if stat.st_size != index.size or index.size == 0:
+                index.extend()
+            self._ids[path] = index
+            self._ids.move_to_end(path)
+            while len(self._ids) > self._cached:
+                self._ids.popitem(last=False)
+            wanted = {i: index.offsets[i] for i in ids if i in index.offsets}
+        out: dict[str, dict[str, Any]] = {}
+        with path.open("rb") as fh:
+            for key, offset in wanted.items():
+                fh.seek(offset)
+                record = decode(fh.readline().rstrip(b"\r\n")).get("record")
+                if record is not None:
+                    out[key] = record
+        return out
 
     def index(self, path: Path) -> LineIndex:
         """The file's index, brought up to date with what was appended since it was last read."""

@@ -14,11 +14,12 @@ from typing import Any
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.responses import Response
 
+from adam.server.answers import asked_of_request, same_answer, view
 from adam.server.batch_store import public
 from adam.server.errors import ApiError
 from adam.server.jsonl_pages import Page, decode
-from adam.server.runs_browser import RunsBrowser
-from adam.server.state import state_of
+from adam.server.runs_browser import RunsBrowser, read_json
+from adam.server.state import ServerState, state_of
 
 router = APIRouter()
 
@@ -37,6 +38,7 @@ CSP = (
 )
 HEADERS = {"Content-Security-Policy": CSP, "X-Content-Type-Options": "nosniff", "Referrer-Policy": "no-referrer"}
 MAX_LIMIT = 500
+MAX_COMPARED = 8  # runs side by side at most
 
 
 def _static(name: str) -> Response:
@@ -153,11 +155,86 @@ def _lines(request: Request, name: str, kind: str, query: LinesQuery) -> dict[st
     if path is None:
         return {"total": 0, "offset": offset, "next": None, "scanned_to": 0, "query": q, "lines": []}
     page: Page = browser.pages.search(path, q, offset, limit) if q else browser.pages.page(path, offset, limit)
+    lines = [{"line": number, **decode(raw)} for number, raw in page.lines]
+    if kind == "results":
+        views = [view(line["record"]) if "record" in line else None for line in lines]
+        _ask_the_input(state_of(request), name, [v for v in views if v is not None])
+        for line, seen in zip(lines, views, strict=True):
+            if seen is not None:
+                line["view"] = seen
     return {
         "total": page.total,
         "offset": offset,
         "next": page.next,
         "scanned_to": page.scanned_to,
         "query": q,
-        "lines": [{"line": number, **decode(raw)} for number, raw in page.lines],
+        "lines": lines,
     }
+
+
+def batch_input(state: ServerState, name: str) -> Any:
+    """The input file of the Batch API batch whose run ``name`` is, from the server's own stores; None otherwise.
+
+    No path written in a manifest is opened: the batch's id leads to its input_file_id, and the file store
+    to the file."""
+    if state.runs is None or state.batches is None or state.files is None:
+        return None
+    manifest = state.runs.file(name, "manifest")
+    doc = read_json(manifest) if manifest is not None else None
+    batch = doc.get("batch") if doc is not None else None
+    batch_id = batch.get("id") if isinstance(batch, dict) else None
+    found = state.batches.get(batch_id) if isinstance(batch_id, str) else None
+    if found is None or state.runs.run_name(state.batches.run_dir(found["id"])) != name:
+        return None
+    return state.files.path(str(found.get("input_file_id")))
+
+
+def _ask_the_input(state: ServerState, name: str, views: list[dict[str, Any]]) -> None:
+    """Fill in what was asked for lines that do not keep it (a batch's): from the batch's input file, by custom_id."""
+    missing = [v for v in views if v["asked"] is None and v["id"] is not None]
+    if not missing or state.runs is None:
+        return
+    path = batch_input(state, name)
+    if path is None:
+        return
+    requests = state.runs.pages.by_id(path, [str(v["id"]) for v in missing])
+    for seen in missing:
+        request = requests.get(str(seen["id"]))
+        if request is not None:
+            seen["asked"] = asked_of_request(request)
+
+
+@router.get("/ui/api/compare")
+def compare(
+    request: Request,
+    runs: list[str] = Query(..., min_length=2, max_length=MAX_COMPARED),  # noqa: B008
+    offset: int = Query(0, ge=0),
+    limit: int = Query(50, ge=1, le=MAX_LIMIT),
+) -> dict[str, Any]:
+    """The answers of two or more runs side by side, by id: a page of the first run's results, each id looked up
+    in the others; ``differs`` marks the rows whose answers are not all the same."""
+    browser = browser_of(request)
+    paths = [browser.file(name, "results") for name in runs]
+    first = paths[0]
+    if first is None:
+        return {"runs": runs, "total": 0, "offset": offset, "next": None, "rows": []}
+    page = browser.pages.page(first, offset, limit)
+    views = [view(decode(raw).get("record") or {}) for _, raw in page.lines]
+    ids = [str(v["id"]) for v in views if v["id"] is not None]
+    others = [browser.pages.by_id(path, ids) if path is not None else {} for path in paths[1:]]
+    _ask_the_input(state_of(request), runs[0], views)
+    rows = []
+    for (number, _), seen in zip(page.lines, views, strict=True):
+        key = str(seen["id"])
+        found = [view(other[key]) if key in other else None for other in others]
+        answers = [seen, *found]
+        asked = next((a["asked"] for a in answers if a is not None and a["asked"] is not None), None)
+        texts = [a["answer"] if a is not None else None for a in answers]
+        rows.append({
+            "line": number,
+            "id": seen["id"],
+            "asked": asked,
+            "answers": [None if a is None else {"text": a["answer"], "html": a["answer_html"]} for a in answers],
+            "differs": not all(t is not None and same_answer(t, texts[0]) for t in texts),
+        })  # fmt: skip
+    return {"runs": runs, "total": page.total, "offset": offset, "next": page.next, "rows": rows}

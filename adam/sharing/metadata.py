@@ -47,8 +47,10 @@ def adam_version() -> str:
     from importlib.metadata import PackageNotFoundError
     from importlib.metadata import version as dist_version
 
+    from adam.errors import DISTRIBUTION
+
     try:
-        return dist_version("adam")
+        return dist_version(DISTRIBUTION)
     except PackageNotFoundError:
         return "0+unknown"
 

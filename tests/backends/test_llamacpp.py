@@ -27,7 +27,7 @@ try:
 except Exception as err:  # ImportError, or OSError from a shared library that will not load
     pytest.skip(
         f"llama-cpp-python is not importable ({type(err).__name__}: {err}); "
-        "install it with `make test` or pip install 'adam[llamacpp]'",
+        "install it with `make llamacpp` (make test does it too)",
         allow_module_level=True,
     )
 

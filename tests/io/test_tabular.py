@@ -20,7 +20,7 @@ from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 
 HAS_DATASETS = importlib.util.find_spec("datasets") is not None
-needs_datasets = pytest.mark.skipif(not HAS_DATASETS, reason="the datasets library is not installed (adam[datasets])")
+needs_datasets = pytest.mark.skipif(not HAS_DATASETS, reason="no datasets library (its extra)")
 
 
 def _read(path: Path, kind: str = "generate", **kwargs: Any) -> list[Record | InvalidRecord]:
@@ -261,7 +261,7 @@ def test_a_saved_dataset_dict_needs_job_split_when_it_has_many(tmp_path: Path) -
 
 def test_a_hub_dataset_offline_and_not_cached_is_refused_in_one_line(monkeypatch: pytest.MonkeyPatch) -> None:
     if not HAS_DATASETS:  # the refusal then says what to install, also in one line
-        with pytest.raises(InputError, match=r"needs the datasets library: pip install 'adam\[datasets\]'"):
+        with pytest.raises(InputError, match=r"datasets library: `pip install -e '.\[datasets\]'` in adam's"):
             _read(Path("hf://datasets/adam-tests/never-published"), "embed")  # type: ignore[arg-type]
         return
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")

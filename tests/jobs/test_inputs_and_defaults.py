@@ -60,7 +60,7 @@ def test_a_parquet_input_embeds_and_resumes_by_row(tmp_path: Path) -> None:
     assert sorted(ids) == sorted(f"d{i}" for i in range(12)) and len(ids) == 12  # each row exactly once
 
 
-@pytest.mark.skipif(not HAS_DATASETS, reason="the datasets library is not installed (adam[datasets])")
+@pytest.mark.skipif(not HAS_DATASETS, reason="the datasets library is not installed (the datasets extra)")
 def test_a_saved_dataset_is_a_generate_input(tmp_path: Path) -> None:
     import datasets
 

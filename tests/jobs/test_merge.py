@@ -213,3 +213,13 @@ def test_sigterm_stops_a_merge_and_the_same_merge_finishes_it(tmp_path: Path, mo
     assert manifest["counts"]["ok"] == 20 and manifest["counts"]["store"]["records"] == 20
     with pytest.raises(ConfigError, match="already holds results"):  # a finished merge is not redone
         _merge(tmp_path, str(sweep), f"job.store={target}")
+
+
+def test_merged_shards_get_the_table_their_job_asked_for(tmp_path: Path) -> None:
+    src = write_jsonl(tmp_path / "in.jsonl", _rows(20))
+    sweep = _sweep(tmp_path, src, 2, "job.results_format=[jsonl,csv]")
+    merged = _merge(tmp_path, str(sweep))
+    table = (merged.run_dir / "results.csv").read_text().splitlines()
+    assert table[0].startswith("id,prompt,text,")
+    ids = [line.split(",", 1)[0] for line in table[1:]]
+    assert ids == [r["id"] for r in read_jsonl(merged.run_dir / "results.jsonl")] and len(set(ids)) == 19

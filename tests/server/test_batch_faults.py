@@ -90,6 +90,23 @@ def test_a_batch_paused_on_a_full_disk_resumes_after_a_restart(
             each_once(client, wait_for(client, batch.id, timeout=60), 1500)
 
 
+def test_a_batch_created_on_a_full_disk_pauses_before_its_first_answer(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """The disk is full before the batch's run dir gets its manifest: the batch waits, it never fails."""
+    caplog.set_level(logging.WARNING)
+    with small_disk(tmp_path / "disk") as disk, serving(engine_for(), state_dir=str(disk / "state")) as server:
+        client = client_for(server.url)
+        upload = client.files.create(file=("r.jsonl", batch_file(200)), purpose="batch")
+        filler = fill(disk, leave=12_000)  # the batch's record fits, its run dir's first files do not
+        batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions",
+                                      completion_window="24h")  # fmt: skip
+        paused = wait_paused(client, batch.id, caplog)
+        assert paused.status in ("validating", "in_progress") and paused.request_counts.completed == 0, paused
+        filler.unlink()
+        each_once(client, wait_for(client, batch.id, timeout=60), 200)
+
+
 def test_a_stored_batch_or_file_that_cannot_be_read_is_skipped(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -22,6 +22,13 @@ from test_batch_api import client_for, lines_of, submit, wait_for
 from adam.runner import run
 
 USER = {"role": "user", "content": "Name three colours of the rainbow, please"}
+COLOURS = {
+    "type": "object",
+    "properties": {"colour": {"enum": ["red", "green", "blue"]}, "count": {"type": "integer", "minimum": 1,
+                   "maximum": 3}},
+    "required": ["colour", "count"],
+    "additionalProperties": False,
+}  # fmt: skip
 # body -> what it asks; every body names its max_tokens and temperature, so no door's defaults enter
 REQUESTS: dict[str, dict[str, Any]] = {
     "parts": {  # text parts joined with "\n", a system message, a stop string, the thinking switch
@@ -40,6 +47,15 @@ REQUESTS: dict[str, dict[str, Any]] = {
     "sampled": {"messages": [USER], "temperature": 0.9, "seed": 7},
     "tools": {"messages": [USER], "temperature": 0, "tools": [{"type": "function", "function": {"name": "f"}}]},
     "hot": {"messages": [USER], "temperature": 5},
+    # structured output: a schema, a choice (vLLM's structured_outputs) and log-probabilities (echo has none: 400)
+    "schema": {
+        "messages": [USER],
+        "temperature": 0,
+        "max_tokens": 32,
+        "response_format": {"type": "json_schema", "json_schema": {"name": "colours", "schema": COLOURS}},
+    },
+    "choice": {"messages": [USER], "temperature": 0, "structured_outputs": {"choice": ["red", "green", "blue"]}},
+    "logprobs": {"messages": [USER], "temperature": 0, "logprobs": True, "top_logprobs": 2},
 }
 MAX_TOKENS = 6
 BACKENDS = [
@@ -68,6 +84,23 @@ def answer(status: int, body: dict[str, Any]) -> Answer:
     return status, {k: v for k, v in body.items() if k not in ("id", "created", "model")}
 
 
+def same(one: Answer, other: Answer) -> bool:
+    """Equal answers; log-probabilities within 1e-3, as a batch's padding moves a float's last bits (HF)."""
+    (status, body), (status2, body2) = one, other
+    values, values2 = _logprobs(body), _logprobs(body2)
+    return status == status2 and _without(body) == _without(body2) and values == pytest.approx(values2, abs=1e-3)
+
+
+def _logprobs(body: dict[str, Any]) -> list[float]:
+    content = ((body.get("choices") or [{}])[0].get("logprobs") or {}).get("content") or []
+    return [e["logprob"] for e in content] + [t["logprob"] for e in content for t in e["top_logprobs"]]
+
+
+def _without(body: dict[str, Any]) -> Any:
+    """``body`` with every logprob value taken out (the tokens stay)."""
+    return json.loads(json.dumps(body), object_hook=lambda o: {k: v for k, v in o.items() if k != "logprob"})
+
+
 def from_lines(rows: list[dict[str, Any]]) -> dict[str, Answer]:
     """OpenAI Batch output (or error) lines, by custom_id."""
     return {r["custom_id"]: answer(r["response"]["status_code"], r["response"]["body"]) for r in rows}
@@ -93,19 +126,39 @@ def doors(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFacto
         assert done.status == "completed", done
         rows = lines_of(client.files.content(done.output_file_id).content)
         rows += lines_of(client.files.content(done.error_file_id).content)
-    yield {"job": job, "http": http, "batch": from_lines(rows)}
+    yield {"job": job, "http": http, "batch": from_lines(rows), "backend": request.param[0].split("=")[1]}
 
 
 @pytest.mark.parametrize("name", list(REQUESTS))
 def test_every_door_gives_the_same_answer(doors: dict[str, Any], name: str) -> None:
     http = doors["http"][name]
-    assert doors["job"][name] == http, "a JSONL job and the HTTP route disagree"
-    assert doors["batch"][name] == http, "a Batch API batch and the HTTP route disagree"
+    assert same(doors["job"][name], http), "a JSONL job and the HTTP route disagree"
+    assert same(doors["batch"][name], http), "a Batch API batch and the HTTP route disagree"
     status, body = http
-    if name in ("tools", "hot"):
+    if name in ("tools", "hot") or (name == "logprobs" and doors["backend"] == "echo"):
         assert status == 400 and body["error"]["type"] == "invalid_request_error"
     else:
         assert status == 200 and body["choices"][0]["message"]["content"] is not None
+
+
+def test_constrained_answers_hold_to_their_constraint(doors: dict[str, Any]) -> None:
+    import jsonschema
+
+    _, schema = doors["http"]["schema"]
+    jsonschema.validate(json.loads(schema["choices"][0]["message"]["content"]), COLOURS)
+    _, choice = doors["http"]["choice"]
+    assert choice["choices"][0]["message"]["content"] in ("red", "green", "blue")
+    _, logprobs = doors["http"]["logprobs"]
+    if doors["backend"] == "echo":
+        assert logprobs["error"]["message"] == "the echo backend does not give log-probabilities"
+        assert logprobs["error"]["code"] == "unsupported"
+        return
+    content = logprobs["choices"][0]["logprobs"]["content"]
+    assert len(content) == logprobs["usage"]["completion_tokens"]
+    assert logprobs["choices"][0]["message"]["content"].strip()[:8] in "".join(e["token"] for e in content)
+    for entry in content:  # greedy: the chosen token is the most likely one
+        assert len(entry["top_logprobs"]) == 2 and entry["logprob"] <= 0
+        assert entry["top_logprobs"][0]["logprob"] == pytest.approx(entry["logprob"], abs=1e-4)
 
 
 def test_the_answers_and_refusals_read_as_they_should(doors: dict[str, Any]) -> None:

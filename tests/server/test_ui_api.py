@@ -331,3 +331,46 @@ def test_a_page_out_of_bounds_is_refused_naming_the_parameter(
         reply = get(server, f"/ui/api/runs/generate/2025-01-02_10-00-00.000000/{kind}", **params)
         assert reply.status_code == 400, reply.text
         assert field in reply.json()["error"]
+
+
+def test_a_results_line_comes_with_what_was_asked_and_its_answer_as_clean_html(server: BackgroundServer) -> None:
+    page = lines(server, "generate/2025-01-02_10-00-00.000000")
+    views = {line["view"]["id"]: line["view"] for line in page["lines"]}
+    assert views["a"]["asked"] == "hello there" and views["a"]["answer"] == "hello there"  # job.keep_input's prompt
+    assert views["a"]["answer_html"] == "<p>hello there</p>\n"
+
+
+@pytest.mark.parametrize(
+    ("markdown", "kept", "gone"),
+    [
+        ("**bold** <script>alert(1)</script>", ["<strong>bold</strong>", "&lt;script&gt;"], ["<script"]),
+        ('<img src=x onerror="alert(1)">', ["&lt;img"], ["<img"]),
+        ("![pixel](https://example.com/p.png) [x](javascript:alert(1))", [], ["<img", 'href="javascript']),
+        ("[site](https://example.com)", ['href="https://example.com"', 'rel="noopener noreferrer nofollow"'], []),
+        ("| a |\n|---|\n| b |", ["<table>", "<td>b</td>"], []),
+    ],
+)
+def test_markdown_is_rendered_without_raw_html_and_sanitised(markdown: str, kept: list[str], gone: list[str]) -> None:
+    from adam.server.answers import markdown_html
+
+    html = markdown_html(markdown)
+    assert html is not None
+    assert all(piece in html for piece in kept), html
+    assert not any(piece in html for piece in gone), html
+
+
+def test_two_runs_compare_by_id_with_the_differing_rows_marked(server: BackgroundServer, runs_dir: Path) -> None:
+    other = runs_dir / "generate" / "2025-01-02_11-00-00.000000"
+    echo_run(other, [{"id": "b", "prompt": 'say "hi" to Ünïcode'}, {"id": "a", "prompt": "hello over there"}])
+    first = "generate/2025-01-02_10-00-00.000000"
+    reply = get(server, "/ui/api/compare", runs=[first, "generate/2025-01-02_11-00-00.000000"])
+    assert reply.status_code == 200, reply.text
+    rows = {row["id"]: row for row in reply.json()["rows"]}
+    assert set(rows) == {"a", "b"} and reply.json()["total"] == 2
+    assert rows["a"]["differs"] and not rows["b"]["differs"]
+    assert [answer["text"] for answer in rows["a"]["answers"]] == ["hello there", "hello over there"]
+    assert rows["a"]["asked"] == "hello there"
+    missing = get(server, "/ui/api/compare", runs=[first, "generate/big"]).json()["rows"]
+    assert all(row["answers"][1] is None and row["differs"] for row in missing)  # no such ids in the other run
+    assert get(server, "/ui/api/compare", runs=[first]).status_code in (400, 422)  # two runs at least
+    assert get(server, "/ui/api/compare", runs=[first, "../elsewhere"]).status_code == 400

@@ -16,12 +16,17 @@ import httpx
 import pytest
 from browser import browser, chromium, not_blank  # noqa: F401  (fixtures)
 from run_dirs import HOSTILE, big_run, echo_run, sweep
-from serving import engine_for, serving
+from serving import CHAT_ID, engine_for, serving
 
 from adam.server.listen import BackgroundServer
 
 KEY = "sesame"
 ECHO_RUN = "generate/2025-02-01_09-00-00.000000"
+OTHER_RUN = "generate/2025-02-01_10-00-00.000000"  # the same ids, one answer changed
+MARKDOWN = (  # the echo backend answers with the prompt's words: Markdown that needs no line breaks
+    "Some **bold** words, *leaning* ones and `code`, [a link](https://example.com/x) "
+    "[bad](javascript:alert(1)) <img src=x onerror=alert(1)>"
+)
 SWEEP = "multirun/2025-02-02_09-00-00.000000"
 BIG = "generate/big"
 WAIT_S = 20
@@ -36,11 +41,14 @@ def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[BackgroundServe
         {"id": "hostile", "prompt": HOSTILE},
         {"id": "<b>bad-id</b>", "prompt": ""},  # an error line whose id is markup
     ]
-    echo_run(root / ECHO_RUN, prompts)
+    echo_run(root / ECHO_RUN, [*prompts, {"id": "md", "prompt": MARKDOWN}])
+    other = [{"id": "calm", "prompt": "a quiet and loud answer"}, {"id": "md", "prompt": MARKDOWN}]
+    echo_run(root / OTHER_RUN, other, "job.keep_input=false")  # what was asked comes from the first run
     sweep(root / SWEEP, [["domain=general"], ["domain=code"]], prompts[:1])
     big_run(root / BIG, 20_000)
-    engine = engine_for()
-    with serving(engine, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY) as running:
+    big_run(root / "generate" / ("a_long_run_name_without_any_break_" * 6), 2)  # must not push the runs table wider
+    engine, embedder = engine_for(), engine_for("size=minilm")  # a chat model, and an embedder beside it
+    with serving(engine, embedder, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY) as running:
         _batch(running.url)
         yield running
 
@@ -215,31 +223,102 @@ def test_batches_with_their_progress(page: Page) -> None:
     assert (bar.get_attribute("value"), bar.get_attribute("max")) == ("3", "3")
     row.find_element(page.by.CSS_SELECTOR, "a.run-link").click()
     page.until_text("#lines-status", "Lines 1–3 of 3")
+    assert sorted(page.cells(r)[1] for r in page.all("tr.line")) == ["r0", "r1", "r2"]  # custom_id, not batch_req_
+    page.all("tr.line")[0].click()
+    assert page.find("tr.detail .qa .asked").text.splitlines() == ["ASKED", "USER", "batch question"]  # from its input
 
 
-def test_a_running_batch_moves_on_the_page_without_a_reload(browser: Any, tmp_path: Path) -> None:  # noqa: F811
-    """A slow server of its own: the batches view refreshes itself while a batch runs, and stops once it ends."""
+def test_a_batch_uploaded_created_cancelled_and_downloaded_from_the_page(browser: Any, tmp_path: Path) -> None:  # noqa: F811
+    """A slow server of its own: a batch made from the page moves on it without a reload, is cancelled from it,
+    and its output and error files come down through its buttons."""
     root = tmp_path / "outputs"
     slow = engine_for("backend.delay=0.1")  # per call of max_batch=2 lines: 150 lines take about 8 s
+    body = {"model": "demo", "messages": [{"role": "user", "content": "batch question"}]}
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions", "body": body} for i in range(150)]
+    lines.append({**lines[0], "custom_id": "bad", "body": {**body, "temperature": 9}})  # its own 400: an error line
+    upload = tmp_path / "requests.jsonl"
+    upload.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    downloads = tmp_path / "downloads"
+    downloads.mkdir()
     with serving(slow, runs_dir=str(root), state_dir=str(root / "serve"), api_key=KEY, max_batch=2) as running:
         page = Page(browser, running.url)
         page.keep_key(KEY)  # this server's origin has its own session storage
-        batch_id = _create_batch(running.url, 150)
+        page.driver.execute_cdp_cmd(
+            "Browser.setDownloadBehavior", {"behavior": "allow", "downloadPath": str(downloads)}
+        )
         page.open("#/batches")
+        page.find("#batch-file").send_keys(str(upload))
+        page.find("#batch-create").click()
+        batch_id = page.until_text("#batch-status", "Created batch_").text.split()[1].rstrip(".")
 
         def done() -> int:
             bar = page.find(f'tr[data-batch="{batch_id}"] progress')
             return int(bar.get_attribute("value"))
 
         first = page.wait.until(lambda _: (value := done()) > 0 and value)
-        assert first < 150, "the batch ended before the page saw it run"
+        assert first < 151, "the batch ended before the page saw it run"
         page.until_text("p.muted", "Refreshing while batches run")
         later = page.wait.until(lambda _: (value := done()) > first and value)  # no reload: the page redrew itself
-        assert first < later <= 150
-        httpx.post(f"{running.url}/v1/batches/{batch_id}/cancel", headers={"Authorization": f"Bearer {KEY}"})
+        assert first < later <= 151
+        page.find(f'tr[data-batch="{batch_id}"] button.batch-cancel').click()
         row = page.until_text(f'tr[data-batch="{batch_id}"]', "cancelled")
-        assert "Refreshing" not in page.find("p.muted").text
-        assert row is not None
+        assert "Refreshing" not in page.find("p.muted").text and row is not None
+        page.find(f'tr[data-batch="{batch_id}"] button.batch-output').click()
+        page.find(f'tr[data-batch="{batch_id}"] button.batch-errors').click()
+        names = {f"{batch_id}_output.jsonl", f"{batch_id}_errors.jsonl"}
+        page.wait.until(lambda _: {p.name for p in downloads.iterdir()} >= names)
+        auth = {"Authorization": f"Bearer {KEY}"}
+        batch = httpx.get(f"{running.url}/v1/batches/{batch_id}", headers=auth).json()
+        assert batch["status"] == "cancelled"
+        for key, name in (("output_file_id", "output"), ("error_file_id", "errors")):
+            served = httpx.get(f"{running.url}/v1/files/{batch[key]}/content", headers=auth).content
+            assert (downloads / f"{batch_id}_{name}.jsonl").read_bytes() == served
+        output = [json.loads(line) for line in (downloads / f"{batch_id}_output.jsonl").read_text().splitlines()]
+        assert 0 < len(output) < 150 and all(line["custom_id"].startswith("r") for line in output)
+        errors = (downloads / f"{batch_id}_errors.jsonl").read_text().splitlines()
+        assert [json.loads(line)["custom_id"] for line in errors] == ["bad"]
+
+
+def test_an_opened_result_shows_the_question_beside_its_answer_as_safe_markdown(page: Page) -> None:
+    page.open(f"#/run/{ECHO_RUN}")
+    row = page.until_text("table#results tr.line", "Some **bold**")
+    row.click()
+    detail = page.find("tr.detail .qa")
+    assert detail.find_element(page.by.CSS_SELECTOR, ".asked .text-full").text == MARKDOWN  # asked, as text
+    answer = detail.find_element(page.by.CSS_SELECTOR, ".answer .markdown")
+    assert [e.text for e in answer.find_elements(page.by.CSS_SELECTOR, "strong, em, code")] == [
+        "bold",
+        "leaning",
+        "code",
+    ]
+    links = answer.find_elements(page.by.CSS_SELECTOR, "a")
+    assert [(a.text, a.get_attribute("href"), a.get_attribute("target")) for a in links] == [
+        ("a link", "https://example.com/x", "_blank")
+    ]  # the javascript: link is not a link
+    assert "<img src=x onerror=alert(1)>" in answer.text  # HTML in the answer stays text
+    page.until_text("table#results tr.line", "hostile").click()
+    assert page.js("return document.querySelectorAll('#panel script, #panel img, #panel [onerror]').length") == 0
+    hostile = page.js("return [...document.querySelectorAll('tr.detail')].find((d) => !d.hidden && "
+                      "d.innerText.includes('window.__pwned')).querySelector('.answer').innerText")  # fmt: skip
+    assert HOSTILE in hostile
+    assert page.js("return window.__pwned === undefined")
+
+
+def test_two_runs_compared_by_id_with_the_differences_marked(page: Page) -> None:
+    page.open("#/runs")
+    for run in (ECHO_RUN, OTHER_RUN):
+        page.find(f'#runs input.pick[value="{run}"]').click()
+    page.find("#compare-go").click()
+    page.until_text("#compare-status", "of 3 in the first run")  # hostile, calm and md have results; the rest failed
+    calm = page.find('table#compare tr.pair[data-id="calm"]')
+    assert "differs" in calm.get_attribute("class")
+    assert [e.text for e in calm.find_elements(page.by.CSS_SELECTOR, "ins.diff-add")] == ["and loud"]
+    assert "a quiet answer" in calm.find_element(page.by.CSS_SELECTOR, ".asked").text  # the first run kept it
+    md = page.find('table#compare tr.pair[data-id="md"]')
+    assert "differs" not in md.get_attribute("class")
+    assert "no result for this id" in page.find('tr.pair[data-id="hostile"]').text  # the other run has no such id
+    page.find("#only-differs").click()
+    assert not md.is_displayed() and calm.is_displayed()
 
 
 def test_a_chat_streams_from_the_served_model(page: Page) -> None:
@@ -255,11 +334,34 @@ def test_a_chat_streams_from_the_served_model(page: Page) -> None:
     assert pieces == len(said.split())  # one text node per streamed piece
     assert page.js("return document.querySelectorAll('#chat-log b').length") == 0
     page.until_text("#chat-status", f"Done: {len(said.split())} tokens")
+    assert [o.get_attribute("value") for o in page.all("#chat-model option")] == [CHAT_ID]  # not the embedder
+    assert "all-MiniLM" in page.find("#served").text  # which the server does serve
+    page.find("#chat-max-tokens").send_keys("2")
+    page.find("#chat-seed").send_keys("7")
+    page.find("#chat-top-p").send_keys("0.5")
+    page.find("#chat-json").click()
+    page.find("#chat-input").send_keys("one two three four")
+    page.find("#chat-send").click()
+    page.until_text("#chat-status", "Done: 2 tokens")  # max_tokens reached the server
+    assert page.all(".msg.assistant .content")[-1].text == "one two"
+    page.open("#/chat")  # a reload: the conversation and the settings are kept in the tab
+    page.wait.until(lambda _: len(page.all("#chat-log .msg")) == 4)
+    assert [e.text for e in page.all("#chat-log .msg .content")] == [said, said, "one two three four", "one two"]
+    assert [page.find(f"#chat-{k}").get_attribute("value") for k in ("max-tokens", "seed", "top-p")] == [
+        "2",
+        "7",
+        "0.5",
+    ]
+    assert page.find("#chat-json").is_selected()
+    page.find("#chat-clear").click()
+    assert page.js("return JSON.parse(sessionStorage.getItem('adam.chat')).messages.length") == 0
 
 
 def test_a_screenshot_is_not_blank(page: Page, tmp_path: Path) -> None:
     page.open("#/runs")
     page.find("table#runs")
+    assert page.driver.get_window_size()["width"] == 1280
+    assert page.js("return document.documentElement.scrollWidth <= document.documentElement.clientWidth")  # no overflow
     png = page.driver.get_screenshot_as_png()
     (tmp_path / "runs.png").write_bytes(png)
     colours, spread = not_blank(png)

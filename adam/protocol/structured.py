@@ -1,0 +1,233 @@
+"""Structured output and log-probabilities, read once for every door: what a request may ask and what is refused.
+
+A request constrains its answer in one of three ways, whichever door it came through:
+
+- ``response_format``: ``{"type": "json_object"}`` (any JSON object) or ``{"type": "json_schema",
+  "json_schema": {"name", "schema", "strict"}}`` (OpenAI's shape); ``{"type": "text"}`` asks for nothing;
+- ``choice``: a list of labels, the answer is exactly one of them (vLLM's ``structured_outputs.choice``);
+- a schema whose root is an ``enum``: the answer is one of its JSON values.
+
+``logprobs`` / ``top_logprobs`` ask for each generated token's log-probability (and its most likely
+alternatives), as OpenAI's chat API does. Everything is checked here (a malformed schema is the request's
+400, worded the same at every door); whether the answering backend can honour it is the engine's question.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+from adam.errors import ConfigError
+from adam.protocol.refused import Refused
+
+STRUCTURED = ("response_format", "choice", "structured_outputs", "logprobs", "top_logprobs")  # the fields read here
+MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+_STRUCTURED_OUTPUTS = ("choice", "json")  # the vLLM structured_outputs keys adam reads; others are refused
+
+
+def read_structured(src: Mapping[str, Any]) -> dict[str, Any]:
+    """The constraint and log-probability params of a validated body or record (unset ones left out); Refused
+    when they are malformed or contradict each other.
+
+    Reads ``response_format``, ``choice``, vLLM's ``structured_outputs`` (``choice`` or ``json``), ``logprobs``
+    and ``top_logprobs``; the result holds ``response_format`` (normalised), ``choice`` (a list of labels),
+    ``logprobs`` (True) and ``top_logprobs`` (an int) where asked.
+    """
+    out: dict[str, Any] = {}
+    response_format = normal_response_format(src.get("response_format"))
+    choice = src.get("choice")
+    outputs = src.get("structured_outputs")
+    if outputs is not None:
+        if not isinstance(outputs, Mapping):
+            raise Refused(
+                "'structured_outputs' must be an object such as {\"choice\": [...]}", param="structured_outputs"
+            )
+        asked = [key for key, value in outputs.items() if value is not None and value is not False]
+        other = [key for key in asked if key not in _STRUCTURED_OUTPUTS]
+        if other:
+            raise Refused(
+                f"structured_outputs.{other[0]} is not supported by this server: use choice or json "
+                "(or response_format)",
+                param="structured_outputs",
+                code="unsupported",
+            )
+        if len(asked) > 1:
+            raise Refused("give one of structured_outputs.choice or .json, not both", param="structured_outputs")
+        if "json" in asked:
+            if response_format is not None:
+                raise Refused("give response_format or structured_outputs.json, not both", param="structured_outputs")
+            schema = outputs["json"]
+            if isinstance(schema, str):
+                schema = _json_text(schema, "structured_outputs.json")
+            response_format = normal_response_format(
+                {"type": "json_schema", "json_schema": {"name": "structured_outputs", "schema": schema}}
+            )
+        if "choice" in asked:
+            if choice is not None:
+                raise Refused("give choice or structured_outputs.choice, not both", param="structured_outputs")
+            choice = outputs["choice"]
+    if choice is not None:
+        out["choice"] = check_choice(choice)
+        if response_format is not None:
+            raise Refused("give choice or response_format, not both", param="choice")
+    if response_format is not None:
+        out["response_format"] = response_format
+    out.update(_logprobs(src))
+    return out
+
+
+def normal_response_format(value: Any) -> dict[str, Any] | None:
+    """A response_format as adam passes it on (None for none or ``text``); Refused when it is malformed.
+
+    A json_schema one keeps OpenAI's shape, its schema checked against the JSON Schema meta-schema.
+    """
+    if value is None:
+        return None
+    if not isinstance(value, Mapping):
+        raise Refused('\'response_format\' must be an object such as {"type": "json_object"}', param="response_format")
+    kind = value.get("type")
+    if kind == "text":
+        return None
+    if kind == "json_object":
+        return {"type": "json_object"}
+    if kind != "json_schema":
+        raise Refused(
+            f"response_format.type must be text, json_object or json_schema, got {json.dumps(kind)[:60]}",
+            param="response_format",
+        )
+    spec = value.get("json_schema")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("schema"), Mapping):
+        raise Refused(
+            "response_format type json_schema needs json_schema.schema, a JSON schema object",
+            param="response_format",
+        )
+    schema = dict(spec["schema"])
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise Refused(
+            f"response_format.json_schema.schema is not a valid JSON schema: {problem}", param="response_format"
+        )
+    out = {"name": str(spec.get("name") or "response"), "schema": schema}
+    if spec.get("strict") is not None:
+        out["strict"] = bool(spec["strict"])
+    return {"type": "json_schema", "json_schema": out}
+
+
+def schema_problem(schema: Mapping[str, Any]) -> str | None:
+    """Why ``schema`` is not a valid JSON schema (its meta-schema's first complaint), or None."""
+    from jsonschema.exceptions import SchemaError
+    from jsonschema.validators import validator_for
+
+    try:
+        validator_for(schema).check_schema(schema)
+    except SchemaError as err:
+        where = "/".join(str(p) for p in err.absolute_path)
+        return f"{err.message}" + (f" (at {where})" if where else "")
+    return None
+
+
+def check_choice(value: Any) -> list[str]:
+    """A choice list as given, checked: a non-empty list of distinct non-empty strings."""
+    if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
+        raise Refused("'choice' must be a non-empty list of non-empty strings", param="choice")
+    if len(set(value)) != len(value):
+        raise Refused("'choice' lists a label twice", param="choice")
+    return list(value)
+
+
+def _logprobs(src: Mapping[str, Any]) -> dict[str, Any]:
+    want, top = src.get("logprobs"), src.get("top_logprobs")
+    if top is not None:
+        if not want:
+            raise Refused("top_logprobs needs logprobs: true", param="top_logprobs")
+        if not 0 <= int(top) <= MAX_TOP_LOGPROBS:
+            raise Refused(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
+    if not want:
+        return {}
+    return {"logprobs": True, "top_logprobs": int(top or 0)}
+
+
+def output_schema(response_format: Mapping[str, Any] | None) -> dict[str, Any] | None:
+    """The JSON schema an answer must satisfy for a normalised response_format (None: no JSON asked)."""
+    if not response_format:
+        return None
+    if response_format.get("type") == "json_object":
+        return {"type": "object"}
+    return dict(response_format["json_schema"]["schema"])
+
+
+def check_output(text: str, *, response_format: Mapping[str, Any] | None, choice: Any) -> tuple[Any, str | None]:
+    """(the parsed answer, None) when ``text`` satisfies the constraint, else (None, why not in one line).
+
+    A choice answer is its label; a JSON answer is parsed and validated against its schema (jsonschema).
+    """
+    if choice:
+        if text in choice:
+            return text, None
+        return None, f"the answer is not one of the {len(choice)} choices"
+    schema = output_schema(response_format)
+    if schema is None:
+        return None, None
+    try:
+        value = json.loads(text)
+    except ValueError as err:
+        return None, f"the answer is not JSON ({err})"
+    from jsonschema.exceptions import best_match
+    from jsonschema.validators import validator_for
+
+    error = best_match(validator_for(schema)(schema).iter_errors(value))
+    if error is not None:
+        where = "/".join(str(p) for p in error.absolute_path)
+        return None, f"the answer does not match the schema: {error.message}" + (f" (at {where})" if where else "")
+    return value, None
+
+
+def response_format_from_file(path: str | Path) -> dict[str, Any]:
+    """job.schema: a JSON schema kept in a file, as the json_schema response_format every record gets."""
+    file = Path(path).expanduser()
+    try:
+        text = file.read_text(encoding="utf-8")
+    except OSError as err:
+        raise Refused(f"cannot read job.schema={path}: {err.strerror or err}", param="schema") from err
+    schema = _json_text(text, f"job.schema={path}")
+    if not isinstance(schema, dict):
+        raise Refused(f"job.schema={path} must hold a JSON object (a JSON schema)", param="schema")
+    problem = schema_problem(schema)
+    if problem is not None:
+        raise Refused(f"job.schema={path} is not a valid JSON schema: {problem}", param="schema")
+    return {"type": "json_schema", "json_schema": {"name": file.stem, "schema": schema}}
+
+
+def _json_text(text: str, what: str) -> Any:
+    try:
+        return json.loads(text)
+    except ValueError as err:
+        raise Refused(f"{what} is not JSON: {err}", param="response_format") from err
+
+
+def job_constraint(response_format: Any = None, schema: str | None = None, choice: Any = None) -> dict[str, Any]:
+    """The constraint a job puts on every record (job.response_format, job.schema or job.choice), as the
+    GenerationRequest fields it sets; ConfigError when it is malformed or more than one is set."""
+    from omegaconf import DictConfig, ListConfig, OmegaConf
+
+    def plain(value: Any) -> Any:
+        return OmegaConf.to_container(value, resolve=True) if isinstance(value, DictConfig | ListConfig) else value
+
+    given = [name for name, value in (("response_format", response_format), ("schema", schema), ("choice", choice))
+             if value]  # fmt: skip
+    if len(given) > 1:
+        raise ConfigError(f"set one of job.{given[0]} and job.{given[1]}, not both: each constrains every answer")
+    try:
+        if schema:
+            return {"response_format": response_format_from_file(str(schema))}
+        if response_format:
+            return {"response_format": normal_response_format(plain(response_format))}
+        if choice:
+            return {"choice": tuple(check_choice(list(plain(choice))))}
+    except Refused as err:
+        if schema:  # its messages name the file already
+            raise ConfigError(err.message) from err
+        raise ConfigError(f"job.{given[0]}: {err.message}") from err
+    return {}
