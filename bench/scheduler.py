@@ -215,6 +215,34 @@ def _throughput(sec: Section, quick: bool) -> None:
     sec.ratio("throughput through the scheduler / direct decode calls (llamacpp)", names[0], names[1], 0.95)
     scheduled.close()
     direct.close()
+    _hf_throughput(sec, requests[:16], reps=1 if quick else 2)
+
+
+def _hf_throughput(sec: Section, requests: list[Any], reps: int) -> None:
+    """The HF backend: a job's batch through the scheduler and hf_decode, against one generate() call as before."""
+    from adam.backends import hf_generate
+    from adam.manager import compose_config
+    from adam.runner import build_backend
+
+    backend = build_backend(compose_config(["size=demo", "hardware=cpu", "backend=huggingface"]))
+    backend.load()
+    counted: dict[str, int] = {}
+
+    def through_scheduler() -> None:
+        counted["scheduler"] = sum(g.completion_tokens for g in backend.generate(requests))
+
+    def generate_call() -> None:
+        made = hf_generate.generate_batch(backend._model(), requests, backend._prompt_ids, backend.opens_thinking)
+        counted["generate"] = sum(g.completion_tokens for g in made)
+
+    times = interleave({"scheduler": through_scheduler, "generate": generate_call}, reps=reps)
+    names = [f"HF: a job's batch of {len(requests)} through the scheduler", "HF: one generate() call (before)"]
+    sec.timings += [
+        Timing(names[0], times["scheduler"], counted["scheduler"], "tok"),
+        Timing(names[1], times["generate"], counted["generate"], "tok"),
+    ]
+    sec.ratio("throughput through the scheduler / generate() (huggingface)", names[0], names[1], 0.95)
+    backend.close()
 
 
 def _hf_join(sec: Section, quick: bool) -> None:
