@@ -23,7 +23,10 @@ def test_bench_help_lists_every_benchmark() -> None:
 
 @pytest.mark.parametrize(
     "name",
-    ["common", "embed", "generate", "llamacpp", "runner", "ollama", "serve", "shard", "startup", "weights", "prefix"],
+    [
+        *("common", "embed", "onnx", "generate", "llamacpp", "runner", "ollama"),
+        *("serve", "shard", "startup", "weights", "prefix"),
+    ],
 )
 def test_bench_module_imports(name: str) -> None:
     module = importlib.import_module(f"bench.{name}")
