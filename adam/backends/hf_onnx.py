@@ -198,6 +198,7 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
         options.inter_op_num_threads = 1
+        options.enable_mem_pattern = False  # a pattern per input shape: every batch has its own (less peak memory)
         options.log_severity_level = 3  # errors only
         self.path = path
         try:
