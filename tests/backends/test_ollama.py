@@ -402,7 +402,7 @@ def test_backoff_retries_only_transient_errors() -> None:
             raise TransientError("busy")
         return "ok"
 
-    policy = Backoff(retries=3, base=0.5, sleep=waits.append, random=lambda: 0.0)
+    policy = Backoff(retries=3, base=0.5, maximum=30.0, sleep=waits.append, random=lambda: 0.0)
     assert policy.call(flaky) == "ok"
     assert waits == [0.25, 0.5]
 
