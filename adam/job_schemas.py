@@ -54,7 +54,7 @@ class JobSpec:
     # stop (exit 4, resumable) after this many backend errors in a row; null: never
     max_consecutive_failures: int | None = 100
     allow_empty: bool = False  # an input that holds no records: exit 0 instead of 5 (no record succeeded)
-    # Sharding (adam/sharding.py, README: Sharding): this run takes the records whose id hashes to job.shard, modulo
+    # Sharding (adam/sharding.py, docs/scale-out.md): this run takes the records whose id hashes to job.shard, modulo
     # job.num_shards; sweep job.shard='range(0,N)' and combine the shards with job=merge
     shard: int = 0
     num_shards: int = 1

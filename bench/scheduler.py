@@ -59,6 +59,21 @@ def _streams(url: str, bodies: list[dict[str, Any]]) -> list[tuple[float, int]]:
     return asyncio.run(go())
 
 
+def _engine_ttft(engine: Any, body: dict[str, Any]) -> float:
+    """Seconds to the first text of a chat asked of the engine in this process, as the route asks it (no HTTP)."""
+    from adam.backends.types import Priority
+
+    params = {"max_tokens": body["max_tokens"], "temperature": 0}
+    request = engine.request(messages=tuple(body["messages"]), params=params)
+    started = time.perf_counter()
+    stream = engine.stream(request, priority=Priority.interactive)
+    try:
+        next(chunk for chunk in stream if chunk.text)
+    finally:
+        stream.close()
+    return time.perf_counter() - started
+
+
 def _pct(values: list[float], q: int) -> float:
     return statistics.quantiles(values, n=100, method="inclusive")[q - 1] if len(values) > 1 else values[0]
 
@@ -98,7 +113,7 @@ def _under_load(sec: Section, backend: str, clients: int) -> None:
     )
 
 
-def _interactive_first(sec: Section, quick: bool) -> None:
+def _interactive_first(sec: Section, quick: bool, *overrides: str) -> None:
     import httpx
     import openai
 
@@ -106,9 +121,10 @@ def _interactive_first(sec: Section, quick: bool) -> None:
     from adam.server.listen import BackgroundServer
     from adam.server.state import ServeOptions
 
-    engine = _engine(["backend=llamacpp"])
+    engine = _engine(["backend=llamacpp", *overrides])
     model = engine.backend.size.hf_id
     chat = _body(model, "What is the capital of France?")
+    setting = f" ({' '.join(overrides)})" if overrides else ""
     lines = BATCH_LINES if not quick else 400
     prompts = make_prompts(lines, seed=1)
     data = "".join(
@@ -122,33 +138,39 @@ def _interactive_first(sec: Section, quick: bool) -> None:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
         _streams(server.url, [chat])  # warm-up
         idle = [_streams(server.url, [chat])[0][0] for _ in range(tries)]
+        idle_engine = [_engine_ttft(engine, chat) for _ in range(tries)]
         upload = client.files.create(file=("lines.jsonl", data), purpose="batch")
         batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
         deadline = time.monotonic() + 300
         while client.batches.retrieve(batch.id).request_counts.completed < 32 and time.monotonic() < deadline:
             time.sleep(0.1)
         scheduler = engine.backend.scheduler()
-        busy, steps = [], []
+        busy, steps, busy_engine = [], [], []
         for _ in range(tries):
             before = scheduler.stepped
             busy.append(_streams(server.url, [chat])[0][0])
             steps.append(scheduler.stepped - before)
             time.sleep(0.2)  # the batch refills every slot between chats
+            busy_engine.append(_engine_ttft(engine, chat))
+            time.sleep(0.2)
         done = client.batches.retrieve(batch.id).request_counts.completed
         client.batches.cancel(batch.id)
         httpx.get(f"{server.url}/health")
     engine.backend.close()
     idle_ms, busy_ms = statistics.median(idle) * 1000, statistics.median(busy) * 1000
     sec.timings += [
-        Timing("chat TTFT, idle server", idle, 1, "chat", note=f"median of {tries}"),
-        Timing(f"chat TTFT, {lines}-line batch running", busy, 1, "chat", note=f"median of {tries}"),
+        Timing(f"chat TTFT, idle server{setting}", idle, 1, "chat", note=f"median of {tries}"),
+        Timing(f"chat TTFT, {lines}-line batch running{setting}", busy, 1, "chat", note=f"median of {tries}"),
     ]
-    sec.checks.append(("idle TTFT / TTFT while the batch runs (target: busy <= 2x idle)", idle_ms / busy_ms, 0.5))
+    what = f"idle TTFT / TTFT while the batch runs{setting} (target: busy <= 2x idle)"
+    sec.checks.append((what, idle_ms / busy_ms, 0.5))
     sec.lines.append(
-        f"- Interactive first: TTFT {idle_ms:.0f} ms idle, {busy_ms:.0f} ms while the batch ran "
+        f"- Interactive first{setting}: TTFT {idle_ms:.0f} ms idle, {busy_ms:.0f} ms while the batch ran "
         f"({busy_ms / idle_ms:.2f}x; target <= 2x). Every slot but the one kept for chats was decoding batch "
         f"lines throughout (the batch had answered {done} of {lines} lines when it was cancelled); "
-        f"each chat shared {statistics.median(steps):.0f} tokens' worth of decode steps with it."
+        f"each chat shared {statistics.median(steps):.0f} tokens' worth of decode steps with it. The same chat "
+        f"asked of the engine in the server's process, without HTTP: {statistics.median(idle_engine) * 1000:.0f} ms "
+        f"idle, {statistics.median(busy_engine) * 1000:.0f} ms beside the batch."
     )
 
 
@@ -193,6 +215,85 @@ def _throughput(sec: Section, quick: bool) -> None:
     sec.ratio("throughput through the scheduler / direct decode calls (llamacpp)", names[0], names[1], 0.95)
     scheduled.close()
     direct.close()
+    _hf_throughput(sec, requests[:16], reps=1 if quick else 2)
+
+
+def _hf_throughput(sec: Section, requests: list[Any], reps: int) -> None:
+    """The HF backend: a job's batch through the scheduler and hf_decode, against one generate() call as before."""
+    from adam.backends import hf_generate
+    from adam.manager import compose_config
+    from adam.runner import build_backend
+
+    backend = build_backend(compose_config(["size=demo", "hardware=cpu", "backend=huggingface"]))
+    backend.load()
+    counted: dict[str, int] = {}
+
+    def through_scheduler() -> None:
+        counted["scheduler"] = sum(g.completion_tokens for g in backend.generate(requests))
+
+    def generate_call() -> None:
+        made = hf_generate.generate_batch(backend._model(), requests, backend._prompt_ids, backend.opens_thinking)
+        counted["generate"] = sum(g.completion_tokens for g in made)
+
+    times = interleave({"scheduler": through_scheduler, "generate": generate_call}, reps=reps)
+    names = [f"HF: a job's batch of {len(requests)} through the scheduler", "HF: one generate() call (before)"]
+    sec.timings += [
+        Timing(names[0], times["scheduler"], counted["scheduler"], "tok"),
+        Timing(names[1], times["generate"], counted["generate"], "tok"),
+    ]
+    sec.ratio("throughput through the scheduler / generate() (huggingface)", names[0], names[1], 0.95)
+    backend.close()
+
+
+def _hf_join(sec: Section, quick: bool) -> None:
+    """Requests arriving one by one at the HF backend: each joins the running batch, or waits for it to empty."""
+    import threading
+
+    from adam.backends.hf_decode import HfPrompt, RowDecoder
+    from adam.backends.scheduler import Scheduler, events
+    from adam.backends.types import Priority
+
+    engine = _engine(["backend=huggingface"])
+    backend = engine.backend
+    lm = backend._model()
+    n, gap = (8, 0.3) if quick else (16, 0.3)
+    prompts = []
+    for p in make_prompts(n, seed=3):
+        request = engine.request(messages=({"role": "user", "content": p},), params={"max_tokens": MAX_TOKENS})
+        prompts.append(HfPrompt(backend._prompt_ids(request), MAX_TOKENS))
+    rows = ["", "| HF decode loop | all done s | latency mean s | TTFT mean s | forward passes |",
+            "| --- | ---: | ---: | ---: | ---: |"]  # fmt: skip
+    for name, join in (("waiting prompts join the running batch (adam)", True),
+                       ("a new batch when the last empties", False)):  # fmt: skip
+        scheduler = Scheduler(RowDecoder(lm, 64, join=join), batch_slots=64, name="bench-hf")
+        latency, ttft = [0.0] * n, [0.0] * n
+
+        def ask(i: int, scheduler: Scheduler = scheduler, latency: list = latency, ttft: list = ttft) -> None:
+            started, first = time.perf_counter(), None
+            for _ in events(scheduler, prompts[i], Priority.interactive):
+                first = first if first is not None else time.perf_counter() - started
+            latency[i], ttft[i] = time.perf_counter() - started, first or 0.0
+
+        started = time.perf_counter()
+        threads = []
+        for i in range(n):
+            threads.append(threading.Thread(target=ask, args=(i,)))
+            threads[-1].start()
+            time.sleep(gap)
+        for thread in threads:
+            thread.join()
+        total = time.perf_counter() - started
+        scheduler.close()
+        rows.append(f"| {name} | {total:.1f} | {statistics.mean(latency):.2f} | {statistics.mean(ttft):.2f} | "
+                    f"{scheduler.steps} |")  # fmt: skip
+    backend.close()
+    sec.lines += [
+        "",
+        f"HF, requests arriving one by one: {n} chats (max_tokens={MAX_TOKENS}), one every {gap:g} s, on the "
+        "demo model, through the scheduler over hf_decode.RowDecoder: joining (their prompts read in a pass of "
+        "their own, their KV left-padded and stacked onto the running batch's), or waiting for the batch to empty.",
+        *rows,
+    ]
 
 
 def run(*, quick: bool = False) -> Section:
@@ -205,6 +306,7 @@ def run(*, quick: bool = False) -> Section:
     )
     _throughput(sec, quick)
     _interactive_first(sec, quick)
+    _interactive_first(sec, quick, "backend.n_batch=128")  # smaller prompt chunks: a chat waits less for one
     clients = 16 if quick else CLIENTS
     sec.lines += [
         "",
@@ -217,4 +319,6 @@ def run(*, quick: bool = False) -> Section:
     for backend in ("llamacpp", "huggingface"):
         _under_load(sec, backend, clients)
         loaded_models.clear()
+    _hf_join(sec, quick)
+    loaded_models.clear()
     return sec

@@ -36,6 +36,8 @@ def test_bench_help_lists_every_benchmark() -> None:
         "weights",
         "prefix",
         "scheduler",
+        "structured",
+        "onnx",
     ],
 )
 def test_bench_module_imports(name: str) -> None:

@@ -8,9 +8,10 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -37,6 +38,8 @@ class LoadedModel:
     device: str
     dtype: torch.dtype
     decoder: bool  # a causal LM (pools its last token by default when embedding)
+    # one forward pass at a time: the generation scheduler's thread and the server's embedding worker share the model
+    busy: threading.RLock = field(default_factory=threading.RLock, compare=False, repr=False)
 
     @property
     def eos_ids(self) -> list[int]:
@@ -105,7 +108,7 @@ def running(lm: LoadedModel, what: str) -> Iterator[None]:
 
     plain_cpu = lm.device == "cpu" and lm.dtype == torch.float32
     try:
-        with torch.inference_mode(), hf_tensors.without_onednn() if plain_cpu else contextlib.nullcontext():
+        with lm.busy, torch.inference_mode(), hf_tensors.without_onednn() if plain_cpu else contextlib.nullcontext():
             yield
     except MODEL_FAILURES as err:
         raise BackendError(f"{what} failed: {first_line(err)}") from err

@@ -1,10 +1,12 @@
 """transformers on this machine: generation, streaming and embeddings from hub ids, local dirs and GGUF files.
 
 Nothing heavy is imported until the model is first needed. Where the weights come from lives in
-hf_loading.py, loading them and guarding forward passes in hf_model.py, and the generate() calls and
-streaming in hf_generate.py; this class ties them to one size and hardware config, and owns the
-prompts, tokens and embeddings. Loaded models are shared through adam.registry.loaded_models, so two
-backends for the same weights, device and dtype hold one copy.
+hf_loading.py, loading them and guarding forward passes in hf_model.py; this class ties them to one
+size and hardware config, and owns the prompts, tokens and embeddings. Generation goes through one
+scheduler per backend (scheduler.py) over adam's own decode loop (hf_decode.py): every row streams
+its own tokens and leaves the batch when done, interactive requests start before batch work. Loaded
+models are shared through adam.registry.loaded_models, so two backends for the same weights, device
+and dtype hold one copy.
 """
 
 from __future__ import annotations
@@ -32,8 +34,10 @@ from adam.backends.base import (
     Generation,
     GenerationRequest,
     ModelBackend,
+    Priority,
     StreamChunk,
     WeightsLocation,
+    finish_generation,
 )
 from adam.backends.constraints import TokenGuide
 from adam.backends.hf_model import LoadedModel
@@ -46,6 +50,9 @@ from adam.registry import loaded_models
 if TYPE_CHECKING:
     import torch
 
+    from adam.backends.hf_decode import HfPrompt
+    from adam.backends.scheduler import Scheduler
+
 log = logging.getLogger(__name__)
 
 _MAX_REMEMBERED = 1 << 16  # encodings kept between sorting a window and embedding it
@@ -53,6 +60,9 @@ _MAX_REMEMBERED = 1 << 16  # encodings kept between sorting a window and embeddi
 # on all-MiniLM-L6-v2 (bench/RESULTS.md), the cost per token is flat from 256 to 8192 tokens a pass,
 # so a budget only cuts padding (long texts go in small batches) and caps activation memory.
 CPU_EMBED_TOKEN_BUDGET = 2048
+# Rows one generation batch may hold: more than a job's batch (job.batch_size) or the server's (job.max_batch)
+# sends at once, so each of those runs as one batch; interactive requests beyond it wait for the next.
+MAX_ROWS = 64
 
 
 class HuggingFaceBackend(ModelBackend):
@@ -67,6 +77,7 @@ class HuggingFaceBackend(ModelBackend):
     supports_choice = True
     supports_logprobs = True
     runtimes = tuple(Runtime)  # backend.runtime: what runs an embedder's forward pass
+    schedules = True
 
     def __init__(
         self,
@@ -92,6 +103,7 @@ class HuggingFaceBackend(ModelBackend):
         self._folder: Path | None = None
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
+        self._scheduler: Scheduler | None = None
         self._guide: TokenGuide | None = None
         self._onnx: hf_onnx.OnnxEncoder | None = None
         self._warned_no_template = False
@@ -323,18 +335,71 @@ class HuggingFaceBackend(ModelBackend):
         return list(self.tokenizer()(text, add_special_tokens=add_special)["input_ids"])
 
     # ----------------------------------------------------------------- generation
-    def _generate_batch(self, requests: Sequence[GenerationRequest]) -> list[Generation]:
-        for request in requests:
-            hf_generate.check_max_tokens(request)
-        lm = self._model()
-        return hf_generate.generate_batch(lm, requests, self._prompt_ids, self.opens_thinking, self.token_guide)
+    def scheduler(self) -> Scheduler:
+        """The one loop that decodes for every caller of this backend (started with the first generation)."""
+        with self._lock:
+            if self._scheduler is None:
+                from adam.backends.hf_decode import RowDecoder
+                from adam.backends.scheduler import Scheduler
 
-    def _stream_raw(self, request: GenerationRequest) -> Iterator[StreamChunk]:
-        """Raw text deltas from a generation thread; every chunk carries the token counts so far."""
+                decoder = RowDecoder(self._model(), MAX_ROWS)
+                self._scheduler = Scheduler(decoder, batch_slots=MAX_ROWS, name="adam-hf")
+            return self._scheduler
+
+    def _hf_prompt(self, request: GenerationRequest) -> HfPrompt:
+        from adam.backends.hf_decode import HfPrompt
+
         hf_generate.check_max_tokens(request)
-        lm = self._model()
-        opened = self.opens_thinking(request)
-        yield from hf_generate.stream(lm, request, self._prompt_ids(request), self.token_guide, opened)
+        stops = tuple(s for s in request.stop if s)
+        ids = self._prompt_ids(request)
+        return HfPrompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+
+    def _generate_batch(
+        self, requests: Sequence[GenerationRequest], priority: Priority = Priority.batch
+    ) -> list[Generation]:
+        """Plain requests through the scheduler, all at once; constrained ones and those asking for
+        log-probabilities through generate() with the per-row processor (hf_generate.py). A failing request
+        fails the call (the base class then retries each alone)."""
+        from adam.backends.scheduler import answers
+
+        guided = [i for i, r in enumerate(requests) if _guided(r)]
+        plain = [i for i, r in enumerate(requests) if not _guided(r)]
+        results: dict[int, Generation] = {}
+        if guided:
+            for request in requests:
+                hf_generate.check_max_tokens(request)
+            asked = [requests[i] for i in guided]
+            lm, guide = self._model(), self.token_guide
+            made = hf_generate.generate_batch(lm, asked, self._prompt_ids, self.opens_thinking, guide)
+            results.update(zip(guided, made, strict=True))
+        if plain:
+            prompts = [self._hf_prompt(requests[i]) for i in plain]
+            for i, prompt, steps in zip(plain, prompts, answers(self.scheduler(), prompts, priority), strict=True):
+                results[i] = finish_generation(
+                    "".join(e.text for e in steps),
+                    requests[i],
+                    finish_reason=steps[-1].finish_reason,
+                    prompt_tokens=len(prompt.ids),
+                    completion_tokens=steps[-1].tokens,
+                    thinking_open=self.opens_thinking(requests[i]),
+                )
+        return [results[i] for i in range(len(requests))]
+
+    def _stream_raw(
+        self, request: GenerationRequest, priority: Priority = Priority.interactive
+    ) -> Iterator[StreamChunk]:
+        """Raw text as each token is decoded, in the steps it shares with the rest of its batch (a constrained
+        request: from a generate() call of its own)."""
+        from adam.backends.scheduler import events
+
+        if _guided(request):
+            hf_generate.check_max_tokens(request)
+            opened = self.opens_thinking(request)
+            yield from hf_generate.stream(self._model(), request, self._prompt_ids(request), self.token_guide, opened)
+            return
+        prompt = self._hf_prompt(request)
+        for event in events(self.scheduler(), prompt, priority):
+            yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
 
     def schema_problem(self, schema: dict[str, Any]) -> str | None:
         """A schema keyword llguidance does not implement, in one line."""
@@ -435,10 +500,19 @@ class HuggingFaceBackend(ModelBackend):
 
     def close(self) -> None:
         """Drop this backend's references; the shared model stays loaded for other backends."""
+        with self._lock:
+            if self._scheduler is not None:
+                self._scheduler.close()
+                self._scheduler = None
         self._loaded = None
         self._onnx = None
         self._tokenizer = None
         self._guide = None
+
+
+def _guided(request: GenerationRequest) -> bool:
+    """Whether a request needs the per-row processor of hf_generate.py (a constraint, log-probabilities)."""
+    return bool(request.constrained or request.logprobs is not None)
 
 
 def _runtime_settings(size: Any, runtime: Any, quantization: Any) -> tuple[Runtime, OnnxQuantization]:

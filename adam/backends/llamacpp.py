@@ -326,19 +326,16 @@ class LlamaCppBackend(ModelBackend):
                 results.append(None)
                 prompts.append(prepared)
                 where.append(i)
-        scheduler = self.scheduler() if prompts else None
-        tickets = [scheduler.submit(p, priority) for p in prompts] if scheduler is not None else []
-        try:
-            for ticket, prompt, i in zip(tickets, prompts, where, strict=True):
-                texts, logprobs, last = [], [], None
-                for last in ticket:
-                    texts.append(last.text)
-                    if last.logprob is not None:
-                        logprobs.append(last.logprob)
-                assert last is not None and last.finish_reason is not None
+        if prompts:
+            from adam.backends.scheduler import answers
+
+            made = answers(self.scheduler(), prompts, priority)
+            for i, prompt, steps in zip(where, prompts, made, strict=True):
+                last, text = steps[-1], "".join(e.text for e in steps)
+                logprobs = [e.logprob for e in steps if e.logprob is not None]
                 request = requests[i]
                 results[i] = finish_generation(
-                    "".join(texts),
+                    text,
                     request,
                     finish_reason=last.finish_reason,
                     prompt_tokens=len(prompt.ids),
@@ -346,9 +343,6 @@ class LlamaCppBackend(ModelBackend):
                     thinking_open=self.opens_thinking(request),
                     logprobs=logprobs if request.logprobs is not None else None,
                 )
-        finally:  # an interrupt or a failed step: the requests not read yet give their slots back
-            for ticket in tickets:
-                ticket.cancel()
         return [r for r in results if r is not None]
 
     def _stream_raw(
@@ -356,15 +350,13 @@ class LlamaCppBackend(ModelBackend):
     ) -> Iterator[StreamChunk]:
         """Raw text as each token is decoded, in the steps it shares with every other request; the base class
         cuts stop strings and thinking."""
+        from adam.backends.scheduler import events
+
         prompt = self._prepare(request)
         if isinstance(prompt, BackendError):
             raise prompt
-        ticket = self.scheduler().submit(prompt, priority)
-        try:
-            for event in ticket:
-                yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
-        finally:  # the reader went away (a client hung up, a stop string): the slot goes back at once
-            ticket.cancel()
+        for event in events(self.scheduler(), prompt, priority):
+            yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
 
     # ----------------------------------------------------------------- embeddings
     def _embed_limit(self) -> int:

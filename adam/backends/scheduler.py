@@ -15,7 +15,7 @@ import logging
 import queue
 import threading
 from collections import deque
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any, Protocol
 
 from adam.backends.types import Priority
@@ -189,3 +189,25 @@ class Scheduler:
         for waiting in self._waiting.values():
             waiting.clear()
         self.stepper.reset()
+
+
+def answers(scheduler: Scheduler, prompts: Sequence[Any], priority: Priority) -> list[list[Any]]:
+    """Submit every prompt at once and wait for them all: each one's events, in order (the last has its finish).
+
+    An error (a failed step, a closed model) is raised; the requests not finished then give their slots back.
+    """
+    tickets = [scheduler.submit(prompt, priority) for prompt in prompts]
+    try:
+        return [list(ticket) for ticket in tickets]
+    finally:
+        for ticket in tickets:
+            ticket.cancel()
+
+
+def events(scheduler: Scheduler, prompt: Any, priority: Priority) -> Iterator[Any]:
+    """One request's events as they are made; closing the iterator early gives its slot back at the next step."""
+    ticket = scheduler.submit(prompt, priority)
+    try:
+        yield from ticket
+    finally:
+        ticket.cancel()

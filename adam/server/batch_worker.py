@@ -1,8 +1,8 @@
 """Runs the Batch API's batches: one at a time, oldest first, after interactive requests.
 
-A model with a scheduler (llama.cpp) gets a batch's lines as batch work, which its scheduler runs after the
-chat and completion requests at every decode step; any other local model gets them in the gaps between
-interactive requests, a chunk at a time on its worker thread.
+A model with a scheduler (llama.cpp, transformers) gets a batch's lines as batch work, which its
+scheduler runs after the chat and completion requests at every decode step; any other local model gets
+them in the gaps between interactive requests, a chunk at a time on its worker thread.
 
 Each batch is an adam run over its input file (adam/server/batch_run.py on adam/run_session.py: the run-dir
 lock, manifest.json, resume, the runner's batch loop): records in, length-sorted and planned into batches of

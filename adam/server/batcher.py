@@ -1,13 +1,12 @@
 """How the routes reach a model: its scheduler, micro-batches on one worker thread, or straight through.
 
-A backend with a scheduler of its own (``backend.schedules``: llama.cpp in this process) gets each
-generation and stream passed through on a thread pool as an interactive request: its scheduler
-batches them at every decode step with whatever else runs, Batch API lines and jobs after them, and
-every stream gets its tokens as they are made (adam/backends/scheduler.py).
+A backend with a scheduler of its own (``backend.schedules``: llama.cpp and transformers in this
+process) gets each generation and stream passed through on a thread pool as an interactive request:
+its scheduler batches them at every decode step with whatever else runs, Batch API lines and jobs
+after them, and every stream gets its tokens as they are made (adam/backends/scheduler.py).
 
-Any other local model (transformers, echo), and every local model's embeddings, are owned by one
-worker thread: the HF backend is not safe for concurrent forward passes, and one batched call beats
-many small ones anyway. A request waits up to ``wait_s`` for others; then everything waiting is
+Any other local model (echo), and every local model's embeddings, are owned by one worker thread:
+one batched call beats many small ones. A request waits up to ``wait_s`` for others; then everything waiting is
 grouped by sampling settings (and, for embeddings, by query task and truncation) and each group is
 one engine call. A streamed request streams token by token when it has the model to itself; when
 others are waiting it joins their batch and its answer arrives in one piece, so no client waits

@@ -16,6 +16,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -27,7 +28,7 @@ from adam.backends import hf_loading
 from adam.backends.hf_tensors import pad_rows, pool
 from adam.backends.huggingface import CPU_EMBED_TOKEN_BUDGET, HuggingFaceBackend
 from adam.backends.text import finish_text
-from adam.backends.types import Embedding, Generation, GenerationRequest
+from adam.backends.types import Embedding, Generation, GenerationRequest, Priority
 from adam.errors import BackendError, ModelNotFoundError
 from adam.registry import loaded_models
 
@@ -358,6 +359,63 @@ def test_raw_stream_post_processes_like_generate(tiny: HuggingFaceBackend, reque
     assert (text, thinking) == (expected.text, expected.thinking)
     assert (raw[-1].prompt_tokens, raw[-1].completion_tokens) == (expected.prompt_tokens, expected.completion_tokens)
     assert [c.completion_tokens for c in raw] == sorted(c.completion_tokens or 0 for c in raw)
+
+
+def test_rows_of_one_batch_stream_their_own_tokens(tiny: HuggingFaceBackend) -> None:
+    requests = [chat(q, max_tokens=n) for q, n in zip(QUESTIONS, (12, 4, 16, 9), strict=False)]
+    whole = [tiny.generate_one(r) for r in requests]
+    scheduler = tiny.scheduler()
+    pieces: list[list[tuple[str, int]]] = [[] for _ in requests]
+    start = threading.Barrier(len(requests))
+
+    def read(i: int) -> None:
+        start.wait()
+        pieces[i] = [(c.text, scheduler.steps) for c in tiny.stream(requests[i]) if c.text]
+
+    threads = [threading.Thread(target=read, args=(i,)) for i in range(len(requests))]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert ["".join(t for t, _ in p) for p in pieces] == [g.text for g in whole]
+    assert all(len(p) > 2 for p in pieces), [len(p) for p in pieces]
+    at = [{step for _, step in p} for p in pieces]
+    assert len(set.union(*at)) < sum(len(s) for s in at), "no two streams got pieces from the same forward pass"
+
+
+def test_a_request_joining_a_running_batch_gets_its_answer_alone(tiny: HuggingFaceBackend) -> None:
+    joining = [chat(QUESTIONS[5], max_tokens=10), chat(QUESTIONS[0], max_tokens=6, temperature=0.9, seed=3)]
+    alone = [tiny.generate_one(r) for r in joining]
+    scheduler = tiny.scheduler()
+    running = [chat(q, max_tokens=24) for q in QUESTIONS[:3]]
+    out: list = []
+    thread = threading.Thread(target=lambda: out.extend(tiny.generate(running)))
+    thread.start()
+    deadline = time.monotonic() + 60
+    while scheduler.stepped < 6:  # the batch is decoding
+        assert time.monotonic() < deadline
+        time.sleep(0.002)
+    joined = [ok(r) for r in tiny.generate(joining, priority=Priority.interactive)]
+    shared = thread.is_alive()
+    thread.join()
+    assert joined == alone
+    assert shared, "the batch ended before the joining requests did"
+    assert [ok(r) for r in out] == [tiny.generate_one(r) for r in running]
+
+
+def test_a_finished_row_leaves_the_batch_with_its_kv_rows(tiny: HuggingFaceBackend) -> None:
+    tiny.load()
+    model = tiny._model().model
+    rows: list[int] = []
+    handle = model.register_forward_hook(lambda _m, _a, kw, out: rows.append(out.logits.shape[0]), with_kwargs=True)
+    try:
+        limits = [2, 5, 9]
+        results = tiny.generate([chat(q, max_tokens=n) for q, n in zip(QUESTIONS, limits, strict=False)])
+    finally:
+        handle.remove()
+    assert [ok(r).completion_tokens for r in results] == limits
+    # one pass reads the three prompts, then each step decodes only the rows still going
+    assert rows == [3, 3, 2, 2, 2, 1, 1, 1, 1]
 
 
 def test_stream_stops_when_abandoned(tiny: HuggingFaceBackend) -> None:

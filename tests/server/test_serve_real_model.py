@@ -1,4 +1,4 @@
-"""A real model behind the server: the tiny random Qwen3 on the HF backend, one worker thread owning it."""
+"""A real model behind the server: the tiny random Qwen3 on the HF backend, its scheduler owning generation."""
 
 from __future__ import annotations
 
@@ -6,13 +6,14 @@ import asyncio
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import httpx
 import numpy as np
 import ollama
 import openai
 import pytest
-from serving import engine_for, metric, serving
+from serving import engine_for, serving
 
 from adam.server.listen import BackgroundServer
 
@@ -22,6 +23,7 @@ class Served:
     server: BackgroundServer
     model: str  # its name under the OpenAI API
     tag: str  # and under Ollama's
+    backend: Any
 
 
 @pytest.fixture(scope="module")
@@ -29,7 +31,7 @@ def served(tiny_qwen3_dir: Path) -> Iterator[Served]:
     """The tiny Qwen3 (the demo model is served in bench/serve.py: loading it here would cost most of a minute)."""
     engine = engine_for("backend=huggingface", "size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu")
     with serving(engine) as running:
-        yield Served(running, "local", "local:latest")  # no hub id: the size name, and name:latest for Ollama
+        yield Served(running, "local", "local:latest", engine.backend)  # no hub id: the size name, and name:latest
 
 
 def test_the_openai_client_with_a_real_model(served: Served) -> None:
@@ -59,7 +61,8 @@ def test_the_ollama_client_with_a_real_model(served: Served) -> None:
 
 def test_concurrent_requests_share_forward_passes(served: Served) -> None:
     server, model = served.server, served.model
-    before = metric(server.url, "adam_batch_size_count", model=model, kind="generate")
+    scheduler = served.backend.scheduler()
+    before = scheduler.steps
 
     async def together() -> list[httpx.Response]:
         async with httpx.AsyncClient(base_url=server.url, timeout=120) as client:
@@ -69,8 +72,9 @@ def test_concurrent_requests_share_forward_passes(served: Served) -> None:
 
     replies = asyncio.run(together())
     assert [r.status_code for r in replies] == [200] * 8
-    calls = metric(server.url, "adam_batch_size_count", model=model, kind="generate") - before
-    assert calls < 8
+    assert all(r.json()["usage"]["completion_tokens"] == 8 for r in replies)
+    steps = scheduler.steps - before
+    assert steps < 8 * 8 / 2, f"{steps} forward passes for 8 requests of 8 tokens: they did not share them"
 
 
 @pytest.mark.slow
