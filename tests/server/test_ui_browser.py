@@ -339,14 +339,19 @@ def test_a_chat_streams_from_the_served_model(page: Page) -> None:
     page.find("#chat-max-tokens").send_keys("2")
     page.find("#chat-seed").send_keys("7")
     page.find("#chat-top-p").send_keys("0.5")
-    page.find("#chat-json").click()
     page.find("#chat-input").send_keys("one two three four")
     page.find("#chat-send").click()
     page.until_text("#chat-status", "Done: 2 tokens")  # max_tokens reached the server
     assert page.all(".msg.assistant .content")[-1].text == "one two"
+    page.find("#chat-json").click()  # JSON mode: the echo backend answers with a JSON object
+    page.find("#chat-input").send_keys("five six")
+    page.find("#chat-send").click()
+    page.wait.until(lambda _: len(page.all("#chat-log .msg.assistant.done")) == 3)
+    assert isinstance(json.loads(page.all(".msg.assistant .content")[-1].text), dict)
     page.open("#/chat")  # a reload: the conversation and the settings are kept in the tab
-    page.wait.until(lambda _: len(page.all("#chat-log .msg")) == 4)
-    assert [e.text for e in page.all("#chat-log .msg .content")] == [said, said, "one two three four", "one two"]
+    page.wait.until(lambda _: len(page.all("#chat-log .msg")) == 6)
+    texts = [e.text for e in page.all("#chat-log .msg .content")]
+    assert texts[:5] == [said, said, "one two three four", "one two", "five six"]
     assert [page.find(f"#chat-{k}").get_attribute("value") for k in ("max-tokens", "seed", "top-p")] == [
         "2",
         "7",
