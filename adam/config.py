@@ -72,11 +72,11 @@ class SizeSpec:
     hf_id: str | None = None  # Hugging Face hub id, e.g. Qwen/Qwen3-1.7B
     revision: str | None = None  # hub branch, tag or commit; null means main
     ollama_tag: str | None = None  # null where Ollama has no such model
-    path: str | None = None  # local HF model directory or .gguf file; wins over hf_id
+    path: str | None = None  # local HF model directory or .gguf file; wins over hf_id (size=local needs it)
     package: str | None = None  # "module:relative/path" for weights shipped inside a Python package
     source: WeightsSource = WeightsSource.auto  # ollama: load Ollama's pulled GGUF for ollama_tag
     kind: ModelKind = ModelKind.generate
-    context_length: int = 32768
+    context_length: int = 32768  # native context in tokens: Qwen3's (the catalog's family), others set theirs
     parameters: int | None = None  # total parameter count
     active_parameters: int | None = None  # per token, for mixture-of-experts models
     pooling: Pooling | None = None  # embedding pooling; null means the model's own default
@@ -84,9 +84,11 @@ class SizeSpec:
     description: str = ""
     # Long context, embeddings and memory estimates (adam/memory_estimates.py); null where a size does not have them.
     long_context: bool = False  # true: extend the context with YaRN rope scaling to long_context_length
-    long_context_length: int | None = None  # context with YaRN; null: this size has no long-context mode
+    # context with YaRN; null: no long-context mode (Qwen3 below 4B, the embedders, and sizes whose native context is
+    # already long: the 2507 updates' 256k, Llama 3.1's and Phi-3-128k's 128k)
+    long_context_length: int | None = None
     query_instruction: str | None = None  # embedders: prefix for queries, with {task}; documents get none
-    dimensions: int | None = None  # embedders: keep the first N dimensions (Matryoshka), re-normalised
+    dimensions: int | None = None  # embedders: keep the first N dimensions (Matryoshka), re-normalised; null: all
     num_layers: int | None = None  # architecture, for the KV-cache estimate (from the model's config.json)
     num_kv_heads: int | None = None
     head_dim: int | None = None
@@ -105,12 +107,14 @@ class DomainSpec:
     """A use case: the system prompt and the generation defaults a record does not set itself."""
 
     name: str = MISSING
-    system_prompt: str | None = None
+    system_prompt: str | None = None  # null: the model's own default
+    # Sampling for a record, job and API request that set none (domain=general's, and a bare Engine's): Qwen3's
+    # recommended non-thinking settings. 0 is greedy; code domains sample cooler.
     temperature: float = 0.7
     top_p: float = 0.8
     max_tokens: int = 256
-    preferred_size: str | None = None  # size=auto takes this size when it fits the hardware
-    context: int = 2048  # tokens per sequence that size=auto reserves KV cache for
+    preferred_size: str | None = None  # size=auto takes this size when it fits; null: the largest that fits
+    context: int = 2048  # tokens per sequence (prompt + answer) that size=auto reserves KV cache for
 
     def __post_init__(self) -> None:
         check_generation("domain", max_tokens=self.max_tokens, temperature=self.temperature, top_p=self.top_p)
@@ -166,15 +170,17 @@ class HardwareSpec:
     """Where and how the model runs."""
 
     name: str = MISSING
-    device: Device = Device.auto
-    dtype: DType = DType.auto
-    threads: int | None = None  # torch intra-op threads; null leaves torch's default
-    quantization: str = "none"  # auto | none | 8bit | 4bit (a str: OmegaConf enums cannot be named 8bit)
+    device: Device = Device.auto  # auto: cuda, then mps, then cpu
+    dtype: DType = DType.auto  # auto: bfloat16 where the GPU supports it, float16 on other GPUs, float32 on cpu
+    threads: int | None = None  # torch intra-op threads (and llama.cpp's); null: torch's default, llama.cpp every core
+    # auto | none | 8bit | 4bit (a str: OmegaConf enums cannot be named 8bit). auto: none where the model fits the GPU,
+    # else 8bit, else 4bit; none on cpu and mps
+    quantization: str = "none"
     quant_type: QuantType = QuantType.nf4  # 4bit only
     compute_dtype: DType = DType.auto  # 4bit matmul dtype; auto: the model's dtype
     double_quant: bool = True  # 4bit: quantize the quantization constants too
-    attention: Attention = Attention.sdpa
-    memory_gb: float | None = None  # memory size=auto plans for; null: detected (GPU free memory, else RAM)
+    attention: Attention = Attention.sdpa  # sdpa | eager | flash_attention_2 (sdpa without flash-attn or a GPU)
+    memory_gb: float | None = None  # memory size=auto plans for; null: detected (free GPU memory, else available RAM)
     memory_margin: float = 0.2  # fraction of that memory size=auto leaves free
     # size=auto on a CPU, for a backend that computes in adam's process (huggingface, llamacpp): speed counts too
     min_tokens_per_s: float = 5.0  # skip generation models estimated slower (tokens over job.batch_size sequences)
@@ -199,11 +205,11 @@ class GgufType(StrEnum):
 class ShareSpec:
     """How a model is shared between backends (job=share, share_with_ollama=true, ModelManager)."""
 
-    dtype: GgufType = GgufType.f16  # GGUF tensor type written for an HF model
+    dtype: GgufType = GgufType.f16  # GGUF tensor type written for an HF model: f32 | f16 | bf16 | q8_0
     ollama_model: str | None = None  # name:tag in Ollama; null: the size's ollama_tag
     store: str | None = None  # shared store; null: $ADAM_SHARE_DIR, then ~/.cache/adam/shared
-    register: bool = True  # upload to the Ollama server and create the model there
-    ollama: Any = None  # the Ollama backend to register with (a constructor call)
+    register: bool = True  # upload the GGUF to the Ollama server and create the model there
+    ollama: Any = None  # the Ollama backend to register with (a constructor call: conf/config.yaml's share.ollama)
 
 
 @dataclass
@@ -216,7 +222,7 @@ class AdamConfig:
     hardware: HardwareSpec = MISSING
     job: Any = MISSING
     share: ShareSpec = field(default_factory=ShareSpec)
-    share_with_ollama: bool = False  # after a huggingface run, also share its weights with Ollama
+    share_with_ollama: bool = False  # after a huggingface run, also share its weights with Ollama (as job=share does)
 
 
 class PullPolicy(StrEnum):

@@ -26,7 +26,7 @@ def install_hint(extra: str) -> str:
 
 
 class ExitCode(IntEnum):
-    """Process exit statuses, documented in the README."""
+    """Process exit statuses, documented in docs/exit-statuses.md."""
 
     OK = 0  # every record succeeded
     CONFIG = 1  # config or usage error (Hydra's own errors exit 1 too)
@@ -94,6 +94,10 @@ class UnsupportedRequestError(BackendError):
     refusal, said in one line, never a silent drop."""
 
     code = "unsupported"
+
+    def __init__(self, message: str, param: str | None = None) -> None:
+        super().__init__(message)
+        self.param = param  # the request field it cannot honour (response_format, choice, logprobs)
 
 
 class SchemaMismatchError(BackendError):

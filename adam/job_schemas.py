@@ -40,18 +40,22 @@ class JobSpec:
     split: str | None = None  # a Hugging Face dataset input: the split to read; null: its only one
     subset: str | None = None  # an hf://datasets/ input: the subset (config name) to read
     id_field: str = "id"  # field holding the record id
-    text_field: str | None = None  # field holding the prompt or text, when not the usual name
-    batch_size: int = 8  # records per backend call
-    window: int = 512  # records read ahead and sorted by length to cut padding
+    text_field: str | None = None  # field holding the prompt or text, when not the usual one (prompt/messages, text)
+    # records per backend call: batched decode on a CPU is ~7x one record at a time (bench/RESULTS.md), and size=auto
+    # plans its memory for this many sequences (adam/size_catalog.py default_batch)
+    batch_size: int = 32
+    window: int = 512  # records read ahead and sorted by length (or token count) to cut padding; bounds memory
     progress: bool = True  # tqdm bar on stderr (shown only when stderr is a terminal)
     # Resume and failures (adam/resume.py)
     resume: str | None = None  # a run dir to finish, or true: the newest run of this job with the same input and model
     retry_errors: bool = False  # with resume: run again the records that failed at the backend
     dry_run: bool = False  # validate the config and the whole input, load no model, report what would run
     max_errors: float | None = None  # stop (exit 4) past this many failed records; below 1: a fraction of those seen
-    max_consecutive_failures: int | None = 100  # stop (exit 4) after this many backend errors in a row; null: never
+    # stop (exit 4, resumable) after this many backend errors in a row; null: never
+    max_consecutive_failures: int | None = 100
     allow_empty: bool = False  # an input that holds no records: exit 0 instead of 5 (no record succeeded)
-    # Sharding (adam/sharding.py): this run takes the records whose id hashes to job.shard, modulo job.num_shards
+    # Sharding (adam/sharding.py, docs/scale-out.md): this run takes the records whose id hashes to job.shard, modulo
+    # job.num_shards; sweep job.shard='range(0,N)' and combine the shards with job=merge
     shard: int = 0
     num_shards: int = 1
     keep_input: bool = False  # write each record's prompt, messages or text beside its answer in results.jsonl
@@ -71,13 +75,14 @@ class GenerateJob(JobSpec):
 
     model_kind: ClassVar[ModelKind | None] = ModelKind.generate
 
-    max_tokens: int | None = None
-    temperature: float | None = None
-    top_p: float | None = None
+    name: str = "generate"
+    max_tokens: int | None = None  # null: the domain's (domain.max_tokens); a record's own wins over both
+    temperature: float | None = None  # null: the domain's
+    top_p: float | None = None  # null: the domain's
     stop: list[str] = field(default_factory=list)
     seed: int | None = 0  # fixed by default so a rerun gives the same answers
     thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
-    overflow: Overflow = Overflow.error  # prompts over the context window
+    overflow: Overflow = Overflow.error  # a prompt longer than the context window: error (an error line) | truncate
     # Structured output for every record (a record's own response_format or choice replaces it); set one at most
     response_format: Any = None  # {type: json_object} or {type: json_schema, json_schema: {...}} (Any: OmegaConf
     # cannot merge a mapping into an Optional[Dict] left null; job_constraint checks its shape)
@@ -104,14 +109,15 @@ class EmbedJob(JobSpec):
     model_kind: ClassVar[ModelKind | None] = ModelKind.embed
     needs_embeddings: ClassVar[bool] = True
 
+    name: str = "embed"
     parquet: bool = True  # also write embeddings.parquet
     query_task: str | None = None  # every record is a query for this task (size.query_instruction); null: documents
-    overflow: Overflow = Overflow.truncate  # texts over the model's max length
+    overflow: Overflow = Overflow.truncate  # texts over the model's max length: truncate (as sentence-transformers)
     store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
-    store_text: bool = True  # with store: keep each text beside its hash, so search hits carry it
+    store_text: bool = True  # with store: keep each text beside its hash, so job=search hits carry it; false: hashes
     prune: bool = False  # with store: remove ids that are no longer in the input
     prune_max_fraction: float = 0.5  # with prune: refuse (exit 4) to remove more of the store's records; 1.0: any
-    chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#<n>; null: whole
+    chunk_tokens: int | None = None  # split texts into chunks of at most this many tokens, ids <id>#0, <id>#1, ...
     chunk_overlap: int = 0  # tokens each chunk repeats from the end of the one before
     follow_symlinks: bool = False  # a directory input: read links that lead out of it (else skipped with a warning)
 
@@ -135,11 +141,11 @@ class SearchJob:
     keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "search"
-    store: str | None = None  # the SQLite store a job=embed run filled (job.store there); required
+    store: str | None = None  # required: the SQLite store a job=embed job.store=... run filled
     query: str | None = None  # one query text
     queries: str | None = None  # or a file of queries: .txt (one a line) or .jsonl with "text" (and "id")
-    top_k: int = 5
-    query_task: str | None = None  # embed queries with the size's query instruction for this task
+    top_k: int = 5  # hits per query
+    query_task: str | None = None  # embed queries with the size's query instruction for this task (Qwen3-Embedding)
 
     def __post_init__(self) -> None:
         at_least("job", 1, top_k=self.top_k)
@@ -156,7 +162,7 @@ class InfoJob:
     keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "info"
-    load: bool = False  # also load the model and report its dtype, device and dimensions
+    load: bool = False  # true: also load the model and report its dtype, device and dimensions
     format: str = "text"  # text: the verdict, then the details as tables | json: every field, as info.json holds
 
     def __post_init__(self) -> None:
@@ -189,18 +195,20 @@ class ServeJob:
     keeps_run_dir: ClassVar[bool] = False  # leaves no run dir under outputs/ (adam/paths.py: scratch_runs_root)
 
     name: str = "serve"
-    host: str = "127.0.0.1"  # 0.0.0.0 needs a key in $api_key_env, or insecure=true
+    host: str = "127.0.0.1"  # 0.0.0.0 (every interface) refuses to start without a key, unless insecure=true
     port: int = 8000
-    api_key_env: str = "ADAM_API_KEY"  # the variable holding the key; the key itself is never a config value
-    state_dir: str = "outputs/serve"  # state kept across restarts (the Batch API's files and batches)
-    runs_dir: str = "outputs"  # the run dirs and sweeps the web page (/ui) browses
+    # the variable holding the key; when it is set, every endpoint but /health needs "Authorization: Bearer <key>".
+    # The key itself is never a config value.
+    api_key_env: str = "ADAM_API_KEY"
+    state_dir: str | None = "outputs/serve"  # state kept across restarts (the Batch API's files); null: no Batch API
+    runs_dir: str | None = "outputs"  # the run dirs and sweeps the web page (/ui) browses; null: none
     embed_size: str | None = None  # a second size served for embeddings beside the chat model (minilm)
     max_body_mb: float = 100  # larger request bodies get 413
-    insecure: bool = False  # allow a non-loopback host without a key
-    allowed_hosts: list[str] = field(default_factory=list)  # Host header names accepted besides the bound host
+    insecure: bool = False  # true: allow a non-loopback host without a key
+    allowed_hosts: list[str] = field(default_factory=list)  # Host names accepted besides the bound host (a proxy's)
     batch_wait_ms: float = 10  # how long a request waits for others to share its batch
-    max_batch: int = 32  # requests per batch at most
-    overflow: Overflow = Overflow.error  # prompts over the context window: a 400 error | truncate
+    max_batch: int = 32  # requests per batch at most (adam/server/batcher.py)
+    overflow: Overflow = Overflow.error  # a prompt over the context window: a 400 error | truncate (drop its start)
     # A Batch API batch runs as job=generate (or embed) with job.max_batch as its batch_size; these keys of that job
     # override its defaults: max_errors, max_consecutive_failures, window (+job.batch_job.max_errors=10)
     batch_job: dict[str, Any] = field(default_factory=dict)
@@ -233,8 +241,8 @@ class MergeJob:
     keeps_run_dir: ClassVar[bool] = True
 
     name: str = "merge"
-    runs: Any = None  # required: a sweep dir, or a list of shard run dirs
-    store: str | None = None  # merge the shards' embedding stores (their job.store) into this one
+    runs: Any = None  # required: a sweep dir, or a list of shard run dirs (job.runs=[outputs/a,outputs/b])
+    store: str | None = None  # the shards' embedding stores (job.store=x-${job.shard}.db): merge them into this file
     parquet: bool = True  # merge the shards' embeddings.parquet files (job=embed) into one
 
 

@@ -126,13 +126,15 @@ def run_config(cfg: DictConfig) -> dict[str, Any]:
     return {k: OmegaConf.to_container(cfg[k], resolve=True) for k in _RUN_KEYS if k in cfg}
 
 
-def config_changes(before: dict[str, Any], now: dict[str, Any]) -> list[str]:
-    """'key: old -> new' for every key that changed and may not change on resume.
+def config_changes(
+    before: dict[str, Any], now: dict[str, Any], may_change: frozenset[str] = RESUMABLE_KEYS
+) -> list[str]:
+    """'key: old -> new' for every key that changed and may not (``may_change``: on resume, RESUMABLE_KEYS).
 
     A key only one side has is a key another adam version added or dropped, not a change.
     """
     old, new = _flatten(_own(before)), _flatten(_own(now))
-    keys = [k for k in old.keys() & new.keys() if k not in RESUMABLE_KEYS and old[k] != new[k]]
+    keys = [k for k in old.keys() & new.keys() if k not in may_change and old[k] != new[k]]
     keys.sort(key=lambda k: (not k.endswith(".name"), k))  # size.name first: it says the most
     return [f"{key}: {_short(old[key])} -> {_short(new[key])}" for key in keys]
 

@@ -19,12 +19,14 @@ from typing import Any
 from adam.errors import ConfigError, RunDirLocked
 from adam.locks import RunDirLock
 from adam.manifest import MANIFEST_NAME
-from adam.resume import config_changes
+from adam.resume import RESUMABLE_KEYS, config_changes
 
 FINISHED = ("completed", "partial", "all_failed", "empty")  # statuses whose run dir holds every record of its shard
 MERGEABLE_JOBS = ("generate", "embed")
 _MODEL_KEYS = ("backend", "model", "revision", "sha256", "digest")
 _PER_SHARD = ("job.shard:", "job.store:")  # settings each shard has its own of (job.store=x-${job.shard}.db)
+# what a resume may change but the shards of one run must share: an answer's length limit
+_SHARDS_MAY_DIFFER = RESUMABLE_KEYS - {"job.max_tokens"}
 
 
 @dataclass
@@ -125,7 +127,7 @@ def check_alike(runs: list[ShardRun]) -> None:
             raise ConfigError(_differ("inputs", first, run, first.input_sha256, run.input_sha256, "sha256 "))
         if run.model != first.model:
             raise ConfigError(_differ("models", first, run, _model_text(first), _model_text(run)))
-        changed = config_changes(first.doc.get("config") or {}, run.doc.get("config") or {})
+        changed = config_changes(first.doc.get("config") or {}, run.doc.get("config") or {}, _SHARDS_MAY_DIFFER)
         changed = [c for c in changed if not c.startswith(_PER_SHARD)]
         if changed:
             raise ConfigError(f"settings differ between {first.label()} and {run.label()}: " + "; ".join(changed[:3]))

@@ -2,7 +2,7 @@
 
 ``size=auto`` picks from the catalog: the sizes of one kind and family (Qwen3 by default) that have
 a hub id, a parameter count and architecture numbers. The batch it plans for is that of the job
-that runs the kind, read from conf/job.
+that runs the kind, from its schema.
 """
 
 from __future__ import annotations
@@ -16,6 +16,7 @@ from omegaconf import OmegaConf
 from adam.catalog import CONFIG_MODULE
 from adam.catalog import sizes as size_options
 from adam.config import ModelKind, SizeSpec, to_spec
+from adam.job_schemas import JOB_SCHEMAS
 
 AUTO = "auto"
 AUTO_FAMILY = "qwen3"  # size=auto picks from this family unless size.family says otherwise
@@ -57,10 +58,8 @@ def families(kind: ModelKind) -> list[str]:
     return [*sorted({s.family for s in catalog(kind, ANY_FAMILY) if s.family}), ANY_FAMILY]
 
 
-@cache
 def default_batch(kind: ModelKind | str) -> int:
-    """job.batch_size of the job that runs ``kind`` (conf/job/<job>.yaml): size=auto and job=info plan for it
-    when the job has no batch_size of its own, so the two recommend the same size."""
+    """job.batch_size of the job that runs ``kind``, as its schema holds it (adam/job_schemas.py): size=auto and
+    job=info plan for it when the job has no batch_size of its own, so the two recommend the same size."""
     job = JOB_OF_KIND[str(getattr(kind, "value", kind))]
-    text = resources.files(CONFIG_MODULE).joinpath("job", f"{job}.yaml").read_text(encoding="utf-8")
-    return int(OmegaConf.create(text).get("batch_size") or 1)
+    return int(JOB_SCHEMAS[job].batch_size)  # type: ignore[attr-defined]

@@ -23,7 +23,7 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam import hardware
 from adam.catalog import CONFIG_MODULE
-from adam.config import ONNX_ARCHITECTURES, ModelKind, Quantization, SizeSpec, to_spec
+from adam.config import ONNX_ARCHITECTURES, DomainSpec, ModelKind, Quantization, SizeSpec, to_spec
 from adam.cpu_speed import CpuSpeed, speed_for, tokens_per_s
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.memory_estimates import check_long_context, estimate
@@ -245,7 +245,7 @@ def recommendations(
     hw: Any,
     report: hardware.HardwareReport,
     *,
-    context: int = 2048,
+    context: int = DomainSpec.context,
     preferred: str | None = None,
     long_context: bool = False,
 ) -> dict[str, dict[str, Any]]:

@@ -14,6 +14,7 @@ BENCHES = {
     "ollama": "a local Ollama-protocol server with 50 ms per request: concurrency 8 vs 1, embed batching",
     "openai": "backend=openai on a local OpenAI-protocol server with 50 ms per request: concurrency 8 vs 1",
     "embed": "job=embed size=minilm vs sentence-transformers encode and a one-by-one loop",
+    "onnx": "job=embed size=minilm backend.runtime=onnx, float32 and int8, vs a sentence-transformers script",
     "generate": "transformers generation: adam vs per-prompt and plain batch-32 loops",
     "llamacpp": "backend=llamacpp on the demo GGUF vs a llama-cpp-python loop and the HF backend",
     "weights": "backend.weight_type=auto vs the demo's Q4_1, llama-batched-bench, a 0.5B random Qwen3 on both backends",

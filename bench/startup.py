@@ -38,6 +38,9 @@ def _probe(args: list[str]) -> dict[str, object]:
     return got
 
 
+TARGET_S = 1.0  # issue 30: --help under 1 s (it loads the config once, as --cfg job does)
+
+
 def run(*, quick: bool = False) -> Section:
     """Median wall time of each command over several fresh processes, and the heavy modules it imported."""
     reps = 3 if quick else 7
@@ -55,5 +58,5 @@ def run(*, quick: bool = False) -> Section:
         note = f"imports {', '.join(heavy)}" if heavy else "imports neither torch nor transformers"  # type: ignore[arg-type]
         sec.timings.append(Timing(f"python -m adam {' '.join(args)}", times, 1, "runs", probe.get("peak_mb"), note))  # type: ignore[arg-type]
         med = statistics.median(times)
-        sec.checks.append((f"1.5 s / `{' '.join(args)}` median ({med:.2f} s)", 1.5 / med, 1.0))
+        sec.checks.append((f"{TARGET_S:g} s / `{' '.join(args)}` median ({med:.2f} s)", TARGET_S / med, 1.0))
     return sec

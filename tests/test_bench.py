@@ -37,6 +37,7 @@ def test_bench_help_lists_every_benchmark() -> None:
         "prefix",
         "scheduler",
         "structured",
+        "onnx",
     ],
 )
 def test_bench_module_imports(name: str) -> None:

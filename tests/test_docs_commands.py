@@ -230,3 +230,38 @@ def test_generated_tables_in_the_guide_match_the_code(marker: str, table) -> Non
 
 def test_the_readme_links_the_guide() -> None:
     assert "(docs/MODEL_MANAGEMENT.md)" in (REPO / "README.md").read_text(encoding="utf-8")
+
+
+def _slug(heading: str) -> str:
+    """The anchor GitHub gives a heading."""
+    text = re.sub(r"[^\w\- ]", "", heading.strip().lower().replace("`", ""))
+    return text.replace(" ", "-")
+
+
+def test_every_link_between_the_docs_resolves() -> None:
+    """The README is the way in: each page it or another page links to, and each heading, must exist."""
+    broken = []
+    for path in DOCS:
+        text = re.sub(r"^```.*?^```", "", path.read_text(encoding="utf-8"), flags=re.S | re.M)
+        for target in re.findall(r"\]\(([^)\s]+)\)", text):
+            if re.match(r"[a-z]+:", target):  # http:, https:, mailto:
+                continue
+            file_part, _, anchor = target.partition("#")
+            dest = (path.parent / file_part).resolve() if file_part else path
+            if not dest.exists():
+                broken.append(f"{path.relative_to(REPO)}: {target}")
+            elif anchor and dest.suffix == ".md":
+                headings = re.findall(r"^#+ (.*)$", dest.read_text(encoding="utf-8"), flags=re.M)
+                if anchor not in {_slug(h) for h in headings}:
+                    broken.append(f"{path.relative_to(REPO)}: {target} (no such heading)")
+    assert broken == []
+
+
+def test_the_readme_gets_a_newcomer_to_results_and_links_the_reference() -> None:
+    readme = (REPO / "README.md").read_text(encoding="utf-8")
+    first_block = re.search(r"```bash\n(.*?)```", readme, re.S).group(1)
+    assert [line.split()[:2] for line in first_block.splitlines()] == [["make", "run"], ["make", "test"]]
+    assert readme.splitlines()[:3] == ["# adam", "", "```bash"]  # the commands come first
+    assert len(readme.splitlines()) < 200  # the reference lives in docs/
+    for page in ("install", "configuration", "jobs", "exit-statuses", "backends", "server", "scale-out", "benchmarks"):
+        assert f"(docs/{page}.md)" in readme, page

@@ -315,7 +315,7 @@ def test_info_starts_with_a_verdict_and_labels_every_batch(fake_machine: None, t
     assert "52.1 GiB as float32 at job.batch_size=32 x 2,048 tokens; 18.4 GiB usable here (23.0 GiB" in first
     assert "It fits with hardware.quantization=4bit: 14.5 GiB at the same batch." in text
     assert "It fits with backend=ollama, as 4bit" in text
-    assert "job.format=json prints them" in text.splitlines()[-1]
+    assert "job.format=json prints it" in text.splitlines()[-1]
     doc = json.loads((tmp_path / "xl" / "info.json").read_text())
     assert doc["verdict"][0] == first and next(iter(doc)) == "verdict"
     configured = [r for r in doc["fits"] if r["configured"]]

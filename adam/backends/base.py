@@ -142,6 +142,16 @@ class ModelBackend(ABC):
             return self.schema_problem(output_schema(request.response_format) or {})
         return None
 
+    def refused_field(self, request: GenerationRequest) -> str:
+        """The request field request_problem refused, in the order it checks them."""
+        if request.response_format and not self.supports_json_schema:
+            return "response_format"
+        if request.choice and not self.supports_choice:
+            return "choice"
+        if request.logprobs is not None and not self.supports_logprobs:
+            return "logprobs"
+        return "response_format"  # a schema keyword the backend cannot decode to
+
     def schema_problem(self, schema: dict[str, Any]) -> str | None:
         """Why this backend cannot decode to ``schema`` (a keyword it lacks), in one line; None: it can."""
         return None

@@ -58,14 +58,27 @@ def grammar_of(request: GenerationRequest) -> str | None:
 def _grammar_problem(schema_json: str) -> str | None:
     import llguidance
 
-    grammar = llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=_JSON_OPTIONS)  # type: ignore[arg-type]
-    problem = llguidance.LLMatcher.validate_grammar(grammar, None)
-    return problem or None
+    try:
+        grammar = llguidance.LLMatcher.grammar_from_json_schema(schema_json, overrides=_JSON_OPTIONS)  # type: ignore[arg-type]
+        problem = llguidance.LLMatcher.validate_grammar(grammar, None)
+    except ValueError as err:  # llguidance's own refusals ("recursion limit exceeded")
+        problem = str(err)
+    return one_line(problem) or None
+
+
+def one_line(text: str) -> str:
+    """llguidance's message on one line: a regex error spans three, a panic carries its backtrace."""
+    text = text.split("<backtrace>", 1)[0]
+    return " ".join(text.split())
 
 
 def schema_problem(schema: dict[str, Any]) -> str | None:
     """Why llguidance cannot decode to ``schema`` (a keyword it does not implement), in one line; None: it can."""
-    problem = _grammar_problem(json.dumps(schema, sort_keys=True))
+    try:
+        text = json.dumps(schema, sort_keys=True)
+    except (ValueError, RecursionError):
+        return "the schema cannot be used for constrained decoding: it nests too deeply"
+    problem = _grammar_problem(text)
     return None if problem is None else f"the schema cannot be used for constrained decoding: {problem}"
 
 
@@ -141,7 +154,7 @@ class TokenGuide:
         started = time.perf_counter()
         template = llguidance.LLMatcher(self.tokenizer, grammar, log_level=0)
         if template.is_error():
-            raise BackendError(f"the constraint cannot be compiled: {template.get_error()}")
+            raise BackendError(f"the constraint cannot be compiled: {one_line(template.get_error())}")
         with self._lock:
             self.stats.compiled += 1
             self.stats.compile_s += time.perf_counter() - started

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 from adam.backends.base import Embedding, Generation, GenerationRequest, ModelBackend, StreamChunk, finish_generation
-from adam.backends.schema_instance import UnsupportedSchema, instance, unsupported_keyword
+from adam.backends.schema_instance import UnsupportedSchema, instance
 from adam.errors import BackendError, BackendUnavailable
 from adam.protocol.structured import output_schema
 
@@ -84,9 +84,12 @@ class EchoBackend(ModelBackend):
                 raise BackendError(f"echo backend failed on purpose (failure_rate={self.failure_rate})")
 
     def schema_problem(self, schema: dict[str, Any]) -> str | None:
-        """A schema keyword the instance builder lacks, in one line."""
-        keyword = unsupported_keyword(schema)
-        return None if keyword is None else f"the echo backend cannot build an instance of a schema using '{keyword}'"
+        """Why no instance of ``schema`` can be built (a keyword the builder lacks, no finite value), in one line."""
+        try:
+            instance(schema)  # bounded (schema_instance.MAX_NODES), so trying is the one sure check
+        except UnsupportedSchema as err:
+            return str(err)
+        return None
 
     def _answer(self, request: GenerationRequest) -> tuple[str, int, str]:
         """(raw text, completion tokens, finish reason) for one request: the last user message, or for a

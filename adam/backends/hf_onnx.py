@@ -26,7 +26,7 @@ from typing import Any
 from adam.atomic import atomic_path
 from adam.backends import hf_facts, hf_loading
 from adam.config import ONNX_ARCHITECTURES, OnnxQuantization
-from adam.errors import BackendError, ConfigError, first_line
+from adam.errors import BackendError, ConfigError, first_line, install_hint
 from adam.hashing import cached_file_sha256
 
 log = logging.getLogger(__name__)
@@ -65,7 +65,7 @@ def check_folder(folder: Path, model: str) -> None:
     missing = missing_modules()
     if missing:
         raise ConfigError(
-            f"backend.runtime=onnx needs {', '.join(missing)}: pip install 'adam[onnx]' (or use backend.runtime=torch)"
+            f"backend.runtime=onnx needs {', '.join(missing)}: {install_hint('onnx')} (or use backend.runtime=torch)"
         )
 
 
@@ -198,6 +198,7 @@ class OnnxEncoder:
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or 0  # 0: onnxruntime's default, one per physical core
         options.inter_op_num_threads = 1
+        options.enable_mem_pattern = False  # a pattern per input shape: every batch has its own (less peak memory)
         options.log_severity_level = 3  # errors only
         self.path = path
         try:

@@ -244,10 +244,10 @@ class Prompt:
 
     ids: list[int]
     max_tokens: int
-    stops: tuple[str, ...] = ()
-    temperature: float = 0.0
-    top_p: float = 1.0
-    seed: int | None = None
+    stops: tuple[str, ...]  # these four as the GenerationRequest asked: no defaults of their own
+    temperature: float
+    top_p: float
+    seed: int | None
     constraint: Any = None  # a RowConstraint (adam/backends/constraints.py): masks each step; None: free
     logprobs: int | None = None  # each token's log-probability with this many alternatives; None: not asked
 

@@ -29,9 +29,9 @@ class TransientError(BackendError):
 class Backoff:
     """How often and how long to wait between attempts of one call."""
 
-    retries: int = 3  # attempts after the first
-    base: float = 0.5  # seconds before the first retry
-    maximum: float = 30.0  # no single wait is longer
+    retries: int  # attempts after the first (a server backend's retries=)
+    base: float  # seconds before the first retry (backoff=)
+    maximum: float  # no single wait is longer (max_backoff=)
     sleep: Callable[[float], None] = field(default=time.sleep, repr=False)
     random: Callable[[], float] = field(default=random.random, repr=False)
 

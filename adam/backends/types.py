@@ -6,6 +6,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
+from adam.config import DomainSpec
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -19,13 +21,19 @@ class Priority(Enum):
 
 @dataclass(frozen=True)
 class GenerationRequest:
-    """One generation: chat messages (or a raw prompt) plus sampling settings."""
+    """One generation: chat messages (or a raw prompt) plus sampling settings.
+
+    The low-level request a backend runs, exactly as written: a sampling field left out asks for nothing, so a
+    hand-made request decodes greedily (temperature 0, no top_p cut, no seed); max_tokens is the domain schema's.
+    Every request adam builds from a config or an API body comes through the engine's Settings, whose defaults are
+    the domain schema's (adam/engine/settings.py): a bare Engine samples as domain=general does.
+    """
 
     messages: tuple[dict[str, str], ...] = ()  # chat messages, system prompt included
     prompt: str | None = None  # raw completion prompt, used without a chat template
-    max_tokens: int = 256
-    temperature: float = 0.0  # 0 means greedy
-    top_p: float = 1.0
+    max_tokens: int = DomainSpec.max_tokens
+    temperature: float = 0.0  # 0 means greedy: the neutral request, not a tuned default
+    top_p: float = 1.0  # 1 keeps every token: no nucleus cut
     stop: tuple[str, ...] = ()
     seed: int | None = None
     thinking: bool = False  # Qwen3 thinking mode

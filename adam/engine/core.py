@@ -62,7 +62,8 @@ class Outcome:
             kept = {"text": gen.text, "finish_reason": gen.finish_reason}
             if gen.thinking is not None:
                 kept["thinking"] = gen.thinking
-        self.errors.append(error_result(record, str(err), code=err.code, kept=kept))  # type: ignore[arg-type]
+        param = getattr(err, "param", None)
+        self.errors.append(error_result(record, str(err), code=err.code, kept=kept, param=param))  # type: ignore[arg-type]
         self.rejected += isinstance(err, ContextOverflowError | UnsupportedRequestError)
 
 
@@ -118,7 +119,7 @@ class Engine:
         if request.constrained or request.logprobs is not None:
             problem = self.backend.request_problem(request)
             if problem is not None:
-                return request, UnsupportedRequestError(problem), False
+                return request, UnsupportedRequestError(problem, self.backend.refused_field(request)), False
         if not self.backend.local_prompt_check:  # no local tokenizer: the server refuses what does not fit
             return request, None, False
         fitted, problem = fit_prompt(self.backend, request, truncate=self.settings.overflow is Overflow.truncate)
@@ -211,7 +212,7 @@ class Engine:
         if refused is not None:
             raise refused
         if request.logprobs is not None:
-            raise UnsupportedRequestError("log-probabilities are not streamed: ask for them without stream")
+            raise UnsupportedRequestError("log-probabilities are not streamed: ask for them without stream", "logprobs")
         return self.backend.stream(fitted, priority=priority)
 
     # ----------------------------------------------------------------- embeddings

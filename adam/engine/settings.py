@@ -1,4 +1,8 @@
-"""Request settings, resolved once per engine: a record's own value, else the job's, else the domain's."""
+"""Request settings, resolved once per engine: a record's own value, else the job's, else the domain's.
+
+Their defaults are the schemas' (DomainSpec for sampling, GenerateJob for the rest), so a bare ``Engine(backend)``
+answers as ``python -m adam`` with domain=general does: sampled at DomainSpec.temperature, not greedily.
+"""
 
 from __future__ import annotations
 
@@ -9,7 +13,8 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.types import GenerationRequest
-from adam.job_schemas import Overflow
+from adam.config import DomainSpec
+from adam.job_schemas import GenerateJob, Overflow
 from adam.protocol.openai import PARAMS  # what a record may set
 from adam.protocol.structured import job_constraint
 
@@ -18,16 +23,16 @@ __all__ = ["PARAMS", "Settings"]
 
 @dataclass(frozen=True)
 class Settings:
-    """The job's and the domain's defaults for every request an engine builds."""
+    """The job's and the domain's defaults for every request an engine builds; unset, the schemas' own (see above)."""
 
-    max_tokens: int = 256
-    temperature: float = 0.0
-    top_p: float = 1.0
+    max_tokens: int = DomainSpec.max_tokens
+    temperature: float = DomainSpec.temperature
+    top_p: float = DomainSpec.top_p
     stop: tuple[str, ...] = ()
-    seed: int | None = 0
-    system_prompt: str | None = None
-    thinking: bool = False
-    overflow: Overflow = Overflow.error  # prompts (or texts) longer than the context window
+    seed: int | None = GenerateJob.seed
+    system_prompt: str | None = DomainSpec.system_prompt
+    thinking: bool = GenerateJob.thinking
+    overflow: Overflow = GenerateJob.overflow  # prompts (or texts) longer than the context window
     query_task: str | None = None  # embeddings: every text is a query for this task
     response_format: dict[str, Any] | None = None  # job.response_format or job.schema: every record's constraint
     choice: tuple[str, ...] = ()  # job.choice: every record's labels

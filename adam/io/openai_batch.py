@@ -66,11 +66,17 @@ def embedding_result(record: Record, emb: Embedding, *, model: str) -> dict[str,
 
 
 def error_result(
-    record: Record | InvalidRecord, message: str, *, code: ErrorCode, kept: dict[str, Any] | None = None
+    record: Record | InvalidRecord,
+    message: str,
+    *,
+    code: ErrorCode,
+    kept: dict[str, Any] | None = None,
+    param: str | None = None,
 ) -> dict[str, Any]:
     """The errors.jsonl line for a record that was rejected (invalid_input) or failed (backend_error).
 
     ``kept``: fields a native line keeps beside the error (a schema_mismatch's raw text and finish_reason).
+    ``param``: the request field the error is about, in an OpenAI line's body (as the HTTP route names it).
     """
     if code not in _HTTP:
         raise ValueError(f"unknown error code {code!r}; use one of {', '.join(_HTTP)}")
@@ -80,7 +86,7 @@ def error_result(
         return refused_request(record, 400, error)
     if record.format == "openai":
         status, kind = _HTTP[code]
-        out = refused_request(record, status, {"message": message, "type": kind, "param": None, "code": code})
+        out = refused_request(record, status, {"message": message, "type": kind, "param": param, "code": code})
     else:
         out = {"id": record.id, "line": record.line, "error": {"code": code, "message": message}, **(kept or {})}
     if snippet is not None:

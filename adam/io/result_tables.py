@@ -6,7 +6,8 @@ line, so no record is in it twice), and replaced atomically. The first pass lear
 types; the second writes the rows in results.jsonl's order. The columns are the input's (id, the prompt
 under the input's own name, the per-record settings, the other columns that rode along as ``extra``,
 metadata as JSON text), then the answer's: text, thinking, finish_reason, token counts, model. An input
-column whose name an answer column takes is written as ``input_<name>``.
+column whose name an answer column takes is written as ``input_<name>`` (prefixed again while that is taken too);
+an integer wider than int64 makes its column text.
 """
 
 from __future__ import annotations
@@ -96,10 +97,23 @@ def table_row(line: dict[str, Any], text_name: str = "prompt") -> dict[str, Any]
             row["metadata"] = line["metadata"]
         answer = {key: line.get(key) for key in ANSWER_COLUMNS if key in line}  # thinking only where there is some
         answer.update(prompt_tokens=usage.get("prompt_tokens"), completion_tokens=usage.get("completion_tokens"))
-    taken = set(ANSWER_COLUMNS)
-    row = {(f"input_{k}" if k in taken and k != "id" else k): v for k, v in row.items()}
-    row.update(answer)
-    return row
+    return {**_input_names(row), **answer}
+
+
+def _input_names(row: dict[str, Any]) -> dict[str, Any]:
+    """The input's columns, one taken by an answer column renamed ``input_<name>`` (``input_input_<name>`` when the
+    input has that one too): no input value is overwritten."""
+    out: dict[str, Any] = {}
+    clashing = [k for k in row if k in ANSWER_COLUMNS]
+    for key, value in row.items():
+        if key not in ANSWER_COLUMNS:
+            out[key] = value
+    for key in clashing:
+        name = f"input_{key}"
+        while name in out or name in ANSWER_COLUMNS:
+            name = f"input_{name}"
+        out[name] = row[key]
+    return out
 
 
 def _lines(path: Path) -> Iterator[dict[str, Any]]:
@@ -129,11 +143,14 @@ def _columns(path: Path, text_name: str) -> dict[str, str]:
     return {key: _common(kinds[key]) for key in order}
 
 
+INT64 = (-(2**63), 2**63 - 1)
+
+
 def _kind(value: Any) -> str:
     if isinstance(value, bool):
         return "bool"
-    if isinstance(value, int):
-        return "int"
+    if isinstance(value, int):  # an integer wider than a table's int64 (an account number, say) is kept as text
+        return "int" if INT64[0] <= value <= INT64[1] else "string"
     if isinstance(value, float):
         return "float"
     return "string"

@@ -1,6 +1,6 @@
 """job=info: what adam would run with. A short verdict first (does the model fit this machine, and how fast would
-it run), then the details; job.format=json prints every field as JSON. A run dir given with hydra.run.dir= keeps
-them as info.json (by default job=info leaves no run dir behind). It needs no weights unless job.load=true."""
+it run), then the details; job.format=json prints every field as JSON. Both go to info.json in the run dir. It needs
+no weights unless job.load=true."""
 
 from __future__ import annotations
 
@@ -143,12 +143,12 @@ def _plain(node: Any) -> Any:
 
 def run_info(ctx: JobContext) -> JobStats:
     """Print the verdict and details (job.format=text) or every field as JSON (job.format=json); keep the JSON in
-    the run dir either way (a scratch run dir goes when the job ends: then only the printed words remain)."""
+    the run dir either way."""
     doc = describe(ctx)
     write_json_atomic(ctx.run_dir / "info.json", doc)
     if str(ctx.job.format) == "json":
         sys.stdout.write(json.dumps(doc, indent=2, default=str) + "\n")
-        return JobStats(ok=1)
-    kept = "" if is_scratch(ctx.run_dir) else f", and {ctx.run_dir / 'info.json'} holds them"
-    sys.stdout.write(render(doc) + f"\nEvery field: job.format=json prints them{kept}\n")
+    else:
+        kept = "hydra.run.dir=<dir> keeps info.json" if is_scratch(ctx.run_dir) else f"{ctx.run_dir / 'info.json'}"
+        sys.stdout.write(render(doc) + f"\nEvery field: job.format=json prints it ({kept})\n")
     return JobStats(ok=1)

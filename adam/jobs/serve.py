@@ -17,6 +17,7 @@ from adam.backends.base import ModelBackend
 from adam.config import ModelKind
 from adam.engine import Engine
 from adam.errors import ConfigError
+from adam.job_schemas import ServeJob
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
 
@@ -31,7 +32,8 @@ def check_serve(cfg: DictConfig) -> None:
 
     job = cfg.job
     check_bind(str(job.host), key=read_key(str(job.api_key_env)), insecure=bool(job.insecure), key_env=job.api_key_env)
-    StateDirLock(Path(str(job.state_dir))).acquire().release()  # refuse now; create_app takes it for good
+    if job.state_dir is not None:  # refuse now; create_app takes it for good
+        StateDirLock(Path(str(job.state_dir))).acquire().release()
     if job.embed_size is not None:
         if job.embed_size not in catalog.sizes():
             raise ConfigError(f"job.embed_size={job.embed_size} is not a size; sizes: {', '.join(catalog.sizes())}")
@@ -57,17 +59,7 @@ def run_serve(ctx: JobContext) -> JobStats:
             engines.append(Engine.from_config(embedder, job, ctx.domain))
         for engine in engines:  # load now: the first request should not wait for it
             engine.backend.load()
-        options = ServeOptions(
-            host=str(job.host),
-            api_key=read_key(str(job.api_key_env)),
-            allowed_hosts=list(job.allowed_hosts),
-            max_body_mb=float(job.max_body_mb),
-            batch_wait_ms=float(job.batch_wait_ms),
-            max_batch=int(job.max_batch),
-            state_dir=str(job.state_dir),
-            runs_dir=str(job.runs_dir),
-            batch_job=dict(job.batch_job),
-        )
+        options = ServeOptions(_serve_job(job), api_key=read_key(str(job.api_key_env)))
         app = create_app(engines, options)  # holds job.state_dir's lock from here
         try:
             names = ", ".join(m.openai_id for m in app.state.adam.models)
@@ -85,6 +77,11 @@ def run_serve(ctx: JobContext) -> JobStats:
     stats = JobStats(ok=answered)  # requests answered; a client's bad request is not the run's failure
     stats.extra["stopped_by"] = stopped_by
     return stats
+
+
+def _serve_job(job: Any) -> ServeJob:
+    """The job node as its dataclass, with ServeJob's defaults under what the node leaves out."""
+    return OmegaConf.to_object(OmegaConf.merge(OmegaConf.structured(ServeJob), job))  # type: ignore[return-value]
 
 
 def _embed_backend(ctx: JobContext) -> ModelBackend:

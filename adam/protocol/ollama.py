@@ -9,6 +9,7 @@ as adam.protocol.openai words it (``tools``), or for Ollama's own fields (``imag
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
@@ -46,15 +47,30 @@ class _Generating(_Request):
     keep_alive: float | str | None = None
 
     def params(self) -> dict[str, Any]:
-        """Options, and ``format`` as an OpenAI response_format."""
-        fmt = self.format
-        response_format = {"type": "json_object"} if fmt == "json" else fmt if isinstance(fmt, dict) else None
-        return {**(self.options or Options()).params(), "response_format": response_format}
+        """Options, and ``format`` as an OpenAI response_format; Refused for a format that is neither "json" nor a
+        JSON schema (Ollama's own rule) or a schema that is malformed."""
+        return {**(self.options or Options()).params(), "response_format": response_format_of(self.format)}
 
     @property
     def thinking(self) -> bool | None:
         """think: true, or a level ("low", "high"); None: the job's default."""
         return None if self.think is None else bool(self.think)
+
+
+def response_format_of(fmt: str | dict[str, Any] | None) -> dict[str, Any] | None:
+    """Ollama's ``format`` as a normalised response_format: "json" any JSON object, a dict the answer's JSON schema."""
+    from adam.protocol.structured import normal_response_format
+
+    if fmt is None or fmt == "":
+        return None
+    if fmt == "json":
+        return {"type": "json_object"}
+    if not isinstance(fmt, dict):
+        raise Refused(f'format must be "json" or a JSON schema object, got {json.dumps(fmt)[:60]}', param="format")
+    try:
+        return normal_response_format({"type": "json_schema", "json_schema": {"name": "format", "schema": fmt}})
+    except Refused as err:
+        raise Refused(err.message.replace("response_format.json_schema.schema", "format"), param="format") from err
 
 
 class Message(BaseModel):

@@ -24,6 +24,10 @@ from adam.protocol.refused import Refused
 
 STRUCTURED = ("response_format", "choice", "structured_outputs", "logprobs", "top_logprobs")  # the fields read here
 MAX_TOP_LOGPROBS = 20  # OpenAI's limit
+MAX_CHOICES = 10_000  # labels in one choice list: llguidance compiles 10,000 in a third of a second, 100,000 not at all
+# JSON nesting of a schema (objects and arrays): a real one is a few levels deep; jsonschema's checker recurses
+# several Python frames per level and overflows the stack near 200, which must be the request's 400, not a 500
+MAX_SCHEMA_DEPTH = 64
 _STRUCTURED_OUTPUTS = ("choice", "json")  # the vLLM structured_outputs keys adam reads; others are refused
 
 
@@ -116,22 +120,41 @@ def normal_response_format(value: Any) -> dict[str, Any] | None:
 
 
 def schema_problem(schema: Mapping[str, Any]) -> str | None:
-    """Why ``schema`` is not a valid JSON schema (its meta-schema's first complaint), or None."""
+    """Why ``schema`` is not a valid JSON schema (its meta-schema's first complaint, or nested too deeply), or None."""
     from jsonschema.exceptions import SchemaError
     from jsonschema.validators import validator_for
 
+    if nesting(schema) > MAX_SCHEMA_DEPTH:
+        return f"it is nested more than {MAX_SCHEMA_DEPTH} levels deep"
     try:
         validator_for(schema).check_schema(schema)
     except SchemaError as err:
         where = "/".join(str(p) for p in err.absolute_path)
         return f"{err.message}" + (f" (at {where})" if where else "")
+    except RecursionError:
+        return "it is nested too deeply to check"
     return None
 
 
+def nesting(value: Any) -> int:
+    """How deep objects and arrays nest in a JSON value (a scalar: 0), counted without recursion."""
+    deepest, stack = 0, [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        children = node.values() if isinstance(node, Mapping) else node if isinstance(node, list) else None
+        if children is None:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
+
 def check_choice(value: Any) -> list[str]:
-    """A choice list as given, checked: a non-empty list of distinct non-empty strings."""
+    """A choice list as given, checked: a non-empty list of at most MAX_CHOICES distinct non-empty strings."""
     if not isinstance(value, list) or not value or not all(isinstance(v, str) and v for v in value):
         raise Refused("'choice' must be a non-empty list of non-empty strings", param="choice")
+    if len(value) > MAX_CHOICES:
+        raise Refused(f"'choice' lists {len(value)} labels: at most {MAX_CHOICES:,} are allowed", param="choice")
     if len(set(value)) != len(value):
         raise Refused("'choice' lists a label twice", param="choice")
     return list(value)
@@ -140,7 +163,7 @@ def check_choice(value: Any) -> list[str]:
 def _logprobs(src: Mapping[str, Any]) -> dict[str, Any]:
     want, top = src.get("logprobs"), src.get("top_logprobs")
     if top is not None:
-        if not want:
+        if top and not want:  # 0 asks for nothing, as OpenAI takes it
             raise Refused("top_logprobs needs logprobs: true", param="top_logprobs")
         if not 0 <= int(top) <= MAX_TOP_LOGPROBS:
             raise Refused(f"top_logprobs must be between 0 and {MAX_TOP_LOGPROBS}", param="top_logprobs")
@@ -174,10 +197,15 @@ def check_output(text: str, *, response_format: Mapping[str, Any] | None, choice
         value = json.loads(text)
     except ValueError as err:
         return None, f"the answer is not JSON ({err})"
+    except RecursionError:
+        return None, "the answer is JSON nested too deeply to read"
     from jsonschema.exceptions import best_match
     from jsonschema.validators import validator_for
 
-    error = best_match(validator_for(schema)(schema).iter_errors(value))
+    try:
+        error = best_match(validator_for(schema)(schema).iter_errors(value))
+    except RecursionError:  # a schema that refers to itself with nothing to stop it ({"$ref": "#"}), or a deep answer
+        return None, "the answer cannot be checked: the schema or the answer nests too deeply"
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
         return None, f"the answer does not match the schema: {error.message}" + (f" (at {where})" if where else "")

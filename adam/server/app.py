@@ -37,8 +37,9 @@ def create_app(engines: Sequence[Engine], options: ServeOptions | None = None) -
     With a state dir it holds that dir's lock until the app shuts down (or ``app.state.adam.close()``).
     """
     options = options or ServeOptions()
+    job = options.job
     # first: a second server on this state dir refuses before it starts anything (see StateDirLock)
-    state_lock = StateDirLock(Path(options.state_dir)).acquire() if options.state_dir is not None else None
+    state_lock = StateDirLock(Path(job.state_dir)).acquire() if job.state_dir is not None else None
     try:
         return _build(engines, options, state_lock)
     except BaseException:
@@ -51,6 +52,7 @@ def _build(engines: Sequence[Engine], options: ServeOptions, state_lock: StateDi
     from adam.server import batches, files, ollama_routes, openai_routes, ui
     from adam.server.runs_browser import RunsBrowser
 
+    job = options.job
     models: list[Served] = []
     app = FastAPI(title="adam", docs_url=None, redoc_url=None, openapi_url=None, lifespan=_lifespan)
     app.include_router(openai_routes.router)
@@ -67,15 +69,15 @@ def _build(engines: Sequence[Engine], options: ServeOptions, state_lock: StateDi
             raise ConfigError(f"two served models share a name ({openai_id}): serve each size once")
     for engine, openai_id, ollama, aliases in named:
         observer = metrics.observer(openai_id)
-        batcher = Batcher(engine, wait_s=options.batch_wait_ms / 1000, max_batch=options.max_batch, observer=observer)
+        batcher = Batcher(engine, wait_s=job.batch_wait_ms / 1000, max_batch=job.max_batch, observer=observer)
         metrics.watch_queue(openai_id, lambda b=batcher: b.queue_depth)
         models.append(Served(engine, batcher, openai_id, ollama, aliases))
     app.state.adam = ServerState(models, options, metrics)
     app.state.adam.state_lock = state_lock
-    if options.state_dir is not None:
-        _add_batch_api(app.state.adam, Path(options.state_dir))
-    if options.runs_dir is not None:
-        app.state.adam.runs = RunsBrowser(options.runs_dir)
+    if job.state_dir is not None:
+        _add_batch_api(app.state.adam, Path(job.state_dir))
+    if job.runs_dir is not None:
+        app.state.adam.runs = RunsBrowser(job.runs_dir)
 
     @app.get("/health")
     async def health() -> dict[str, Any]:
@@ -90,9 +92,9 @@ def _build(engines: Sequence[Engine], options: ServeOptions, state_lock: StateDi
     app.add_middleware(  # refused requests never reach a route
         Guard,
         key=options.api_key,
-        hosts=allowed_hosts(options.host, options.allowed_hosts),
-        max_body=int(options.max_body_mb * 2**20),
-        proxied=options.allowed_hosts,
+        hosts=allowed_hosts(job.host, job.allowed_hosts),
+        max_body=int(job.max_body_mb * 2**20),
+        proxied=job.allowed_hosts,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)  # outermost: refusals are counted too
     return app
@@ -110,9 +112,9 @@ def _add_batch_api(state: ServerState, state_dir: Path) -> None:
         state.batches,
         state.files,
         state.models,
-        chunk=state.options.max_batch,
+        chunk=state.options.job.max_batch,
         resolve=state.for_endpoint,
-        job_overrides=state.options.batch_job,
+        job_overrides=state.options.job.batch_job,
     )
 
 

@@ -93,8 +93,8 @@ class Batcher:
         self,
         engine: Engine,
         *,
-        wait_s: float = 0.01,
-        max_batch: int = 32,
+        wait_s: float,  # job.batch_wait_ms, in seconds
+        max_batch: int,  # job.max_batch
         observer: Observer | None = None,
         threads: int = 64,
     ) -> None:

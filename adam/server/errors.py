@@ -59,7 +59,7 @@ def from_adam_error(err: AdamError) -> ApiError:
     if isinstance(err, ModelNotFoundError):
         return ApiError(404, message, code="model_not_found")
     if isinstance(err, UnsupportedError | ConfigError | UnsupportedRequestError):
-        return ApiError(400, message, code="unsupported")
+        return ApiError(400, message, code="unsupported", param=getattr(err, "param", None))
     if isinstance(err, RunStopped):  # BackendUnavailable: the model or its server is down
         return ApiError(503, message, code="unavailable")
     if isinstance(err, BackendError):

@@ -220,10 +220,16 @@ class RunsBrowser:
         return path.stat().st_size if path is not None else None
 
 
+MAX_NAME = 1024  # characters in a run name; a segment longer than a file name can be (255 bytes) is no run either
+
+
 def check_name(name: str) -> None:
-    """Refuse a run name that is absolute, climbs with ``..``, or is not plain path segments."""
+    """Refuse a run name that is absolute, climbs with ``..``, is not plain path segments, or is too long to be a
+    path (the file system's ENAMETOOLONG would otherwise be a 500)."""
     bad = (
         not name
+        or len(name) > MAX_NAME
+        or any(len(part.encode("utf-8", "surrogatepass")) > 255 for part in name.split("/"))
         or name.startswith(("/", "~"))
         or "\\" in name
         or "\x00" in name
@@ -231,7 +237,9 @@ def check_name(name: str) -> None:
         or any(part in ("", ".", "..") for part in name.split("/"))
     )
     if bad:
-        raise ApiError(400, f"invalid run name '{name[:200]}': a relative path under the runs dir, without '..'")
+        raise ApiError(
+            400, f"invalid run name '{name[:200]}': a relative path under the runs dir, without '..', of short names"
+        )
 
 
 def read_json(path: Path) -> dict[str, Any] | None:

@@ -160,7 +160,7 @@ class Guard:
         if length.isdigit() and int(length) > self.max_body:
             await _reject(send, path, 413, self._too_large())  # unread: uvicorn closes the connection after it
             return
-        await self.app(scope, self._counting(receive), send)
+        await self.app(scope, self._counting(receive), _nosniff(send))
 
     def _authorized(self, headers: dict[str, str]) -> bool:
         scheme, _, token = headers.get("authorization", "").partition(" ")
@@ -186,6 +186,21 @@ class Guard:
             return message
 
         return counted
+
+
+def _nosniff(send: Send) -> Send:
+    """``send`` with X-Content-Type-Options: nosniff on every response, so a browser never reads a stored file
+    (a batch's input or output, served as application/jsonl) as a page or a script."""
+
+    async def sending(message: Message) -> None:
+        if message["type"] == "http.response.start":
+            headers = list(message.get("headers", []))
+            if not any(k.lower() == b"x-content-type-options" for k, _ in headers):
+                headers.append((b"x-content-type-options", b"nosniff"))
+            message = {**message, "headers": headers}
+        await send(message)
+
+    return sending
 
 
 async def _reject(send: Send, path: str, status: int, message: str, code: str | None = None) -> None:

@@ -3,13 +3,13 @@
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from adam.config import ModelKind
 from adam.engine import Engine
 from adam.io.record_parser import URLS
+from adam.job_schemas import ServeJob
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, model_not_found
 
@@ -24,20 +24,26 @@ if TYPE_CHECKING:
     from adam.server.runs_browser import RunsBrowser
 
 
+def python_serve_job(**keys: Any) -> ServeJob:
+    """job=serve's node for an app built in Python (tests, ModelManager): no state dir and no runs browsed unless
+    given, where job=serve on the command line keeps them under outputs/."""
+    return ServeJob(**{"state_dir": None, "runs_dir": None, **keys})
+
+
 @dataclass
 class ServeOptions:
-    """How the app guards and batches (job=serve's keys, with the key itself read from the environment)."""
+    """How the app guards and batches: the job=serve node, whose schema (ServeJob) holds every default, plus what a
+    config never holds."""
 
-    host: str = "127.0.0.1"  # the bound host: Host headers must name it
-    api_key: str | None = None
-    allowed_hosts: Sequence[str] = ()
-    max_body_mb: float = 100
-    batch_wait_ms: float = 10
-    max_batch: int = 32
-    state_dir: str | None = None  # the Files and Batch APIs' store (job.state_dir); None: they answer 404
-    runs_dir: str | None = None  # the runs the web page browses (job.runs_dir); None: its runs list answers 404
+    job: ServeJob = field(default_factory=python_serve_job)
+    api_key: str | None = None  # read from $job.api_key_env: the key itself is never a config value
     batch_window_s: float = 24 * 3600  # completion_window "24h"; shorter only in tests, to watch expiry
-    batch_job: Mapping[str, Any] = field(default_factory=dict)  # job.batch_job: keys of the job a batch runs as
+
+    @classmethod
+    def of(cls, *, api_key: str | None = None, batch_window_s: float | None = None, **job: Any) -> ServeOptions:
+        """Options from ServeJob's keys (max_batch=4, state_dir=...) and this class's own, by name."""
+        own = {} if batch_window_s is None else {"batch_window_s": batch_window_s}
+        return cls(python_serve_job(**job), api_key=api_key, **own)
 
 
 @dataclass

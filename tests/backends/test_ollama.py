@@ -389,7 +389,7 @@ def test_refused_connection_is_backend_unavailable(make_backend: MakeBackend, cl
 def test_backoff_doubles_caps_and_jitters() -> None:
     policy = Backoff(retries=5, base=1.0, maximum=4.0, random=lambda: 1.0)
     assert [policy.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 4.0, 4.0]
-    assert Backoff(base=1.0, random=lambda: 0.0).delay(2) == 1.0  # never less than half
+    assert Backoff(retries=3, base=1.0, maximum=30.0, random=lambda: 0.0).delay(2) == 1.0  # never less than half
 
 
 def test_backoff_retries_only_transient_errors() -> None:
@@ -402,7 +402,7 @@ def test_backoff_retries_only_transient_errors() -> None:
             raise TransientError("busy")
         return "ok"
 
-    policy = Backoff(retries=3, base=0.5, sleep=waits.append, random=lambda: 0.0)
+    policy = Backoff(retries=3, base=0.5, maximum=30.0, sleep=waits.append, random=lambda: 0.0)
     assert policy.call(flaky) == "ok"
     assert waits == [0.25, 0.5]
 

@@ -108,3 +108,23 @@ def test_tables_are_rebuilt_from_results_on_resume_with_every_record_once(tmp_pa
         ids = [r["id"] for r in _table(run_dir)]
         assert sorted(ids) == sorted(r[0] for r in ROWS)  # each record exactly once
         assert ids == [line["id"] for line in read_jsonl(run_dir / "results.jsonl")]
+
+
+def test_no_input_column_is_overwritten_and_a_wide_integer_does_not_stop_the_tables(tmp_path: Path) -> None:
+    rows = [
+        {"id": "a", "prompt": "hi", "text": "their text", "input_text": "their input_text", "model": "theirs",
+         "account": 123456789012345678901234567890},
+        {"id": "b", "prompt": "ho", "account": 7},
+    ]  # fmt: skip
+    src = tmp_path / "in.jsonl"
+    src.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
+    summary = _run(tmp_path, f"job.input={src}", "job.results_format=[jsonl,csv,parquet]")
+    assert summary.exit_code == ExitCode.OK  # pyarrow's OverflowError failed the run that had answered every record
+    first = table_row(read_jsonl(summary.run_dir / "results.jsonl")[0])
+    assert first["input_text"] == "their input_text" and first["input_input_text"] == "their text"
+    assert first["input_model"] == "theirs" and first["text"] == "hi" and first["model"] == "echo/demo"
+    parquet = pq.read_table(summary.run_dir / "results.parquet").to_pylist()
+    assert [r["account"] for r in parquet] == ["123456789012345678901234567890", "7"]
+    assert parquet[0]["input_input_text"] == "their text"
+    table = _table(summary.run_dir)
+    assert table[0]["account"] == "123456789012345678901234567890" and table[0]["input_text"] == "their input_text"

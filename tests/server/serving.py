@@ -30,7 +30,7 @@ def engine_for(*overrides: str) -> Engine:
 @contextmanager
 def serving(*engines: Engine, timeouts: ReadTimeouts | None = None, **options: Any) -> Iterator[BackgroundServer]:
     """adam's server over ``engines`` on 127.0.0.1 and a free port, stopped (gracefully) on exit."""
-    app = create_app(list(engines), ServeOptions(**options))
+    app = create_app(list(engines), ServeOptions.of(**options))
     try:
         with BackgroundServer(app, timeouts=timeouts) as server:
             yield server

@@ -75,7 +75,7 @@ def test_a_run_of_backend_failures_stops_a_batch(tmp_path: Path) -> None:
 
 def test_a_wrong_batch_job_key_is_refused_when_the_server_starts(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"unknown key job\.batch_job\.max_errorz"):
-        create_app([engine_for()], ServeOptions(state_dir=str(tmp_path), batch_job={"max_errorz": 1}))
+        create_app([engine_for()], ServeOptions.of(state_dir=str(tmp_path), batch_job={"max_errorz": 1}))
 
 
 def test_a_batch_in_which_every_line_failed_ends_its_run_all_failed_as_a_job_does(tmp_path: Path) -> None:

@@ -46,7 +46,9 @@ def test_upload_retrieve_content_list_delete(client: openai.OpenAI, state_dir: P
     stored = sorted(p.name for p in (state_dir / "files").iterdir())
     assert stored == [f"{created.id}.json", f"{created.id}.jsonl"]
     assert client.files.retrieve(created.id).id == created.id
-    assert client.files.content(created.id).content == data
+    content = client.files.content(created.id)
+    assert content.content == data
+    assert content.response.headers["x-content-type-options"] == "nosniff"  # never read as a page or a script
     assert created.id in [f.id for f in client.files.list().data]
     deleted = client.files.delete(created.id)
     assert deleted.deleted and deleted.id == created.id

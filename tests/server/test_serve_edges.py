@@ -146,7 +146,7 @@ def test_a_second_server_on_the_same_state_dir_refuses_to_start_naming_the_first
     state = tmp_path / "state"
     with serving(engine_for(), state_dir=str(state)) as first:
         with pytest.raises(RunDirLocked, match=rf"in use by another server \(host .*, pid {os.getpid()}\)"):
-            create_app([engine_for()], ServeOptions(state_dir=str(state)))
+            create_app([engine_for()], ServeOptions.of(state_dir=str(state)))
         env = {**os.environ, "HF_HUB_OFFLINE": "1"}
         env.pop("ADAM_API_KEY", None)
         command = [sys.executable, "-m", "adam", "job=serve", "backend=echo", f"job.port={free_port()}",

@@ -225,6 +225,9 @@ def test_a_sweep_report_comes_with_its_rows_and_chart(server: BackgroundServer) 
         "/ui/api/runs/generate/big%00/summary",
         "/ui/static/..%2F..%2F..%2Fmanifest.py",
         "/ui/static/app.py",
+        "/ui/api/runs/" + "a" * 300 + "/summary",  # longer than a file name: ENAMETOOLONG was a 500
+        "/ui/api/runs/" + "/".join(["abcdefgh"] * 600) + "/results",  # longer than a path
+        "/ui/api/compare?runs=generate/big&runs=" + "a" * 5000,
     ],
 )
 def test_nothing_outside_the_runs_dir_is_served(server: BackgroundServer, path: str) -> None:
