@@ -220,7 +220,6 @@ def _throughput(sec: Section, quick: bool) -> None:
 
 def _hf_throughput(sec: Section, requests: list[Any], reps: int) -> None:
     """The HF backend: a job's batch through the scheduler and hf_decode, against one generate() call as before."""
-    from adam.backends import hf_generate
     from adam.manager import compose_config
     from adam.runner import build_backend
 
@@ -232,8 +231,7 @@ def _hf_throughput(sec: Section, requests: list[Any], reps: int) -> None:
         counted["scheduler"] = sum(g.completion_tokens for g in backend.generate(requests))
 
     def generate_call() -> None:
-        made = hf_generate.generate_batch(backend._model(), requests, backend._prompt_ids, backend.opens_thinking)
-        counted["generate"] = sum(g.completion_tokens for g in made)
+        counted["generate"] = _generate_call(backend, requests)
 
     times = interleave({"scheduler": through_scheduler, "generate": generate_call}, reps=reps)
     names = [f"HF: a job's batch of {len(requests)} through the scheduler", "HF: one generate() call (before)"]
@@ -243,6 +241,35 @@ def _hf_throughput(sec: Section, requests: list[Any], reps: int) -> None:
     ]
     sec.ratio("throughput through the scheduler / generate() (huggingface)", names[0], names[1], 0.95)
     backend.close()
+
+
+def _generate_call(backend: Any, requests: list[Any]) -> int:
+    """The HF backend's way before the scheduler: one greedy generate() call over the left-padded batch, each row
+    cut to its max_tokens and first end token; returns the tokens generated."""
+    from adam.backends.hf_model import running
+    from adam.backends.hf_tensors import pad_rows
+
+    lm = backend._model()
+    prompts = [backend._prompt_ids(r) for r in requests]
+    ids, mask = pad_rows(prompts, lm.tokenizer.pad_token_id, "left")
+    with running(lm, "generation"):
+        out = lm.model.generate(
+            input_ids=ids.to(lm.device),
+            attention_mask=mask.to(lm.device),
+            max_new_tokens=max(r.max_tokens for r in requests),
+            pad_token_id=lm.tokenizer.pad_token_id,
+            eos_token_id=lm.eos_ids or None,
+            do_sample=False,
+            temperature=None,
+            top_p=None,
+            top_k=None,
+        )
+    tokens, eos = 0, set(lm.eos_ids)
+    for request, row in zip(requests, out[:, ids.shape[1] :].tolist(), strict=True):
+        row = row[: request.max_tokens]
+        ends = [n for n, token in enumerate(row) if token in eos]
+        tokens += ends[0] + 1 if ends else len(row)
+    return tokens
 
 
 def _hf_join(sec: Section, quick: bool) -> None:

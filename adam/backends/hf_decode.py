@@ -11,27 +11,36 @@ empties. A cache that cannot be padded that way (sliding-window or linear-attent
 requests only when the batch is empty.
 
 Positions, padding and greedy choice follow transformers' generate() (attention-mask positions, the last
-position's logits in float32, argmax), so a greedy row gives what it gives there and alone. A sampled row draws
-through hf_tensors.row_sampler_class() over that row alone, from its own seeded generator.
+position's logits in float32, argmax), so a greedy row gives what it gives there and alone. Each row's token
+is then chosen on its own, as llamacpp_native.BatchDecoder does: a constrained row's logits get -inf wherever
+its RowConstraint (adam/backends/constraints.py) does not allow a token (nothing while a thinking model is
+inside <think>), a row asking for log-probabilities gets its entry from those masked scores, a sampled row
+draws through hf_tensors.row_sampler_class() over that row alone, from its own seeded generator, and the
+chosen token is fed to the constraint. Constrained, sampled and plain rows thus share every decode step.
 """
 
 from __future__ import annotations
 
 import inspect
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from adam.backends import hf_tensors
+from adam.backends.constraints import logprob_entry
 from adam.backends.hf_model import LoadedModel, running
 from adam.errors import BackendError, first_line
+
+if TYPE_CHECKING:
+    from adam.backends.constraints import RowConstraint
 
 log = logging.getLogger(__name__)
 
 
 @dataclass
 class HfPrompt:
-    """One request as the decoder sees it: token ids, limits, stop strings and sampling."""
+    """One request as the decoder sees it: token ids, limits, stop strings, sampling, constraint and logprobs."""
 
     ids: list[int]
     max_tokens: int
@@ -39,6 +48,9 @@ class HfPrompt:
     temperature: float = 0.0
     top_p: float = 1.0
     seed: int | None = None
+    constraint: RowConstraint | None = None  # the row's own matcher (a fresh one per request)
+    logprobs: int | None = None  # top alternatives per token's entry; None: no entries
+    token_bytes: Callable[[int], bytes] | None = None  # a token's bytes, for the logprobs entries
 
 
 @dataclass
@@ -49,6 +61,7 @@ class Step:
     text: str
     tokens: int
     finish_reason: str | None = None
+    logprob: dict[str, Any] | None = None  # this token's logprobs entry, where the prompt asked for them
 
 
 @dataclass
@@ -91,6 +104,8 @@ class RowDecoder:
         """Start a request with the next batch (``urgent`` changes nothing: admission is the scheduler's)."""
         if not prompt.ids:
             raise BackendError("the prompt is empty: the model has nothing to continue")
+        if prompt.logprobs is not None and prompt.token_bytes is None:
+            raise BackendError("a request asking for log-probabilities came without its vocabulary's token bytes")
         sampler = None
         if prompt.temperature > 0:
             try:
@@ -212,15 +227,25 @@ class RowDecoder:
 
     # ----------------------------------------------------------------- one row's token
     def _advance(self, row: _Row, scores: Any) -> Step:
-        """Choose the row's next token, hand out the text it completes, and say whether the row is done."""
+        """Choose the row's next token (masked by its constraint, then sampled or argmax), hand out the text it
+        completes and its logprobs entry, and say whether the row is done."""
         import torch
 
+        prompt, reason = row.prompt, None
+        mask = prompt.constraint.allowed() if prompt.constraint is not None else None
+        if mask is not None:
+            scores = hf_tensors.masked(scores, mask)
+        kept = scores[0].cpu().numpy().copy() if prompt.logprobs is not None else None  # before the draw
         if row.sampler is not None:
             seen = torch.tensor([row.prompt.ids + row.generated], device=scores.device)
             scores = row.sampler(seen, scores)
         token = int(torch.argmax(scores[0]))
         row.generated.append(token)
-        prompt, reason = row.prompt, None
+        if prompt.constraint is not None:
+            prompt.constraint.accept(token)
+        logprob = None
+        if kept is not None and prompt.token_bytes is not None:
+            logprob = logprob_entry(kept, token, prompt.logprobs or 0, prompt.token_bytes)
         ended = token in self._eos
         own = row.generated[:-1] if ended else row.generated
         text = self.lm.tokenizer.decode(own, skip_special_tokens=True, clean_up_tokenization_spaces=False)
@@ -229,9 +254,9 @@ class RowDecoder:
         elif len(row.generated) >= prompt.max_tokens:
             reason = "length"
         if reason is None and (text.endswith("\ufffd") or not text.startswith(row.sent)):
-            return Step(row.index, "", len(row.generated))  # an incomplete UTF-8 sequence: wait for the rest
+            return Step(row.index, "", len(row.generated), None, logprob)  # incomplete UTF-8: wait for the rest
         if not text.startswith(row.sent):
             log.warning("a row's text changed under what was already streamed; the stream may differ")
             text = row.sent
         new, row.sent = text[len(row.sent) :], text
-        return Step(row.index, new, len(row.generated), reason)
+        return Step(row.index, new, len(row.generated), reason, logprob)

@@ -22,7 +22,6 @@ from adam.backends import (
     constraints,
     gguf_import,
     hf_facts,
-    hf_generate,
     hf_loading,
     hf_model,
     hf_onnx,
@@ -352,56 +351,55 @@ class HuggingFaceBackend(ModelBackend):
             return self._scheduler
 
     def _hf_prompt(self, request: GenerationRequest) -> HfPrompt:
+        """The request as the decoder reads it: its ids, limits, sampling, and a fresh constraint where it asks for
+        one (BackendError: no tokens asked for, or a grammar that cannot be compiled)."""
         from adam.backends.hf_decode import HfPrompt
 
-        hf_generate.check_max_tokens(request)
+        if request.max_tokens < 1:
+            raise BackendError(f"max_tokens must be at least 1, not {request.max_tokens}")
         stops = tuple(s for s in request.stop if s)
         ids = self._prompt_ids(request)
-        return HfPrompt(ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed)
+        constraint, token_bytes = None, None
+        if request.constrained:
+            constraint = self.token_guide().row(request, thinking_open=self.opens_thinking(request))
+        if request.logprobs is not None:
+            token_bytes = self.token_guide().token_bytes  # built here: the decoder's thread never takes our lock
+        return HfPrompt(
+            ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed, constraint,
+            request.logprobs, token_bytes,
+        )  # fmt: skip
 
     def _generate_batch(
         self, requests: Sequence[GenerationRequest], priority: Priority = Priority.batch
     ) -> list[Generation]:
-        """Plain requests through the scheduler, all at once; constrained ones and those asking for
-        log-probabilities through generate() with the per-row processor (hf_generate.py). A failing request
-        fails the call (the base class then retries each alone)."""
+        """Every request through the scheduler at once, constrained, sampled and plain rows in the same decode
+        steps. A failing request fails the call (the base class then retries each alone)."""
         from adam.backends.scheduler import answers
 
-        guided = [i for i, r in enumerate(requests) if _guided(r)]
-        plain = [i for i, r in enumerate(requests) if not _guided(r)]
-        results: dict[int, Generation] = {}
-        if guided:
-            for request in requests:
-                hf_generate.check_max_tokens(request)
-            asked = [requests[i] for i in guided]
-            lm, guide = self._model(), self.token_guide
-            made = hf_generate.generate_batch(lm, asked, self._prompt_ids, self.opens_thinking, guide)
-            results.update(zip(guided, made, strict=True))
-        if plain:
-            prompts = [self._hf_prompt(requests[i]) for i in plain]
-            for i, prompt, steps in zip(plain, prompts, answers(self.scheduler(), prompts, priority), strict=True):
-                results[i] = finish_generation(
+        prompts = [self._hf_prompt(request) for request in requests]
+        results = []
+        for request, prompt, steps in zip(requests, prompts, answers(self.scheduler(), prompts, priority), strict=True):
+            logprobs = [e.logprob for e in steps if e.logprob is not None]
+            results.append(
+                finish_generation(
                     "".join(e.text for e in steps),
-                    requests[i],
+                    request,
                     finish_reason=steps[-1].finish_reason,
                     prompt_tokens=len(prompt.ids),
                     completion_tokens=steps[-1].tokens,
-                    thinking_open=self.opens_thinking(requests[i]),
+                    thinking_open=self.opens_thinking(request),
+                    logprobs=logprobs if request.logprobs is not None else None,
                 )
-        return [results[i] for i in range(len(requests))]
+            )
+        return results
 
     def _stream_raw(
         self, request: GenerationRequest, priority: Priority = Priority.interactive
     ) -> Iterator[StreamChunk]:
-        """Raw text as each token is decoded, in the steps it shares with the rest of its batch (a constrained
-        request: from a generate() call of its own)."""
+        """Raw text as each token is decoded, in the steps it shares with the rest of its batch (constrained or
+        not); the base class cuts stop strings and thinking."""
         from adam.backends.scheduler import events
 
-        if _guided(request):
-            hf_generate.check_max_tokens(request)
-            opened = self.opens_thinking(request)
-            yield from hf_generate.stream(self._model(), request, self._prompt_ids(request), self.token_guide, opened)
-            return
         prompt = self._hf_prompt(request)
         for event in events(self.scheduler(), prompt, priority):
             yield StreamChunk(event.text, "", event.finish_reason, len(prompt.ids), event.tokens)
@@ -513,11 +511,6 @@ class HuggingFaceBackend(ModelBackend):
         self._onnx = None
         self._tokenizer = None
         self._guide = None
-
-
-def _guided(request: GenerationRequest) -> bool:
-    """Whether a request needs the per-row processor of hf_generate.py (a constraint, log-probabilities)."""
-    return bool(request.constrained or request.logprobs is not None)
 
 
 def _runtime_settings(size: Any, runtime: Any, quantization: Any) -> tuple[Runtime, OnnxQuantization]:

@@ -2,7 +2,7 @@
 
 The tiny random Qwen3 answers at random, so a valid answer there is the mask's doing alone; the demo GGUF
 (SmolLM2) shows the same on llama.cpp. Constrained, sampled and plain rows share one batch: a plain row's
-answer must be what it is alone, and a batch must be one generate() call.
+answer must be what it is alone, and every row of a batch is decoded in the same forward passes.
 """
 
 from __future__ import annotations
@@ -58,18 +58,21 @@ def tiny(tiny_qwen3_dir: Path):
     backend.close()
 
 
-def test_hf_constrained_and_plain_rows_share_one_generate_call(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_hf_constrained_and_plain_rows_share_decode_steps(tiny, monkeypatch: pytest.MonkeyPatch) -> None:
     order = _ask("An order, please", response_format=_rf(ORDER), max_tokens=60)
     label = _ask("The cake was lovely", choice=LABELS, max_tokens=12)
     sampled = _ask("Any object", response_format={"type": "json_object"}, max_tokens=30, temperature=0.9, seed=5)
     plain = _ask("The river runs past the old mill", max_tokens=12)
     alone = [tiny.generate([r])[0] for r in (order, plain)]
     model = tiny._model().model
-    calls = []
-    real = model.generate
-    monkeypatch.setattr(model, "generate", lambda *a, **kw: calls.append(1) or real(*a, **kw))
-    out = tiny.generate([order, label, sampled, plain])
-    assert len(calls) == 1, "a batch of constrained and plain rows must be one generate() call"
+    monkeypatch.setattr(model, "generate", lambda *a, **kw: pytest.fail("generate() is not adam's decode loop"))
+    rows: list[int] = []
+    handle = model.register_forward_hook(lambda _m, _a, kw, _o: rows.append(kw["input_ids"].shape[0]), with_kwargs=True)
+    try:
+        out = tiny.generate([order, label, sampled, plain])
+    finally:
+        handle.remove()
+    assert rows[:2] == [4, 4], "the four prompts are read together and their first tokens decoded together"
     for gen, request in zip(out[:3], (order, label, {"response_format": _rf({"type": "object"})}), strict=True):
         _check(gen, request if isinstance(request, GenerationRequest) else _ask("x", **request))
     assert out[0].text == alone[0].text, "a constrained row's answer does not depend on its neighbours"
@@ -88,6 +91,41 @@ def test_hf_logprobs_are_over_what_the_constraint_allows(tiny) -> None:
     plain = tiny.generate_one(_ask("Was it good?", logprobs=0, max_tokens=5))
     assert [e["top_logprobs"] for e in plain.logprobs or []] == [[]] * plain.completion_tokens
     assert "".join(e["token"] for e in plain.logprobs or []).startswith(plain.text[:3])
+
+
+def _reference(backend, request: GenerationRequest) -> tuple[str, list[float]]:
+    """Greedy constrained decoding the slow way, as generate() with the mask did it: the whole sequence through
+    the model at every step, no cache, no batch; (text, each token's logprob over the masked scores)."""
+    import torch
+
+    from adam.backends.hf_model import running
+
+    lm = backend._model()
+    ids, made, logprobs = backend._prompt_ids(request), [], []
+    row = backend.token_guide().row(request)
+    with running(lm, "generation"):
+        while len(made) < request.max_tokens and (not made or made[-1] not in lm.eos_ids):
+            scores = lm.model(input_ids=torch.tensor([ids + made])).logits[0, -1].float()
+            scores[~torch.from_numpy(row.allowed()[: scores.shape[0]])] = float("-inf")
+            made.append(int(scores.argmax()))
+            logprobs.append(float(torch.log_softmax(scores, -1)[made[-1]]))
+            row.accept(made[-1])
+    return lm.tokenizer.decode(made, skip_special_tokens=True), logprobs
+
+
+def test_hf_a_constrained_row_decodes_as_generate_did_and_streams_token_by_token(tiny) -> None:
+    order = _ask("An order, please", response_format=_rf(ORDER), max_tokens=60, logprobs=2)
+    label = _ask("Was it good?", choice=LABELS, logprobs=3, max_tokens=12)
+    plain = _ask("The river runs past the old mill", max_tokens=20)
+    out = tiny.generate([order, plain, label])
+    for gen, request in ((out[0], order), (out[2], label)):
+        _check(gen, request)
+        text, logprobs = _reference(tiny, request)
+        assert gen.text == text
+        assert [e["logprob"] for e in gen.logprobs or []] == pytest.approx(logprobs, abs=1e-3)
+    chunks = [c.text for c in tiny.stream(order) if c.text]
+    assert len(chunks) > 5, "a constrained stream arrives token by token, not whole"
+    assert "".join(chunks) == out[0].text
 
 
 def test_a_thinking_row_thinks_freely_then_answers_to_the_constraint(tiny) -> None:

@@ -426,11 +426,10 @@ def test_stream_stops_when_abandoned(tiny: HuggingFaceBackend) -> None:
     try:
         stream = tiny.stream(chat(QUESTIONS[2], max_tokens=5000))
         next(stream)
-        stream.close()  # ends the generation thread instead of letting it run 5000 steps
+        stream.close()  # gives the slot back instead of letting it run 5000 steps
     finally:
         handle.remove()
     assert len(steps) < 200
-    assert not [t for t in threading.enumerate() if t.name == "adam-hf-stream"]
     assert tiny.generate_one(chat("Hi", max_tokens=3)).completion_tokens == 3
 
 
