@@ -75,5 +75,19 @@ def test_the_class_paths_old_run_dirs_recorded_still_import(old_runs: Path) -> N
     targets = [c["_target_"] for c in recorded.hydra.callbacks.values()]
     targets.append(recorded.hydra.job_logging.handlers.file["class"])
     assert targets == ["adam.sweep.SweepReport", "adam.sweep.SweepStatus", "adam.log_file.RunLogHandler"]
-    for target in targets:
-        assert get_class(target).__name__ == target.rsplit(".", 1)[1]
+    moved = [get_class(target) for target in targets]
+    assert [f"{cls.__module__}.{cls.__name__}" for cls in moved] == [
+        "adam.run.sweep.SweepReport",
+        "adam.run.sweep.SweepStatus",
+        "adam.run.log_file.RunLogHandler",
+    ]  # the same classes, not copies: the old name imports the moved module
+
+
+def test_every_moved_module_imports_by_its_old_name_as_the_same_module() -> None:
+    import importlib
+
+    from adam.moved_modules import MOVED
+
+    for old, new in MOVED.items():
+        assert importlib.import_module(old) is importlib.import_module(new), old
+        assert not (Path(__file__).parents[1] / (old.replace(".", "/") + ".py")).exists()  # only the alias is left

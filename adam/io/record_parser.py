@@ -32,7 +32,7 @@ from adam.protocol.openai import (
     refuse_unsupported,
     thinking_of,
 )
-from adam.sharding import shard_of_id
+from adam.run.sharding import shard_of_id
 
 log = logging.getLogger(__name__)
 

@@ -1,4 +1,4 @@
-"""The rules every run follows, a job's or a Batch API batch's (adam/run_session.py applies them): the stop policy
+"""The rules every run follows, a job's or a Batch API batch's (adam/run/run_session.py applies them): the stop policy
 and the progress it records between batches, resume bookkeeping, the outcome rule; and dry runs."""
 
 from __future__ import annotations
@@ -14,16 +14,16 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
-from adam.config import ModelKind
 from adam.errors import ConfigError, ExitCode
 from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import Record
 from adam.jobs.batching import JobStats, JobStopped
-from adam.manifest import MANIFEST_NAME, Manifest
-from adam.resume import Done, load_done
-from adam.sharding import job_shard, shard_records
-from adam.signals import StopRequest
-from adam.summary import RunSummary
+from adam.run.manifest import MANIFEST_NAME, Manifest
+from adam.run.resume import Done, load_done
+from adam.run.sharding import job_shard, shard_records
+from adam.run.signals import StopRequest
+from adam.run.summary import RunSummary
+from adam.settings.config import ModelKind
 
 log = logging.getLogger(__name__)
 

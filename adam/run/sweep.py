@@ -23,7 +23,7 @@ from hydra.experimental.callback import Callback
 from omegaconf import DictConfig
 
 from adam.errors import ExitCode, worst
-from adam.manifest import MANIFEST_NAME
+from adam.run.manifest import MANIFEST_NAME
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure

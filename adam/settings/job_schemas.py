@@ -13,9 +13,9 @@ from typing import Any, ClassVar
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from adam.config import ModelKind, at_least, check_generation
 from adam.errors import ConfigError
 from adam.io.result_tables import ResultsFormat
+from adam.settings.config import ModelKind, at_least, check_generation
 
 
 class Overflow(StrEnum):
@@ -42,11 +42,11 @@ class JobSpec:
     id_field: str = "id"  # field holding the record id
     text_field: str | None = None  # field holding the prompt or text, when not the usual one (prompt/messages, text)
     # records per backend call: batched decode on a CPU is ~7x one record at a time (bench/RESULTS.md), and size=auto
-    # plans its memory for this many sequences (adam/size_catalog.py default_batch)
+    # plans its memory for this many sequences (adam/planning/size_catalog.py default_batch)
     batch_size: int = 32
     window: int = 512  # records read ahead and sorted by length (or token count) to cut padding; bounds memory
     progress: bool = True  # tqdm bar on stderr (shown only when stderr is a terminal)
-    # Resume and failures (adam/resume.py)
+    # Resume and failures (adam/run/resume.py)
     resume: str | None = None  # a run dir to finish, or true: the newest run of this job with the same input and model
     retry_errors: bool = False  # with resume: run again the records that failed at the backend
     dry_run: bool = False  # validate the config and the whole input, load no model, report what would run
@@ -54,7 +54,7 @@ class JobSpec:
     # stop (exit 4, resumable) after this many backend errors in a row; null: never
     max_consecutive_failures: int | None = 100
     allow_empty: bool = False  # an input that holds no records: exit 0 instead of 5 (no record succeeded)
-    # Sharding (adam/sharding.py, docs/scale-out.md): this run takes the records whose id hashes to job.shard, modulo
+    # Sharding (run/sharding.py, docs/scale-out.md): this run takes the records whose id hashes to job.shard, modulo
     # job.num_shards; sweep job.shard='range(0,N)' and combine the shards with job=merge
     shard: int = 0
     num_shards: int = 1
@@ -113,7 +113,7 @@ class EmbedJob(JobSpec):
     parquet: bool = True  # also write embeddings.parquet
     query_task: str | None = None  # every record is a query for this task (size.query_instruction); null: documents
     overflow: Overflow = Overflow.truncate  # texts over the model's max length: truncate (as sentence-transformers)
-    store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/embed_store.py)
+    store: str | None = None  # SQLite embedding store: embed only new or changed texts (adam/io/embed_store.py)
     store_text: bool = True  # with store: keep each text beside its hash, so job=search hits carry it; false: hashes
     prune: bool = False  # with store: remove ids that are no longer in the input
     prune_max_fraction: float = 0.5  # with prune: refuse (exit 4) to remove more of the store's records; 1.0: any

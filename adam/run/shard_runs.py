@@ -17,9 +17,9 @@ from pathlib import Path
 from typing import Any
 
 from adam.errors import ConfigError, RunDirLocked
-from adam.locks import RunDirLock
-from adam.manifest import MANIFEST_NAME
-from adam.resume import RESUMABLE_KEYS, config_changes
+from adam.run.locks import RunDirLock
+from adam.run.manifest import MANIFEST_NAME
+from adam.run.resume import RESUMABLE_KEYS, config_changes
 
 FINISHED = ("completed", "partial", "all_failed", "empty")  # statuses whose run dir holds every record of its shard
 MERGEABLE_JOBS = ("generate", "embed")

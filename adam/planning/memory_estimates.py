@@ -12,8 +12,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from adam.config import ModelKind, SizeSpec
 from adam.errors import ConfigError
+from adam.settings.config import ModelKind, SizeSpec
 
 GIB = 1024**3
 # Bytes per parameter. bitsandbytes keeps embeddings and norms unquantized and stores scales per block,

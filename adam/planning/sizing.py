@@ -21,13 +21,12 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from adam import hardware
-from adam.catalog import CONFIG_MODULE
-from adam.config import ONNX_ARCHITECTURES, DomainSpec, ModelKind, Quantization, SizeSpec, to_spec
-from adam.cpu_speed import CpuSpeed, speed_for, tokens_per_s
 from adam.errors import ConfigError, ModelNotFoundError
-from adam.memory_estimates import check_long_context, estimate
-from adam.memory_plan import (
+from adam.planning import hardware
+from adam.planning.catalog import CONFIG_MODULE
+from adam.planning.cpu_speed import CpuSpeed, speed_for, tokens_per_s
+from adam.planning.memory_estimates import check_long_context, estimate
+from adam.planning.memory_plan import (
     BackendTraits,
     Fit,
     Plan,
@@ -44,7 +43,8 @@ from adam.memory_plan import (
     quantization_of,
     traits_of,
 )
-from adam.size_catalog import AUTO, AUTO_FAMILY, catalog, default_batch, families, load_size
+from adam.planning.size_catalog import AUTO, AUTO_FAMILY, catalog, default_batch, families, load_size
+from adam.settings.config import ONNX_ARCHITECTURES, DomainSpec, ModelKind, Quantization, SizeSpec, to_spec
 
 log = logging.getLogger(__name__)
 

@@ -13,10 +13,10 @@ from importlib import resources
 
 from omegaconf import OmegaConf
 
-from adam.catalog import CONFIG_MODULE
-from adam.catalog import sizes as size_options
-from adam.config import ModelKind, SizeSpec, to_spec
-from adam.job_schemas import JOB_SCHEMAS
+from adam.planning.catalog import CONFIG_MODULE
+from adam.planning.catalog import sizes as size_options
+from adam.settings.config import ModelKind, SizeSpec, to_spec
+from adam.settings.job_schemas import JOB_SCHEMAS
 
 AUTO = "auto"
 AUTO_FAMILY = "qwen3"  # size=auto picks from this family unless size.family says otherwise
@@ -59,7 +59,7 @@ def families(kind: ModelKind) -> list[str]:
 
 
 def default_batch(kind: ModelKind | str) -> int:
-    """job.batch_size of the job that runs ``kind``, as its schema holds it (adam/job_schemas.py): size=auto and
+    """job.batch_size of the job that runs ``kind``, as its schema holds it (settings/job_schemas.py): size=auto and
     job=info plan for it when the job has no batch_size of its own, so the two recommend the same size."""
     job = JOB_OF_KIND[str(getattr(kind, "value", kind))]
     return int(JOB_SCHEMAS[job].batch_size)  # type: ignore[attr-defined]

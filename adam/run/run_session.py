@@ -1,6 +1,6 @@
 """One run in a run dir: its lock, manifest, resume, writer, counts, stop policy, batch loop and outcome, in one object.
 
-Every door drives it: the CLI runner (adam/runner.py) for ``python -m adam``, and a Batch API batch
+Every door drives it: the CLI runner (adam/run/runner.py) for ``python -m adam``, and a Batch API batch
 (adam/server/batch_run.py). The steps, in order:
 
 - ``with RunSession(...)``: the run-dir lock (RunDirLocked when another process holds it);
@@ -32,11 +32,19 @@ from adam.errors import ConfigError, ExitCode, RunStopped, is_disk_full
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
 from adam.jobs.batching import JobStats, Progress, run_batches
-from adam.locks import RunDirLock
-from adam.manifest import Manifest
-from adam.resume import Done, load_done, remove_stale_temp_files
-from adam.run_control import StopPolicy, after_batches, check_same_model, outcome, previous_manifest, resume_doc, totals
-from adam.signals import StopRequest
+from adam.run.locks import RunDirLock
+from adam.run.manifest import Manifest
+from adam.run.resume import Done, load_done, remove_stale_temp_files
+from adam.run.run_control import (
+    StopPolicy,
+    after_batches,
+    check_same_model,
+    outcome,
+    previous_manifest,
+    resume_doc,
+    totals,
+)
+from adam.run.signals import StopRequest
 
 log = logging.getLogger(__name__)
 

@@ -22,12 +22,12 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam.atomic import write_atomic
-from adam.config import SizeSpec
 from adam.errors import ConfigError
 from adam.io.readers import RecordReader, input_exists
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import ERRORS_NAME, RESULTS_NAME, dumps_line
-from adam.manifest import MANIFEST_NAME
+from adam.run.manifest import MANIFEST_NAME
+from adam.settings.config import SizeSpec
 
 log = logging.getLogger(__name__)
 

@@ -24,9 +24,9 @@ from adam.backends.huggingface import HuggingFaceBackend
 from adam.backends.llamacpp import LlamaCppBackend
 from adam.backends.ollama import OllamaBackend
 from adam.backends.openai import OpenAIBackend
-from adam.config import AdamConfig, DomainSpec, HardwareSpec, SizeSpec
-from adam.job_schemas import JOB_SCHEMAS
 from adam.paths import scratch_runs_root
+from adam.settings.config import AdamConfig, DomainSpec, HardwareSpec, SizeSpec
+from adam.settings.job_schemas import JOB_SCHEMAS
 
 BACKENDS: dict[str, type] = {
     "huggingface": HuggingFaceBackend,

@@ -7,7 +7,7 @@ pass, so compute alone bounds it. The bounds are divided by what adam reaches in
 decode of the demo model reached 16% of its compute bound, MiniLM embedding about half): the estimates are good to
 a factor of two or three, enough to rule out a model that is ten times too slow.
 
-The machine is measured once per process (adam.hardware.measure_speed: a float32 matmul and an array copy, ~0.2 s),
+The machine is measured once per process (hardware.measure_speed: a float32 matmul and an array copy, ~0.2 s),
 only when a CPU plan needs it; ``hardware.cpu_gflops`` and ``hardware.memory_bandwidth_gbs`` replace the measurement.
 """
 
@@ -15,9 +15,9 @@ from __future__ import annotations
 
 from typing import Any
 
-from adam.config import ModelKind, SizeSpec
-from adam.hardware import CpuSpeed, cpu_speed_of
-from adam.memory_estimates import BYTES_PER_PARAM
+from adam.planning.hardware import CpuSpeed, cpu_speed_of
+from adam.planning.memory_estimates import BYTES_PER_PARAM
+from adam.settings.config import ModelKind, SizeSpec
 
 __all__ = ["CpuSpeed", "floor_for", "speed_for", "tokens_per_s"]
 

@@ -160,7 +160,7 @@ class Probe:
     gpus: Callable[[], list[GpuInfo]] = _nvidia_smi_gpus
     mps: Callable[[], bool] = _mps_available
     cpu_count: Callable[[], int] = _cpu_count
-    speed: Callable[[], CpuSpeed] = measure_speed  # measured only when a CPU plan weighs speed (adam/cpu_speed.py)
+    speed: Callable[[], CpuSpeed] = measure_speed  # measured only when a CPU plan weighs speed (cpu_speed.py)
 
     def read(self, path: str) -> str | None:
         """The text of a file under the root, or None."""

@@ -1,7 +1,7 @@
 """run(cfg) -> RunSummary: check the config, build the backend, run the job, record the outcome.
 
 No model code lives here, nor the run's bookkeeping: the run dir's lock, manifest, resume, writer, stop policy,
-batch loop and outcome are adam/run_session.py's, which a Batch API batch drives too; this module says where the
+batch loop and outcome are adam/run/run_session.py's, which a Batch API batch drives too; this module says where the
 records come from (job.input) and what stops the run (signals, job limits). Config mistakes fail in
 ``preflight`` before any model loads; a
 BackendError is a record's problem (an error line), a BackendUnavailable or an interrupt stops
@@ -22,22 +22,22 @@ from hydra.utils import instantiate
 from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.base import ModelBackend
-from adam.config import ModelKind
 from adam.errors import AdamError, ConfigError, ExitCode, NoRecords, RunStopped, is_disk_full
 from adam.io.readers import RecordReader, input_exists
-from adam.job_schemas import check_values
 from adam.jobs.batching import JobStats, JobStopped
 from adam.jobs.context import JobContext
 from adam.jobs.kinds import JOBS, JobKind
 from adam.jobs.share import share_model
-from adam.launchers import default_threads
-from adam.resume import choose_run_dir, job_input_sha256, read_manifest, rerun_command, resume_command, wants_resume
-from adam.run_control import dry_run
-from adam.run_session import RunSession
-from adam.shard_runs import FINISHED
-from adam.signals import Interrupted, StopRequest, stop_on_signals
-from adam.sizing import resolve_auto
-from adam.summary import RunSummary
+from adam.planning.sizing import resolve_auto
+from adam.run.launchers import default_threads
+from adam.run.resume import choose_run_dir, job_input_sha256, read_manifest, rerun_command, resume_command, wants_resume
+from adam.run.run_control import dry_run
+from adam.run.run_session import RunSession
+from adam.run.shard_runs import FINISHED
+from adam.run.signals import Interrupted, StopRequest, stop_on_signals
+from adam.run.summary import RunSummary
+from adam.settings.config import ModelKind
+from adam.settings.job_schemas import check_values
 
 log = logging.getLogger(__name__)
 
@@ -150,8 +150,8 @@ def run(cfg: DictConfig) -> RunSummary:
     # ends it as soon as the step under way returns (at once while it reads), with a manifest that says so. A dry
     # run does not: nothing there would check.
     with stop_on_signals() if (batch and not dry) or kind.restartable else contextlib.nullcontext() as signalled:
-        resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/sizing.py)
-        default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (adam/launchers.py)
+        resolve_auto(cfg)  # size=auto, quantization=auto, size.long_context: the one place (adam/planning/sizing.py)
+        default_threads(cfg)  # a multirun on a parallel launcher: the cores divided among its jobs (launchers.py)
         resuming = batch and wants_resume(cfg.job)
         if resuming:
             with signalled.reading() if signalled is not None else contextlib.nullcontext():  # it hashes the input

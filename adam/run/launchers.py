@@ -50,7 +50,7 @@ def default_threads(cfg: DictConfig) -> int | None:
     hydra = HydraConfig.get()
     if hydra.mode != RunMode.MULTIRUN:
         return None
-    from adam.hardware import current_probe
+    from adam.planning.hardware import current_probe
 
     cores = current_probe().cpu_count()
     threads = launcher_threads(hydra.launcher, cores)

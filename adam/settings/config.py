@@ -12,8 +12,8 @@ from typing import Any
 
 from omegaconf import MISSING, DictConfig, OmegaConf
 
-from adam import catalog
 from adam.errors import ConfigError
+from adam.planning import catalog
 
 
 class ModelKind(StrEnum):
@@ -82,7 +82,7 @@ class SizeSpec:
     pooling: Pooling | None = None  # embedding pooling; null means the model's own default
     max_seq_length: int | None = None  # embedding truncation length; null means context_length
     description: str = ""
-    # Long context, embeddings and memory estimates (adam/memory_estimates.py); null where a size does not have them.
+    # Long context, embeddings and memory estimates (planning/memory_estimates.py); null where a size lacks them.
     long_context: bool = False  # true: extend the context with YaRN rope scaling to long_context_length
     # context with YaRN; null: no long-context mode (Qwen3 below 4B, the embedders, and sizes whose native context is
     # already long: the 2507 updates' 256k, Llama 3.1's and Phi-3-128k's 128k)
