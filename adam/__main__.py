@@ -73,7 +73,7 @@ def _hydra_task() -> Callable[[], object]:
     """_task as Hydra's entry point: it reads the command line and composes the config."""
     import hydra
 
-    import adam.settings.backend_schemas  # noqa: F401  (registers the config schemas, backends included)
+    import adam.backends.schemas  # noqa: F401  (registers the config schemas, backends included)
     from adam.settings.help_text import defer_group_listing
 
     defer_group_listing()  # --help: one config load, not one per config group

@@ -19,7 +19,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    import adam.settings.backend_schemas  # noqa: F401  (registers the schemas)
+    import adam.backends.schemas  # noqa: F401  (registers the schemas)
 
     gh = GlobalHydra.instance()
     outer = gh.hydra if gh.is_initialized() else None  # the app we may be running inside

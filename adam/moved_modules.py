@@ -16,7 +16,7 @@ import sys
 from types import ModuleType
 
 MOVED = {
-    "adam.catalog": "adam.planning.catalog",
+    "adam.catalog": "adam.settings.catalog",
     "adam.config": "adam.settings.config",
     "adam.config_errors": "adam.settings.config_errors",
     "adam.cpu_speed": "adam.planning.cpu_speed",
@@ -35,9 +35,9 @@ MOVED = {
     "adam.run_control": "adam.run.run_control",
     "adam.run_session": "adam.run.run_session",
     "adam.runner": "adam.run.runner",
-    "adam.schemas": "adam.settings.backend_schemas",
+    "adam.schemas": "adam.backends.schemas",
     "adam.shard_runs": "adam.run.shard_runs",
-    "adam.sharding": "adam.run.sharding",
+    "adam.sharding": "adam.io.sharding",
     "adam.signals": "adam.run.signals",
     "adam.size_catalog": "adam.planning.size_catalog",
     "adam.sizing": "adam.planning.sizing",

@@ -16,12 +16,12 @@ from adam.backends import hf_loading
 from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError
 from adam.jobs.share import share_model
 from adam.planning import tiers
-from adam.planning.catalog import sizes as size_options
 from adam.planning.hardware import Environment, GpuInfo, HardwareReport
 from adam.planning.memory_estimates import GIB, check_long_context, estimate
 from adam.planning.size_catalog import catalog, load_size
 from adam.planning.sizing import resolve_auto
 from adam.run.runner import build_backend, run
+from adam.settings.catalog import sizes as size_options
 from adam.settings.config import ModelKind, Thinking
 from adam.sharing.gguf_export import check_architecture, export_gguf
 

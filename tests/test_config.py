@@ -10,9 +10,9 @@ from omegaconf import OmegaConf
 
 from adam.backends.base import ModelBackend
 from adam.errors import ConfigError
-from adam.planning import catalog
 from adam.planning.sizing import resolve_auto
 from adam.run.runner import build_backend
+from adam.settings import catalog
 from adam.settings.config import ModelKind, SizeSpec, to_spec
 
 QWEN3 = {

@@ -18,8 +18,8 @@ from helpers import REPO
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from adam.planning.catalog import CONFIG_MODULE
-from adam.settings.backend_schemas import BACKENDS, backend_schema
+from adam.backends.schemas import BACKENDS, backend_schema
+from adam.settings.catalog import CONFIG_MODULE
 from adam.settings.config import AdamConfig, DomainSpec, HardwareSpec, ShareSpec, SizeSpec
 from adam.settings.job_schemas import JOB_SCHEMAS
 
@@ -143,7 +143,7 @@ def test_the_server_options_are_the_serve_jobs() -> None:
 
 
 # The modules whose literals *are* the defaults: the schemas, and the backends' constructors
-# (adam/settings/backend_schemas.py).
+# (adam/backends/schemas.py).
 SOURCES = {"adam/settings/config.py", "adam/settings/job_schemas.py"}
 # Same name and number as a schema default, but another thing: why each one is not a copy.
 NOT_COPIES = {

@@ -11,7 +11,7 @@ from helpers import REPO
 
 PACKAGE = REPO / "adam"
 # Layers from the bottom: a module may import its own layer and the ones below, never one above.
-LOWER = ("adam.errors", "adam.settings.config", "adam.io", "adam.protocol", "adam.hashing", "adam.planning.catalog")
+LOWER = ("adam.errors", "adam.settings.config", "adam.io", "adam.protocol", "adam.hashing", "adam.settings.catalog")
 UPPER = ("adam.jobs", "adam.run.runner", "adam.server", "adam.manager", "adam.__main__")
 
 

@@ -1,4 +1,4 @@
-"""The models loaded in this process, so nothing loads twice (the config options are in adam.planning.catalog)."""
+"""The models loaded in this process, so nothing loads twice (the config options are in adam.settings.catalog)."""
 
 from __future__ import annotations
 

@@ -377,8 +377,8 @@ def _sizes_with_ollama_tag() -> list[str]:
 
     import yaml
 
-    from adam.planning import catalog
-    from adam.planning.catalog import CONFIG_MODULE
+    from adam.settings import catalog
+    from adam.settings.catalog import CONFIG_MODULE
 
     folder = resources.files(CONFIG_MODULE).joinpath("size")
     names = []

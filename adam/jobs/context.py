@@ -13,9 +13,9 @@ from adam.engine import Engine, Outcome
 from adam.errors import BackendError, NoRecords
 from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import InvalidRecord, Record
+from adam.io.sharding import job_shard, shard_records
 from adam.io.writers import RunWriter
 from adam.jobs.batching import JobStats, JobStopped, Progress, run_batches
-from adam.run.sharding import job_shard, shard_records
 from adam.run.signals import StopRequest
 
 if TYPE_CHECKING:

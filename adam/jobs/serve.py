@@ -17,7 +17,7 @@ from adam.engine import Engine
 from adam.errors import ConfigError
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
-from adam.planning import catalog
+from adam.settings import catalog
 from adam.settings.config import ModelKind
 from adam.settings.job_schemas import ServeJob
 

@@ -18,10 +18,10 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.errors import ConfigError
 from adam.planning import hardware
-from adam.planning.catalog import sizes as size_options
 from adam.planning.cpu_speed import CpuSpeed, floor_for, tokens_per_s
 from adam.planning.memory_estimates import Estimate, estimate
 from adam.planning.size_catalog import AUTO, AUTO_FAMILY, catalog, default_batch, load_size
+from adam.settings.catalog import sizes as size_options
 from adam.settings.config import ModelKind, Quantization, SizeSpec
 
 Fit = tuple[SizeSpec, Estimate]

@@ -13,8 +13,8 @@ from importlib import resources
 
 from omegaconf import OmegaConf
 
-from adam.planning.catalog import CONFIG_MODULE
-from adam.planning.catalog import sizes as size_options
+from adam.settings.catalog import CONFIG_MODULE
+from adam.settings.catalog import sizes as size_options
 from adam.settings.config import ModelKind, SizeSpec, to_spec
 from adam.settings.job_schemas import JOB_SCHEMAS
 

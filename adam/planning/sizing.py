@@ -23,7 +23,6 @@ from omegaconf import DictConfig, OmegaConf
 
 from adam.errors import ConfigError, ModelNotFoundError
 from adam.planning import hardware
-from adam.planning.catalog import CONFIG_MODULE
 from adam.planning.cpu_speed import CpuSpeed, speed_for, tokens_per_s
 from adam.planning.memory_estimates import check_long_context, estimate
 from adam.planning.memory_plan import (
@@ -44,6 +43,7 @@ from adam.planning.memory_plan import (
     traits_of,
 )
 from adam.planning.size_catalog import AUTO, AUTO_FAMILY, catalog, default_batch, families, load_size
+from adam.settings.catalog import CONFIG_MODULE
 from adam.settings.config import ONNX_ARCHITECTURES, DomainSpec, ModelKind, Quantization, SizeSpec, to_spec
 
 log = logging.getLogger(__name__)

@@ -16,10 +16,10 @@ from typing import Any
 
 from omegaconf import OmegaConf
 
-from adam.planning.catalog import CONFIG_MODULE
 from adam.planning.memory_estimates import estimate
 from adam.planning.memory_plan import quantization_of
 from adam.planning.size_catalog import load_size
+from adam.settings.catalog import CONFIG_MODULE
 from adam.settings.config import HardwareSpec, ModelKind, Quantization, SizeSpec, to_spec
 
 TIER_PROFILES = ("cpu", "gpu_low", "gpu_mid", "gpu_high")
@@ -159,7 +159,7 @@ def markdown_table(context: int = CONTEXT) -> str:
 
 def catalog_table() -> str:
     """Every generation size size=auto can plan for, as a Markdown table of the facts the estimates use."""
-    from adam.planning import catalog
+    from adam.settings import catalog
 
     lines = [
         "| size | family | Hugging Face id | Ollama tag | context | layers | KV heads x size | notes |",

@@ -17,10 +17,10 @@ from adam.backends.base import ModelBackend
 from adam.errors import ConfigError, ExitCode
 from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import Record
+from adam.io.sharding import job_shard, shard_records
 from adam.jobs.batching import JobStats, JobStopped
 from adam.run.manifest import MANIFEST_NAME, Manifest
 from adam.run.resume import Done, load_done
-from adam.run.sharding import job_shard, shard_records
 from adam.run.signals import StopRequest
 from adam.run.summary import RunSummary
 from adam.settings.config import ModelKind

@@ -13,7 +13,7 @@ from typing import Any
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from adam.errors import ConfigError
-from adam.planning import catalog
+from adam.settings import catalog
 
 
 class ModelKind(StrEnum):

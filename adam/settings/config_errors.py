@@ -22,7 +22,7 @@ from hydra.errors import ConfigCompositionException, MissingConfigException, Ove
 from omegaconf.errors import ConfigAttributeError, ConfigKeyError, ValidationError
 
 from adam.errors import ExitCode, first_line
-from adam.planning import catalog
+from adam.settings import catalog
 
 _UNWRITABLE = frozenset({errno.EROFS, errno.EACCES, errno.EPERM, errno.ENOSPC, errno.EDQUOT})
 

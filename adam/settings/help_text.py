@@ -4,7 +4,7 @@ Hydra's help fills every placeholder of its template before it looks at the temp
 for $APP_CONFIG_GROUPS and $HYDRA_CONFIG_GROUPS whether the template shows them or not, and each group it lists
 deep-copies the whole config repository (every schema in the ConfigStore). With the catalog's sizes and the
 launcher presets that was about 80 copies, 2 of the 2.5 seconds --help took. adam's template
-(conf/hydra/help/adam.yaml) lists the groups from the conf/ folders instead (planning.catalog via ${adam_groups:}), so
+(conf/hydra/help/adam.yaml) lists the groups from the conf/ folders instead (settings/catalog.py, ${adam_groups:}), so
 the listing is deferred here until a template asks for it: --hydra-help, whose template does, still gets it.
 """
 

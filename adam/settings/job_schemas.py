@@ -14,8 +14,15 @@ from typing import Any, ClassVar
 from omegaconf import MISSING, DictConfig, OmegaConf
 
 from adam.errors import ConfigError
-from adam.io.result_tables import ResultsFormat
 from adam.settings.config import ModelKind, at_least, check_generation
+
+
+class ResultsFormat(StrEnum):
+    """The files a generate run writes its results to (job.results_format)."""
+
+    jsonl = "jsonl"  # results.jsonl: always written, the run's record
+    csv = "csv"  # results.csv
+    parquet = "parquet"  # results.parquet
 
 
 class Overflow(StrEnum):

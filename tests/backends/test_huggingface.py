@@ -71,7 +71,7 @@ def test_import_and_instantiate_do_not_import_torch(tiny_qwen3_dir: Path) -> Non
 import sys
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
-import adam.settings.backend_schemas
+import adam.backends.schemas
 import adam.backends.huggingface
 with initialize_config_module("adam.conf", version_base="1.3"):
     cfg = compose("config", overrides=["size=local", "size.path={tiny_qwen3_dir}", "hardware=cpu"])
