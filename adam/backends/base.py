@@ -184,6 +184,10 @@ class ModelBackend(ABC):
         """Settings job=info suggests for this model on this machine (a faster runtime); never loads anything."""
         return []
 
+    def queued(self) -> int:
+        """Requests waiting in this backend's own scheduler for a slot (0 without one)."""
+        return 0
+
     def load(self) -> None:
         """Load the model now instead of on first use."""
 

@@ -335,6 +335,11 @@ class HuggingFaceBackend(ModelBackend):
         return list(self.tokenizer()(text, add_special_tokens=add_special)["input_ids"])
 
     # ----------------------------------------------------------------- generation
+    def queued(self) -> int:
+        """Requests waiting in the scheduler for a slot (0 before it starts)."""
+        scheduler = self._scheduler
+        return scheduler.waiting if scheduler is not None else 0
+
     def scheduler(self) -> Scheduler:
         """The one loop that decodes for every caller of this backend (started with the first generation)."""
         with self._lock:

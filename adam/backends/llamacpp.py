@@ -174,6 +174,11 @@ class LlamaCppBackend(ModelBackend):
                 self._decoder = native.BatchDecoder(context)
             return self._decoder
 
+    def queued(self) -> int:
+        """Requests waiting in the scheduler for a slot (0 before it starts)."""
+        scheduler = self._scheduler
+        return scheduler.waiting if scheduler is not None else 0
+
     def scheduler(self) -> Scheduler:
         """The one loop that decodes for every caller of this backend (started with the model)."""
         with self._lock:

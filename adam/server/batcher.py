@@ -117,8 +117,8 @@ class Batcher:
 
     @property
     def queue_depth(self) -> int:
-        """Requests waiting for the model now."""
-        return self._queue.qsize()
+        """Requests waiting for the model now: on the worker's queue, and in the backend's scheduler."""
+        return self._queue.qsize() + self.engine.backend.queued()
 
     # ----------------------------------------------------------------- what routes call
     async def generate(self, request: GenerationRequest) -> Generation:

@@ -97,11 +97,13 @@ def test_an_interactive_request_overtakes_queued_batch_work(scheduler) -> None:
     _until(lambda: len(stepper.admitted) == 2)
     batch += [scheduler.submit(6) for _ in range(4)]
     chat = scheduler.submit(2, Priority.interactive)
+    assert scheduler.waiting == 5  # the first step is held: nothing else was admitted yet
     stepper.gate.set()
     assert "".join(e.text for e in chat) == "ab"
     assert ["".join(e.text for e in t) for t in batch] == ["abcdef"] * 6
     # it started in the kept slot at once, ahead of the four batch requests queued before it
     assert stepper.admitted == [batch[0].key, batch[1].key, chat.key] + [t.key for t in batch[2:]]
+    assert scheduler.waiting == 0
     assert max(stepper.sizes) == 3
 
 
