@@ -5,7 +5,10 @@ from __future__ import annotations
 from importlib import metadata
 from typing import TYPE_CHECKING, Any
 
+from adam import moved_modules
 from adam.errors import DISTRIBUTION
+
+moved_modules.install()  # old module paths (recorded in run dirs made before the move) still import
 
 try:
     __version__ = metadata.version(DISTRIBUTION)

@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from omegaconf import DictConfig
 
 log = logging.getLogger("adam")
-_run_status: int = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (adam/sweep.py)
+_run_status: int = ExitCode.OK  # a single run's status; a multirun's is read from its jobs' manifests (run/sweep.py)
 
 
 def _task(cfg: DictConfig) -> int:
@@ -27,7 +27,7 @@ def _task(cfg: DictConfig) -> int:
     from hydra.core.hydra_config import HydraConfig
     from hydra.types import RunMode
 
-    from adam.runner import run
+    from adam.run.runner import run
 
     try:
         summary = run(cfg)
@@ -59,7 +59,7 @@ def _record_failure(cfg: DictConfig, message: str, code: int) -> None:
     """Leave a failed manifest in the job's dir, so a sweep report lists the job with its error."""
     from hydra.core.hydra_config import HydraConfig
 
-    from adam.manifest import record_failure
+    from adam.run.manifest import record_failure
 
     try:
         run_dir = Path(HydraConfig.get().runtime.output_dir)
@@ -73,8 +73,8 @@ def _hydra_task() -> Callable[[], object]:
     """_task as Hydra's entry point: it reads the command line and composes the config."""
     import hydra
 
-    import adam.schemas  # noqa: F401  (registers the config schemas, backends included)
-    from adam.help_text import defer_group_listing
+    import adam.backends.schemas  # noqa: F401  (registers the config schemas, backends included)
+    from adam.settings.help_text import defer_group_listing
 
     defer_group_listing()  # --help: one config load, not one per config group
 
@@ -84,8 +84,8 @@ def _hydra_task() -> Callable[[], object]:
 def main() -> None:
     """Entry point of `python -m adam` and the `adam` script."""
     try:
-        from adam.config_errors import one_line_config_errors
-        from adam.sweep import ended_sweeps_status
+        from adam.run.sweep import ended_sweeps_status
+        from adam.settings.config_errors import one_line_config_errors
 
         task = _hydra_task()
         with one_line_config_errors():

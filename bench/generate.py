@@ -90,10 +90,10 @@ def machine_bounds(parameters: int, weight_bytes: int) -> tuple[float, float, fl
 def _one_model(sec: Section, label: str, size_overrides: list[str], n: int, one_n: int, reps: int) -> None:
     import torch
 
+    from adam.backends.loaded_models import loaded_models
     from adam.engine import Settings
-    from adam.registry import loaded_models
-    from adam.runner import build_backend
-    from adam.runner import run as adam_run
+    from adam.run.runner import build_backend
+    from adam.run.runner import run as adam_run
 
     work = fresh_dir("generate")
     prompts = make_prompts(n)

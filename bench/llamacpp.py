@@ -67,10 +67,10 @@ def run(*, quick: bool = False) -> Section:
 
 
 def _measure(sec: Section, llama_cpp: Any, work: Path, n: int, reps: int, threads: int) -> None:
+    from adam.backends.loaded_models import loaded_models
     from adam.engine import Settings
-    from adam.registry import loaded_models
-    from adam.runner import build_backend
-    from adam.runner import run as adam_run
+    from adam.run.runner import build_backend
+    from adam.run.runner import run as adam_run
 
     source = work / "prompts.jsonl"
     source.write_text("".join(json.dumps({"id": f"p{i}", "prompt": p}) + "\n" for i, p in enumerate(make_prompts(n))))
@@ -223,9 +223,9 @@ def _phases(backend: Any, requests: list[Any], threads: int) -> str:
 def _embeddings(sec: Section, work: Path, n: int, threads: int) -> None:
     """job=embed on MiniLM: backend=llamacpp on its BERT GGUF against backend=huggingface, interleaved."""
     from adam.backends.hf_loading import resolve_source
-    from adam.config import SizeSpec, to_spec
-    from adam.registry import loaded_models
-    from adam.runner import run as adam_run
+    from adam.backends.loaded_models import loaded_models
+    from adam.run.runner import run as adam_run
+    from adam.settings.config import SizeSpec, to_spec
 
     spec = importlib.util.spec_from_file_location("adam_bert_gguf", ROOT / "tests" / "bert_gguf.py")
     assert spec is not None and spec.loader is not None

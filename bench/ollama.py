@@ -109,7 +109,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def run(*, quick: bool = False) -> Section:
     """Generation at concurrency 8 vs 1, and how many requests embedding 1,000 texts takes."""
-    from adam.runner import run as adam_run
+    from adam.run.runner import run as adam_run
 
     n = 200
     n_embed = 1000

@@ -41,7 +41,7 @@ import json, sys
 from pathlib import Path
 from bench.common import compose, peak_rss_mb, setup_env
 setup_env()
-from adam.runner import run
+from adam.run.runner import run
 n, source, run_dir, *overrides = int(sys.argv[1]), sys.argv[2], sys.argv[3], *sys.argv[4:]
 summary = run(compose(["job=embed", "size=minilm", "hardware=cpu", f"job.input={source}", *overrides], Path(run_dir)))
 assert summary.stats.ok == n, summary

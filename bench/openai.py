@@ -150,7 +150,7 @@ class _Handler(BaseHTTPRequestHandler):
 
 def run(*, quick: bool = False) -> Section:
     """Generation at concurrency 8 vs 1, and how many requests embedding 1,000 texts takes."""
-    from adam.runner import run as adam_run
+    from adam.run.runner import run as adam_run
 
     n, n_embed, embed_batch = 200, 1000, 32
     reps = 2 if quick else 3

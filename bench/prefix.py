@@ -37,7 +37,7 @@ def run(*, quick: bool = False) -> Section:
         sec.lines.append(f"- skipped: llama-cpp-python is not importable ({type(err).__name__}: {err})")
         return sec
     from adam.backends.base import GenerationRequest
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     backend = build_backend(compose(["backend=llamacpp", "size=demo", "hardware=cpu"], fresh_dir("prefix")))
     backend.load()

@@ -29,7 +29,7 @@ import json, sys, time
 from pathlib import Path
 from bench.common import compose, peak_rss_mb, setup_env
 setup_env()
-from adam.runner import run
+from adam.run.runner import run
 n, source, run_dir, extra = int(sys.argv[1]), sys.argv[2], sys.argv[3], sys.argv[4:]
 start = time.perf_counter()
 summary = run(compose(["backend=echo", f"job.input={source}", *extra], Path(run_dir)))
@@ -41,7 +41,7 @@ print(json.dumps({"seconds": time.perf_counter() - start,
 
 def run(*, quick: bool = False) -> Section:
     """Records/s of a whole echo job, in-process (several reps) and in a fresh process (peak memory)."""
-    from adam.runner import run as adam_run
+    from adam.run.runner import run as adam_run
 
     n = 50_000 if quick else 200_000
     reps = 2

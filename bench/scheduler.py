@@ -81,7 +81,7 @@ def _pct(values: list[float], q: int) -> float:
 def _engine(overrides: list[str]) -> Any:
     from adam.engine import Engine
     from adam.manager import compose_config
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     cfg = compose_config(["job=serve", "size=demo", *HARDWARE, *overrides, f"hydra.run.dir={fresh_dir('sched')}"])
     backend = build_backend(cfg)
@@ -177,7 +177,7 @@ def _interactive_first(sec: Section, quick: bool, *overrides: str) -> None:
 def _throughput(sec: Section, quick: bool) -> None:
     from adam.backends.base import GenerationRequest
     from adam.manager import compose_config
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     def backend_with(*overrides: str) -> Any:
         cfg = compose_config(["size=demo", *HARDWARE, "backend=llamacpp", *overrides])
@@ -221,7 +221,7 @@ def _throughput(sec: Section, quick: bool) -> None:
 def _hf_throughput(sec: Section, requests: list[Any], reps: int) -> None:
     """The HF backend: a job's batch through the scheduler and hf_decode, against one generate() call as before."""
     from adam.manager import compose_config
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     backend = build_backend(compose_config(["size=demo", "hardware=cpu", "backend=huggingface"]))
     backend.load()
@@ -325,7 +325,7 @@ def _hf_join(sec: Section, quick: bool) -> None:
 
 def run(*, quick: bool = False) -> Section:
     """Streams under load on both in-process backends, interactive first and throughput on llamacpp."""
-    from adam.registry import loaded_models
+    from adam.backends.loaded_models import loaded_models
 
     sec = Section(
         f"Scheduler: streams under load, interactive first, throughput (demo model, greedy, max_tokens={MAX_TOKENS})",

@@ -51,10 +51,10 @@ def run(*, quick: bool = False) -> Section:
     """The demo model behind adam's server: N requests together against the same requests one at a time."""
     import torch
 
+    from adam.backends.loaded_models import loaded_models
     from adam.engine import Engine
     from adam.manager import compose_config
-    from adam.registry import loaded_models
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
     from adam.server.app import create_app
     from adam.server.listen import BackgroundServer
     from adam.server.state import ServeOptions

@@ -24,7 +24,7 @@ BACKENDS = (
 def run(*, quick: bool = False) -> Section:
     """Both backends, free then constrained, a few repetitions each."""
     from adam.backends.base import GenerationRequest
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     examples = Path(__file__).resolve().parent.parent / "jobs" / "examples"
     schema = json.loads((examples / "ticket.schema.json").read_text(encoding="utf-8"))

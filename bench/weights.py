@@ -75,7 +75,7 @@ def _write_prompts(work: Path, n: int) -> Path:
 
 
 def _job(configs: list[Any], n: int, answers: dict[str, list[str]], tokens: dict[str, int], key: str) -> None:
-    from adam.runner import run as adam_run
+    from adam.run.runner import run as adam_run
 
     summary = adam_run(configs.pop(0))
     assert summary.stats.ok == n, summary
@@ -88,7 +88,7 @@ def _job(configs: list[Any], n: int, answers: dict[str, list[str]], tokens: dict
 
 def _demo(sec: Section, work: Path, n: int, reps: int, threads: int) -> float:
     """auto against as_is on the demo, alternating; the answers against transformers' float32. adam's auto rate."""
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     source = _write_prompts(work, n)
     common = ["size=demo", "hardware=cpu", f"hardware.threads={threads}", f"job.input={source}", "job.temperature=0"]
@@ -177,7 +177,7 @@ def batched_bench_binary() -> tuple[Path | None, str]:
 
 def _batched_bench(sec: Section, adam_rate: float, n: int, threads: int) -> None:
     """llama-batched-bench on the file auto runs, n_seq sequences of the prompts' mean length."""
-    from adam.runner import build_backend
+    from adam.run.runner import build_backend
 
     binary, how = batched_bench_binary()
     if binary is None:

@@ -10,7 +10,7 @@ import pytest
 from fake_ollama import FakeOllama
 from pytest_httpserver import HTTPServer
 
-from adam.registry import loaded_models
+from adam.backends.loaded_models import loaded_models
 
 
 @pytest.fixture(scope="session", autouse=True)

@@ -13,7 +13,7 @@ from typing import Any
 from hydra import compose, initialize_config_module
 from omegaconf import DictConfig
 
-import adam.schemas  # noqa: F401  (registers the schemas)
+import adam.backends.schemas  # noqa: F401  (registers the schemas)
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLES = REPO / "jobs" / "examples"

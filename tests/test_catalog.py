@@ -12,18 +12,18 @@ import pytest
 from helpers import compose_cfg
 from huggingface_hub.errors import GatedRepoError, HfHubHTTPError, RepositoryNotFoundError
 
-from adam import tiers
 from adam.backends import hf_loading
-from adam.catalog import sizes as size_options
-from adam.config import ModelKind, Thinking
 from adam.errors import ConfigError, ModelNotFoundError, UnsupportedError
-from adam.hardware import Environment, GpuInfo, HardwareReport
 from adam.jobs.share import share_model
-from adam.memory_estimates import GIB, check_long_context, estimate
-from adam.runner import build_backend, run
+from adam.planning import tiers
+from adam.planning.hardware import Environment, GpuInfo, HardwareReport
+from adam.planning.memory_estimates import GIB, check_long_context, estimate
+from adam.planning.size_catalog import catalog, load_size
+from adam.planning.sizing import resolve_auto
+from adam.run.runner import build_backend, run
+from adam.settings.catalog import sizes as size_options
+from adam.settings.config import ModelKind, Thinking
 from adam.sharing.gguf_export import check_architecture, export_gguf
-from adam.size_catalog import catalog, load_size
-from adam.sizing import resolve_auto
 
 HF_ID = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")  # org/name
 OLLAMA_TAG = re.compile(r"^[a-z0-9][a-z0-9._-]*(/[a-z0-9][a-z0-9._-]*)?:[A-Za-z0-9][A-Za-z0-9._-]*$")  # name:tag

@@ -8,12 +8,12 @@ from hydra.errors import ConfigCompositionException
 from hydra.utils import instantiate
 from omegaconf import OmegaConf
 
-from adam import catalog
 from adam.backends.base import ModelBackend
-from adam.config import ModelKind, SizeSpec, to_spec
 from adam.errors import ConfigError
-from adam.runner import build_backend
-from adam.sizing import resolve_auto
+from adam.planning.sizing import resolve_auto
+from adam.run.runner import build_backend
+from adam.settings import catalog
+from adam.settings.config import ModelKind, SizeSpec, to_spec
 
 QWEN3 = {
     "qwen3_small": ("Qwen/Qwen3-0.6B", "qwen3:0.6b"),
@@ -60,7 +60,7 @@ def test_every_backend_instantiates_without_loading(backend: str) -> None:
 @pytest.mark.parametrize("size", catalog.sizes())
 def test_every_size_fills_the_size_spec(size: str) -> None:
     overrides = [f"size={size}"] + (["size.path=/models/x"] if size == "local" else [])
-    if size == "auto":  # resolved to a catalog size before any backend exists (adam/sizing.py)
+    if size == "auto":  # resolved to a catalog size before any backend exists (adam/planning/sizing.py)
         overrides += ["backend=echo", "hardware.memory_gb=64"]
     cfg = compose_cfg(*overrides)
     resolve_auto(cfg)

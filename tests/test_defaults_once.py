@@ -18,10 +18,10 @@ from helpers import REPO
 from hydra.core.config_store import ConfigStore
 from omegaconf import OmegaConf
 
-from adam.catalog import CONFIG_MODULE
-from adam.config import AdamConfig, DomainSpec, HardwareSpec, ShareSpec, SizeSpec
-from adam.job_schemas import JOB_SCHEMAS
-from adam.schemas import BACKENDS, backend_schema
+from adam.backends.schemas import BACKENDS, backend_schema
+from adam.settings.catalog import CONFIG_MODULE
+from adam.settings.config import AdamConfig, DomainSpec, HardwareSpec, ShareSpec, SizeSpec
+from adam.settings.job_schemas import JOB_SCHEMAS
 
 GROUPS = ("size", "domain", "hardware", "job", "backend")
 
@@ -103,7 +103,7 @@ def test_the_check_sees_a_repeat_and_a_nested_one() -> None:
 
 
 def test_the_batch_size_size_auto_plans_for_is_the_schemas() -> None:
-    from adam.size_catalog import default_batch
+    from adam.planning.size_catalog import default_batch
 
     assert default_batch("generate") == JOB_SCHEMAS["generate"].batch_size  # type: ignore[attr-defined]
     assert default_batch("embed") == JOB_SCHEMAS["embed"].batch_size  # type: ignore[attr-defined]
@@ -112,7 +112,7 @@ def test_the_batch_size_size_auto_plans_for_is_the_schemas() -> None:
 def test_a_bare_engine_answers_as_the_default_domain() -> None:
     """Engine(backend) samples as `python -m adam` with domain=general does: its settings are DomainSpec's."""
     from adam.engine import Settings
-    from adam.job_schemas import GenerateJob
+    from adam.settings.job_schemas import GenerateJob
 
     bare = Settings()
     general = Settings.from_config(GenerateJob(name="generate", input="-"), _domain("general"))
@@ -133,8 +133,8 @@ def _domain(name: str) -> DomainSpec:
 
 def test_the_server_options_are_the_serve_jobs() -> None:
     """ServeOptions holds a ServeJob: the app's limits are job=serve's, with no copy of their defaults."""
-    from adam.job_schemas import ServeJob
     from adam.server.state import ServeOptions
+    from adam.settings.job_schemas import ServeJob
 
     options = ServeOptions.of(max_batch=3)
     assert options.job.max_batch == 3 and options.job.batch_wait_ms == ServeJob.batch_wait_ms
@@ -142,8 +142,9 @@ def test_the_server_options_are_the_serve_jobs() -> None:
     assert not own & {f.name for f in dataclasses.fields(ServeJob)} - {"job"}, "a ServeJob key copied into ServeOptions"
 
 
-# The modules whose literals *are* the defaults: the schemas, and the backends' constructors (adam/schemas.py).
-SOURCES = {"adam/config.py", "adam/job_schemas.py"}
+# The modules whose literals *are* the defaults: the schemas, and the backends' constructors
+# (adam/backends/schemas.py).
+SOURCES = {"adam/settings/config.py", "adam/settings/job_schemas.py"}
 # Same name and number as a schema default, but another thing: why each one is not a copy.
 NOT_COPIES = {
     ("adam/backends/llamacpp_probe.py", "timeout"): "the probe subprocess's limit, not a backend's request timeout",

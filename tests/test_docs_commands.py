@@ -21,8 +21,8 @@ from hydra import compose, initialize_config_dir, initialize_config_module
 from hydra.core.override_parser.overrides_parser import OverridesParser
 from omegaconf import OmegaConf
 
-import adam.schemas  # noqa: F401  (registers the schemas)
-from adam import tiers
+import adam.backends.schemas  # noqa: F401  (registers the schemas)
+from adam.planning import tiers
 
 DOCS = [REPO / "README.md", REPO / "jobs" / "scheduled" / "README.md", *sorted((REPO / "docs").glob("*.md"))]
 COMMAND = "python -m adam"

@@ -12,10 +12,10 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import EXAMPLES, compose_cfg, read_jsonl, write_jsonl
 
-from adam.embed_store import EmbeddingStore
 from adam.engine import Engine
 from adam.errors import ConfigError, ExitCode
-from adam.runner import build_backend, run
+from adam.io.embed_store import EmbeddingStore
+from adam.run.runner import build_backend, run
 
 
 def _docs(n: int = 6) -> list[dict]:

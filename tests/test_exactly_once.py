@@ -17,13 +17,13 @@ from pathlib import Path
 import pytest
 from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
-from adam import embed_store
 from adam.backends.echo import EchoBackend
 from adam.errors import BackendError, ConfigError, ExitCode, InputError, RunDirLocked
+from adam.io import embed_store
 from adam.io.writers import RunWriter
-from adam.locks import RunDirLock, StoreLock
-from adam.run_control import check_same_model
-from adam.runner import run
+from adam.run.locks import RunDirLock, StoreLock
+from adam.run.run_control import check_same_model
+from adam.run.runner import run
 
 
 def _run(tmp_path: Path, *overrides: str, name: str = "run"):
@@ -100,7 +100,7 @@ def test_the_manifest_with_the_input_hash_exists_before_results_do(tmp_path: Pat
             seen.append(_manifest(run_dir))  # a kill right after this line must leave a resumable dir
             super().__init__(run_dir)
 
-    monkeypatch.setattr("adam.run_session.RunWriter", Watching)
+    monkeypatch.setattr("adam.run.run_session.RunWriter", Watching)
     summary = _run(tmp_path, f"job.input={_prompts(tmp_path, 3)}")
     assert seen[0]["status"] == "running" and len(seen[0]["input"]["sha256"]) == 64
     assert summary.exit_code == ExitCode.OK

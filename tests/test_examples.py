@@ -16,7 +16,7 @@ from helpers import EXAMPLES, REPO, read_jsonl
 from hydra import compose, initialize_config_dir
 
 from adam.errors import ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 SCRIPTS = REPO / "examples"
 JOB_CONFIGS = sorted(p.stem for p in EXAMPLES.glob("*.yaml"))

@@ -15,7 +15,7 @@ import pytest
 from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
 from adam.errors import ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 
 @contextlib.contextmanager

@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pytest
 
-from adam import hardware
-from adam.hardware import GIB, GpuInfo, Probe, detect, parse_nvidia_smi, profile_for
+from adam.planning import hardware
+from adam.planning.hardware import GIB, GpuInfo, Probe, detect, parse_nvidia_smi, profile_for
 
 MEMINFO = "MemTotal:       32768000 kB\nMemFree:         1000000 kB\nMemAvailable:   16384000 kB\n"
 
@@ -125,7 +125,7 @@ def test_caches_and_ollama_host_follow_the_environment(tmp_path: Path) -> None:
 
 
 def test_cpu_speed_is_measured_once_and_only_when_asked(tmp_path: Path) -> None:
-    from adam.hardware import cpu_speed_of, measure_speed
+    from adam.planning.hardware import cpu_speed_of, measure_speed
 
     calls: list[int] = []
 

@@ -11,8 +11,8 @@ from helpers import REPO
 
 PACKAGE = REPO / "adam"
 # Layers from the bottom: a module may import its own layer and the ones below, never one above.
-LOWER = ("adam.errors", "adam.config", "adam.io", "adam.protocol", "adam.hashing", "adam.catalog")
-UPPER = ("adam.jobs", "adam.runner", "adam.server", "adam.manager", "adam.__main__")
+LOWER = ("adam.errors", "adam.settings.config", "adam.io", "adam.protocol", "adam.hashing", "adam.settings.catalog")
+UPPER = ("adam.jobs", "adam.run.runner", "adam.server", "adam.manager", "adam.__main__")
 
 
 def _module_name(path: Path) -> str:
@@ -115,8 +115,8 @@ def test_the_documented_import_paths_still_work() -> None:
 
     for module, name in (
         ("adam", "ModelManager"),
-        ("adam.embed_store", "EmbeddingStore"),
-        ("adam.sweep", "SweepReport"),  # named in conf/hydra/callbacks/sweep_report.yaml
+        ("adam.io.embed_store", "EmbeddingStore"),
+        ("adam.run.sweep", "SweepReport"),  # named in conf/hydra/callbacks/sweep_report.yaml
         ("adam.backends.ollama", "OllamaBackend"),  # named in share.ollama and in users' configs
         ("adam.backends.openai", "OpenAIBackend"),
         ("adam.engine", "Engine"),

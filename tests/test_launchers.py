@@ -17,7 +17,7 @@ import pytest
 from helpers import REPO, compose_cfg, installed, ray_python, read_jsonl, write_jsonl
 
 from adam.errors import ConfigError, ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 needs_joblib = pytest.mark.skipif(
     not installed("hydra_plugins.hydra_joblib_launcher"), reason="pip install -e '.[joblib]'"

@@ -34,7 +34,7 @@ def test_manager_rejects_unknown_params_and_options() -> None:
 
 
 def test_manager_works_inside_a_running_hydra_app() -> None:
-    import adam.schemas  # noqa: F401
+    import adam.backends.schemas  # noqa: F401
 
     with initialize_config_module("adam.conf", version_base="1.3"):
         outer = compose("config", overrides=["size=qwen3_xl"])

@@ -18,8 +18,8 @@ from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
 from adam.backends.echo import EchoBackend
 from adam.errors import SEVERITY, BackendError, ExitCode, worst
-from adam.runner import run
-from adam.sweep import worst_exit_code
+from adam.run.runner import run
+from adam.run.sweep import worst_exit_code
 
 GOOD = [{"id": "a", "prompt": "one two"}, {"id": "b", "prompt": "three"}]
 

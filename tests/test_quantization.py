@@ -85,7 +85,7 @@ def test_missing_bitsandbytes_is_a_config_error(monkeypatch: pytest.MonkeyPatch)
 
     import torch
 
-    from adam.config import HardwareSpec
+    from adam.settings.config import HardwareSpec
 
     real = importlib.util.find_spec
     monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "bitsandbytes" else real(name))

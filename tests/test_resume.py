@@ -19,7 +19,7 @@ from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
 from adam.backends.echo import _fraction
 from adam.errors import ConfigError, ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 FAILURE_RATE = 0.05
 

@@ -14,8 +14,8 @@ from helpers import EXAMPLES, compose_cfg, read_jsonl, write_jsonl
 from adam.backends.echo import _fraction
 from adam.errors import ConfigError, ExitCode
 from adam.io.writers import results_to_parquet
-from adam.manifest import Manifest
-from adam.runner import run
+from adam.run.manifest import Manifest
+from adam.run.runner import run
 
 
 def _prompts(n: int) -> list[dict]:
@@ -202,7 +202,7 @@ def test_info_job_describes_backend_and_model(tmp_path: Path, capsys: pytest.Cap
 
 def test_rates_come_from_the_time_measured(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The progress written between batches divided by max(0, 1e-9) seconds: 2e9 records/s after one batch."""
-    from adam import run_control
+    from adam.run import run_control
 
     monkeypatch.setattr(run_control, "PROGRESS_EVERY_S", 0.0)  # the progress is rewritten after every batch
     seen: list[dict] = []

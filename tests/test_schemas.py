@@ -10,8 +10,8 @@ import yaml
 from helpers import compose_cfg
 from omegaconf import OmegaConf
 
-from adam.catalog import CONFIG_MODULE, backends
-from adam.schemas import BACKENDS, backend_schema
+from adam.backends.schemas import BACKENDS, backend_schema
+from adam.settings.catalog import CONFIG_MODULE, backends
 
 
 def _yaml(name: str) -> dict:

@@ -12,9 +12,9 @@ from omegaconf import OmegaConf
 from adam.errors import ConfigError
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
-from adam.launchers import launcher_threads
-from adam.runner import run
-from adam.sharding import shard_of, shard_of_id, shard_records
+from adam.io.sharding import shard_of, shard_of_id, shard_records
+from adam.run.launchers import launcher_threads
+from adam.run.runner import run
 
 
 def _rows(n: int) -> list[dict | str]:

@@ -14,7 +14,7 @@ from hydra.utils import instantiate
 
 from adam.engine import Settings
 from adam.errors import ExitCode
-from adam.runner import run
+from adam.run.runner import run
 from adam.sharing.metadata import read_metadata
 
 TINY_TAG = "tiny-qwen3:latest"

@@ -9,16 +9,16 @@ from pathlib import Path
 import pytest
 from helpers import EXAMPLES, compose_cfg
 
-from adam import hardware
-from adam.config import HardwareSpec, ModelKind, SizeSpec, to_spec
-from adam.cpu_speed import CpuSpeed, tokens_per_s
 from adam.errors import ConfigError, ModelNotFoundError
-from adam.hardware import Environment, GpuInfo, HardwareReport
-from adam.memory_estimates import GIB, estimate, memory_table
-from adam.memory_plan import make_plan
-from adam.runner import run
-from adam.size_catalog import catalog, load_size
-from adam.sizing import recommendations, resolve_auto
+from adam.planning import hardware
+from adam.planning.cpu_speed import CpuSpeed, tokens_per_s
+from adam.planning.hardware import Environment, GpuInfo, HardwareReport
+from adam.planning.memory_estimates import GIB, estimate, memory_table
+from adam.planning.memory_plan import make_plan
+from adam.planning.size_catalog import catalog, load_size
+from adam.planning.sizing import recommendations, resolve_auto
+from adam.run.runner import run
+from adam.settings.config import HardwareSpec, ModelKind, SizeSpec, to_spec
 
 ENV = Environment(False, False, False, False, "/hf", False, "http://127.0.0.1:11434", "/adam")
 FAST = CpuSpeed(5000.0, 500.0, "test")  # fast enough for any model that fits: memory alone decides

@@ -15,7 +15,7 @@ from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
 from adam.backends.echo import EchoBackend
 from adam.errors import ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 STOP_WITHIN_S = 2.0
 

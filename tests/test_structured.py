@@ -17,7 +17,7 @@ from adam.backends.schema_instance import UnsupportedSchema, instance
 from adam.errors import ConfigError, ExitCode
 from adam.protocol.openai import CHAT, COMPLETIONS, Refused, read_body
 from adam.protocol.structured import check_output, read_structured
-from adam.runner import run
+from adam.run.runner import run
 
 TICKET = json.loads((EXAMPLES / "ticket.schema.json").read_text(encoding="utf-8"))
 SEVERITY = {"type": "object", "properties": {"severity": {"type": "integer", "minimum": 1, "maximum": 4}},

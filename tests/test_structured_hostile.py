@@ -15,7 +15,7 @@ from adam.backends.schema_instance import UnsupportedSchema, instance
 from adam.errors import ExitCode
 from adam.protocol.refused import Refused
 from adam.protocol.structured import MAX_CHOICES, check_output, read_structured
-from adam.runner import run
+from adam.run.runner import run
 
 
 def _rf(schema: object) -> dict:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from helpers import EXAMPLES, REPO
 
-from adam.sweep import COLUMNS, build_report, chart_labels, chart_panels, draw_chart, write_chart
+from adam.run.sweep import COLUMNS, build_report, chart_labels, chart_panels, draw_chart, write_chart
 
 PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 

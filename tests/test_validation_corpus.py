@@ -14,7 +14,7 @@ import pytest
 from helpers import compose_cfg
 
 from adam.errors import AdamError, ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 OPENAI = {"method": "POST", "url": "/v1/chat/completions"}
 TOO_LONG = " ".join(f"w{i}" for i in range(200))  # over size.context_length=100 minus max_tokens=20

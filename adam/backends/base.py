@@ -15,9 +15,9 @@ from typing import Any, ClassVar, TypeVar
 
 from adam.backends.text import StreamAssembler, finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest, Priority, StreamChunk, WeightsLocation
-from adam.config import HardwareSpec, SizeSpec, to_spec
 from adam.errors import BackendError, UnsupportedError
-from adam.memory_estimates import effective_context
+from adam.planning.memory_estimates import effective_context
+from adam.settings.config import HardwareSpec, SizeSpec, to_spec
 
 __all__ = [
     "Embedding",

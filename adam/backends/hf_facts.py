@@ -7,8 +7,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.config import Device, DType, HardwareSpec
 from adam.errors import ConfigError
+from adam.settings.config import Device, DType, HardwareSpec
 
 if TYPE_CHECKING:
     import torch

@@ -21,8 +21,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from adam.config import SizeSpec, WeightsSource
 from adam.errors import ConfigError, ModelNotFoundError, first_line
+from adam.settings.config import SizeSpec, WeightsSource
 
 if TYPE_CHECKING:
     pass

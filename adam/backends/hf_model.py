@@ -16,8 +16,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from adam.backends import hf_facts, hf_loading, hf_options, hf_tensors
-from adam.config import HardwareSpec, ModelKind, SizeSpec
 from adam.errors import BackendError, BackendUnavailable, ConfigError, first_line
+from adam.settings.config import HardwareSpec, ModelKind, SizeSpec
 
 if TYPE_CHECKING:
     import torch

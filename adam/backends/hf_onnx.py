@@ -25,9 +25,9 @@ from typing import Any
 
 from adam.atomic import atomic_path
 from adam.backends import hf_facts, hf_loading
-from adam.config import ONNX_ARCHITECTURES, OnnxQuantization
 from adam.errors import BackendError, ConfigError, first_line, install_hint
 from adam.hashing import cached_file_sha256
+from adam.settings.config import ONNX_ARCHITECTURES, OnnxQuantization
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import logging
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from adam.config import Attention, DType, HardwareSpec, Quantization, SizeSpec
 from adam.errors import ConfigError, install_hint
+from adam.settings.config import Attention, DType, HardwareSpec, Quantization, SizeSpec
 
 if TYPE_CHECKING:
     import torch

@@ -5,7 +5,7 @@ hf_loading.py, loading them and guarding forward passes in hf_model.py; this cla
 size and hardware config, and owns the prompts, tokens and embeddings. Generation goes through one
 scheduler per backend (scheduler.py) over adam's own decode loop (hf_decode.py): every row streams
 its own tokens and leaves the batch when done, interactive requests start before batch work. Loaded
-models are shared through adam.registry.loaded_models, so two backends for the same weights, device
+models are shared through adam.backends.loaded_models.loaded_models, so two backends for the same weights, device
 and dtype hold one copy.
 """
 
@@ -40,11 +40,11 @@ from adam.backends.base import (
 )
 from adam.backends.constraints import TokenGuide
 from adam.backends.hf_model import LoadedModel
+from adam.backends.loaded_models import loaded_models
 from adam.backends.text import THINK_OPEN
-from adam.config import ModelKind, OnnxQuantization, Runtime
 from adam.errors import BackendError, ConfigError, ModelNotFoundError, first_line
 from adam.paths import cache_root
-from adam.registry import loaded_models
+from adam.settings.config import ModelKind, OnnxQuantization, Runtime
 
 if TYPE_CHECKING:
     import torch

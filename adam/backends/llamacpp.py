@@ -32,11 +32,11 @@ from adam.backends.base import (
     finish_generation,
 )
 from adam.backends.constraints import TokenGuide
+from adam.backends.loaded_models import loaded_models
 from adam.backends.text import THINK_CLOSE, THINK_OPEN
-from adam.config import Device, ModelKind, WeightsSource
 from adam.errors import BackendError, ConfigError, ContextOverflowError, ModelNotFoundError, install_hint
 from adam.paths import cache_root
-from adam.registry import loaded_models
+from adam.settings.config import Device, ModelKind, WeightsSource
 
 if TYPE_CHECKING:
     from adam.backends.llamacpp_native import BatchDecoder, Context, GgufModel, Prompt

@@ -11,9 +11,9 @@ import re
 from pathlib import Path
 
 from adam.backends import gguf_import, hf_loading
-from adam.config import SizeSpec, WeightsSource
 from adam.errors import ModelNotFoundError
 from adam.paths import cache_root
+from adam.settings.config import SizeSpec, WeightsSource
 
 _OLLAMA_BLOB = re.compile(r"^sha256-([0-9a-f]{64})$")
 

@@ -21,8 +21,8 @@ from urllib.parse import urlsplit
 from adam.backends.base import Embedding, Generation, GenerationRequest, StreamChunk, finish_generation
 from adam.backends.retry import TransientError
 from adam.backends.server import ServerBackend, split_tokens
-from adam.config import PullPolicy
 from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ModelNotFoundError, one_line
+from adam.settings.config import PullPolicy
 
 log = logging.getLogger(__name__)
 
@@ -377,8 +377,8 @@ def _sizes_with_ollama_tag() -> list[str]:
 
     import yaml
 
-    from adam import catalog
-    from adam.catalog import CONFIG_MODULE
+    from adam.settings import catalog
+    from adam.settings.catalog import CONFIG_MODULE
 
     folder = resources.files(CONFIG_MODULE).joinpath("size")
     names = []

@@ -18,8 +18,8 @@ from typing import Any
 from adam.backends.base import Embedding, Generation, GenerationRequest, StreamChunk, finish_generation
 from adam.backends.retry import TransientError
 from adam.backends.server import ServerBackend, split_tokens
-from adam.config import Thinking
 from adam.errors import AdamError, BackendError, BackendUnavailable, ConfigError, ContextOverflowError, one_line
+from adam.settings.config import Thinking
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import TYPE_CHECKING, Any
 
-from adam.config import DomainSpec
+from adam.settings.config import DomainSpec
 
 if TYPE_CHECKING:
     import numpy as np

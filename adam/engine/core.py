@@ -33,8 +33,8 @@ from adam.errors import (
 )
 from adam.io.openai_batch import embedding_result, error_result, generation_result
 from adam.io.records import Record
-from adam.job_schemas import Overflow
 from adam.protocol.structured import check_output
+from adam.settings.job_schemas import Overflow
 
 log = logging.getLogger(__name__)
 

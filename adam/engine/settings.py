@@ -13,10 +13,10 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from adam.backends.types import GenerationRequest
-from adam.config import DomainSpec
-from adam.job_schemas import GenerateJob, Overflow
 from adam.protocol.openai import PARAMS  # what a record may set
 from adam.protocol.structured import job_constraint
+from adam.settings.config import DomainSpec
+from adam.settings.job_schemas import GenerateJob, Overflow
 
 __all__ = ["PARAMS", "Settings"]
 

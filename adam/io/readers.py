@@ -29,7 +29,7 @@ from adam.io.directory_input import directory_files, directory_records, director
 from adam.io.line_input import Layout, Line, NumberedLines
 from adam.io.record_parser import RecordParser
 from adam.io.records import InvalidRecord, Record
-from adam.sharding import job_shard
+from adam.io.sharding import job_shard
 
 log = logging.getLogger(__name__)
 

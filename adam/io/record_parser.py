@@ -16,6 +16,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from adam.io.records import InvalidRecord, Record, RecordFormat
+from adam.io.sharding import shard_of_id
 from adam.io.validation import check
 from adam.protocol.openai import (
     CHAT,
@@ -32,7 +33,6 @@ from adam.protocol.openai import (
     refuse_unsupported,
     thinking_of,
 )
-from adam.sharding import shard_of_id
 
 log = logging.getLogger(__name__)
 

@@ -16,21 +16,13 @@ import csv
 import json
 import logging
 from collections.abc import Iterable, Iterator
-from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
 from adam.atomic import atomic_path
+from adam.settings.job_schemas import ResultsFormat  # a config value; io reads it
 
 log = logging.getLogger(__name__)
-
-
-class ResultsFormat(StrEnum):
-    """The files a generate run writes its results to (job.results_format)."""
-
-    jsonl = "jsonl"  # results.jsonl: always written, the run's record
-    csv = "csv"  # results.csv
-    parquet = "parquet"  # results.parquet
 
 
 TABLE_NAMES = {ResultsFormat.csv: "results.csv", ResultsFormat.parquet: "results.parquet"}

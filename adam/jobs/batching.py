@@ -16,7 +16,7 @@ from adam.engine import Outcome
 from adam.io.openai_batch import error_result
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import RunWriter
-from adam.signals import StopRequest
+from adam.run.signals import StopRequest
 
 log = logging.getLogger(__name__)
 

@@ -13,14 +13,14 @@ from adam.engine import Engine, Outcome
 from adam.errors import BackendError, NoRecords
 from adam.io.readers import RecordReader, no_records_message
 from adam.io.records import InvalidRecord, Record
+from adam.io.sharding import job_shard, shard_records
 from adam.io.writers import RunWriter
 from adam.jobs.batching import JobStats, JobStopped, Progress, run_batches
-from adam.sharding import job_shard, shard_records
-from adam.signals import StopRequest
+from adam.run.signals import StopRequest
 
 if TYPE_CHECKING:
-    from adam.resume import Done
-    from adam.run_session import RunSession
+    from adam.run.resume import Done
+    from adam.run.run_session import RunSession
 
 
 @dataclass
@@ -42,7 +42,7 @@ class JobContext:
     config: Any = None  # the whole composed config, for a job that builds a second backend (job=serve's embed_size)
     update_manifest: Callable[..., None] | None = None  # sets fields of the run's manifest.json (job=merge's shards)
     stop_request: StopRequest | None = None  # the runner's: reading stops at once, a batch is finished (merge checks)
-    session: RunSession | None = None  # the run (adam/run_session.py): its batch loop and stop policy
+    session: RunSession | None = None  # the run (adam/run/run_session.py): its batch loop and stop policy
     _engine: Engine | None = field(default=None, repr=False)
 
     @property

@@ -7,7 +7,6 @@ from collections.abc import Sequence
 
 from omegaconf import DictConfig
 
-from adam.config import ModelKind
 from adam.engine import Outcome
 from adam.errors import ConfigError
 from adam.io.records import Record
@@ -15,6 +14,7 @@ from adam.io.writers import PARQUET_NAME, VectorParquetWriter, embedding_row, re
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.kept_input import keeping_input
+from adam.settings.config import ModelKind
 
 log = logging.getLogger(__name__)
 

@@ -14,16 +14,16 @@ from typing import Any
 
 import numpy as np
 
-from adam.embed_store import EmbeddingStore, PruneRefused, metadata_text
 from adam.engine import Engine, Outcome
 from adam.errors import BackendError
+from adam.io.embed_store import EmbeddingStore, PruneRefused, metadata_text
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import PARQUET_NAME
 from adam.jobs.batching import JobStats, JobStopped
 from adam.jobs.chunking import chunk_records
 from adam.jobs.context import JobContext
-from adam.locks import StoreLock
+from adam.run.locks import StoreLock
 
 log = logging.getLogger(__name__)
 

@@ -12,14 +12,15 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from adam import catalog, hardware, memory_estimates, size_catalog, sizing, tiers
-from adam.cpu_speed import speed_for, tokens_per_s
 from adam.io.writers import write_json_atomic
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.info_text import render, verdict
-from adam.memory_plan import BackendTraits, Plan, plan_for, traits_of, traits_of_class
 from adam.paths import is_scratch
+from adam.planning import hardware, memory_estimates, size_catalog, sizing, tiers
+from adam.planning.cpu_speed import speed_for, tokens_per_s
+from adam.planning.memory_plan import BackendTraits, Plan, plan_for, traits_of, traits_of_class
+from adam.settings import catalog
 
 MAX_BATCH = tiers.MAX_BATCH  # a larger batch that would still fit is shown as this many
 

@@ -8,8 +8,6 @@ from typing import Literal
 
 from omegaconf import DictConfig
 
-from adam.config import ModelKind
-from adam.job_schemas import JOB_SCHEMAS
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
 from adam.jobs.embed import check_embed, run_embed
@@ -19,6 +17,8 @@ from adam.jobs.merge import check_merge, run_merge
 from adam.jobs.search import check_search, run_search
 from adam.jobs.serve import check_serve, run_serve
 from adam.jobs.share import run_share
+from adam.settings.config import ModelKind
+from adam.settings.job_schemas import JOB_SCHEMAS
 
 
 @dataclass(frozen=True)
@@ -31,7 +31,7 @@ class JobKind:
 
     @property
     def schema(self) -> type:
-        """The job's config dataclass (adam/job_schemas.py)."""
+        """The job's config dataclass (adam/settings/job_schemas.py)."""
         return JOB_SCHEMAS[self.name]
 
     @property

@@ -3,7 +3,7 @@
 results.jsonl and errors.jsonl get the shards' lines, shard 0's first; embeddings.parquet their
 vectors; with job.store, their embedding stores become one store. The manifest lists each shard
 (status, counts, tokens, wall time) and names the slowest. Every shard's run dir is locked while it
-is read, so none can be resumed halfway through a merge; the checks (adam/shard_runs.py) run before
+is read, so none can be resumed halfway through a merge; the checks (adam/run/shard_runs.py) run before
 anything is written. Ctrl-C or SIGTERM stops a merge between lines, batches or stores (status
 ``interrupted``); the same command into the same run dir starts it over and finishes it.
 """
@@ -25,7 +25,7 @@ from adam.io.result_tables import remove_tables, table_formats, write_tables
 from adam.io.writers import ERRORS_NAME, PARQUET_NAME, RESULTS_NAME, VectorParquetWriter
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
-from adam.shard_runs import ShardRun, check_alike, check_complete, check_once, find_shard_runs, lock_finished
+from adam.run.shard_runs import ShardRun, check_alike, check_complete, check_once, find_shard_runs, lock_finished
 
 log = logging.getLogger(__name__)
 
@@ -240,8 +240,8 @@ def _merge_stores(stores: list[tuple[str, str]], target: str, between: Callable[
 
     Each store is copied in one transaction, and copying one again changes nothing, so a merge stopped
     between two stores is finished by running it again."""
-    from adam.embed_store import EmbeddingStore
-    from adam.locks import StoreLock
+    from adam.io.embed_store import EmbeddingStore
+    from adam.run.locks import StoreLock
 
     models = {model for _, model in stores}
     if len(models) > 1:

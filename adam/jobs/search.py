@@ -9,9 +9,9 @@ from typing import Any
 
 from omegaconf import DictConfig
 
-from adam.embed_store import EmbeddingStore
 from adam.engine import Outcome
 from adam.errors import BackendError, ConfigError
+from adam.io.embed_store import EmbeddingStore
 from adam.io.readers import RecordReader
 from adam.io.records import Record
 from adam.jobs.batching import JobStats

@@ -12,14 +12,14 @@ from typing import Any
 
 from omegaconf import DictConfig, OmegaConf
 
-from adam import catalog
 from adam.backends.base import ModelBackend
-from adam.config import ModelKind
 from adam.engine import Engine
 from adam.errors import ConfigError
-from adam.job_schemas import ServeJob
 from adam.jobs.batching import JobStats
 from adam.jobs.context import JobContext
+from adam.settings import catalog
+from adam.settings.config import ModelKind
+from adam.settings.job_schemas import ServeJob
 
 log = logging.getLogger(__name__)
 
@@ -27,7 +27,7 @@ log = logging.getLogger(__name__)
 def check_serve(cfg: DictConfig) -> None:
     """Before any model loads: no open port without a key, no other server on the state dir, and an embed_size
     that is an embedding model."""
-    from adam.locks import StateDirLock
+    from adam.run.locks import StateDirLock
     from adam.server.security import check_bind, read_key
 
     job = cfg.job
@@ -37,7 +37,7 @@ def check_serve(cfg: DictConfig) -> None:
     if job.embed_size is not None:
         if job.embed_size not in catalog.sizes():
             raise ConfigError(f"job.embed_size={job.embed_size} is not a size; sizes: {', '.join(catalog.sizes())}")
-        from adam.size_catalog import load_size
+        from adam.planning.size_catalog import load_size
 
         if load_size(str(job.embed_size)).kind is not ModelKind.embed:
             raise ConfigError(f"job.embed_size={job.embed_size} is not an embedding model (try job.embed_size=minilm)")
@@ -88,10 +88,10 @@ def _embed_backend(ctx: JobContext) -> ModelBackend:
     """The backend for job.embed_size: the same backend= choice, with the embedding size."""
     from hydra.utils import instantiate
 
-    from adam.size_catalog import load_size
+    from adam.planning.size_catalog import load_size
 
     if ctx.config is None:
-        raise ConfigError("job.embed_size needs the composed config (run through adam.runner.run)")
+        raise ConfigError("job.embed_size needs the composed config (run through adam.run.runner.run)")
     size = OmegaConf.structured(load_size(str(ctx.job.embed_size)))
     backend: Any = instantiate(ctx.config.backend, size=size, _convert_="object")
     if not backend.supports_embeddings:

@@ -21,7 +21,7 @@ from starlette.exceptions import HTTPException
 
 from adam.engine import Engine
 from adam.errors import AdamError, ConfigError, is_disk_full
-from adam.locks import StateDirLock
+from adam.run.locks import StateDirLock
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, error_body, from_adam_error
 from adam.server.metrics import Metrics, MetricsMiddleware

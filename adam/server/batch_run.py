@@ -1,9 +1,9 @@
 """A Batch API batch as an adam run: a RunSession over its run dir, with the job it runs as.
 
-The job is the runner's own GenerateJob or EmbedJob (adam/job_schemas.py: its defaults are stated there
+The job is the runner's own GenerateJob or EmbedJob (adam/settings/job_schemas.py: its defaults are stated there
 once) over the batch's input file, with the server's job.max_batch as its batch size and job.batch_job's
 overrides (max_errors, max_consecutive_failures, window). So a batch is locked, resumed, length-sorted,
-batched, counted and stopped as ``python -m adam`` is (adam/run_session.py), and its manifest.json is a
+batched, counted and stopped as ``python -m adam`` is (adam/run/run_session.py), and its manifest.json is a
 run's: the job with its name and input, the engine's settings, the input's sha256, the model's identity.
 The manifest ends as the batch ends: as a job's does when every line was answered (completed, partial, or
 all_failed with exit status 5 when no line succeeded, while the batch object says ``completed`` as OpenAI's
@@ -23,10 +23,10 @@ from typing import Any
 from adam.engine import Engine
 from adam.errors import ConfigError, ExitCode
 from adam.hashing import file_sha256
-from adam.job_schemas import EmbedJob, GenerateJob, JobSpec
-from adam.manifest import MANIFEST_NAME
 from adam.protocol.openai import Kind
-from adam.run_session import RunSession
+from adam.run.manifest import MANIFEST_NAME
+from adam.run.run_session import RunSession
+from adam.settings.job_schemas import EmbedJob, GenerateJob, JobSpec
 
 RESUMES = "a server started again on this state dir resumes it"
 # how a batch's end maps to its run's status and exit code (a stopped run keeps what it finished, and resumes)

@@ -4,7 +4,7 @@ A model with a scheduler (llama.cpp, transformers) gets a batch's lines as batch
 scheduler runs after the chat and completion requests at every decode step; any other local model gets
 them in the gaps between interactive requests, a chunk at a time on its worker thread.
 
-Each batch is an adam run over its input file (adam/server/batch_run.py on adam/run_session.py: the run-dir
+Each batch is an adam run over its input file (adam/server/batch_run.py on adam/run/run_session.py: the run-dir
 lock, manifest.json, resume, the runner's batch loop): records in, length-sorted and planned into batches of
 job.max_batch, the engine's result and error lines out, appended durably to the batch's run dir
 (``batches/<id>/run``) a batch at a time. A server started again on the same state dir resumes a batch that

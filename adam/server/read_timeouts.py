@@ -34,7 +34,7 @@ from typing import ClassVar, Literal
 import h11
 from uvicorn.protocols.http.h11_impl import H11Protocol
 
-from adam.job_schemas import ServeJob
+from adam.settings.job_schemas import ServeJob
 
 log = logging.getLogger(__name__)
 

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any
 
 from adam.io.writers import ERRORS_NAME, RESULTS_NAME
-from adam.manifest import MANIFEST_NAME
+from adam.run.manifest import MANIFEST_NAME
 from adam.server.errors import ApiError
 from adam.server.jsonl_pages import JsonlPages
 

@@ -6,17 +6,17 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from adam.config import ModelKind
 from adam.engine import Engine
 from adam.io.record_parser import URLS
-from adam.job_schemas import ServeJob
 from adam.server.batcher import Batcher
 from adam.server.errors import ApiError, model_not_found
+from adam.settings.config import ModelKind
+from adam.settings.job_schemas import ServeJob
 
 if TYPE_CHECKING:
     from fastapi import Request
 
-    from adam.locks import StateDirLock
+    from adam.run.locks import StateDirLock
     from adam.server.batch_store import BatchStore
     from adam.server.batch_worker import BatchWorker
     from adam.server.file_store import FileStore

@@ -16,7 +16,7 @@ from helpers import EXAMPLES, compose_cfg
 
 from adam.backends.base import Generation, GenerationRequest
 from adam.backends.constraints import TokenGuide
-from adam.runner import build_backend
+from adam.run.runner import build_backend
 
 TICKET = json.loads((EXAMPLES / "ticket.schema.json").read_text(encoding="utf-8"))
 ORDER = {  # nested objects, arrays, integers with ranges, enums, required fields

@@ -21,10 +21,10 @@ from hydra.errors import ConfigCompositionException
 from adam.backends import hf_onnx
 from adam.backends.huggingface import HuggingFaceBackend
 from adam.backends.types import Embedding
-from adam.config import OnnxQuantization
 from adam.errors import ConfigError
-from adam.runner import build_backend, run
-from adam.sizing import resolve_auto
+from adam.planning.sizing import resolve_auto
+from adam.run.runner import build_backend, run
+from adam.settings.config import OnnxQuantization
 from bench.embed import make_texts
 
 pytestmark = pytest.mark.slow
@@ -78,7 +78,7 @@ def test_int8_moves_vectors_within_the_issues_bounds(onnx_vectors) -> None:
 
 
 def test_the_export_is_cached_by_the_weights_hash_and_reused(onnx_vectors, monkeypatch, adam_cache_dir) -> None:
-    from adam.registry import loaded_models
+    from adam.backends.loaded_models import loaded_models
 
     first = make_backend("backend.runtime=onnx")
     first.load()

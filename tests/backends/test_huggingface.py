@@ -27,10 +27,10 @@ from hydra.utils import instantiate
 from adam.backends import hf_loading
 from adam.backends.hf_tensors import pad_rows, pool
 from adam.backends.huggingface import CPU_EMBED_TOKEN_BUDGET, HuggingFaceBackend
+from adam.backends.loaded_models import loaded_models
 from adam.backends.text import finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest, Priority
 from adam.errors import BackendError, ModelNotFoundError
-from adam.registry import loaded_models
 
 REPO = Path(__file__).resolve().parents[2]
 
@@ -71,7 +71,7 @@ def test_import_and_instantiate_do_not_import_torch(tiny_qwen3_dir: Path) -> Non
 import sys
 from hydra import compose, initialize_config_module
 from hydra.utils import instantiate
-import adam.schemas
+import adam.backends.schemas
 import adam.backends.huggingface
 with initialize_config_module("adam.conf", version_base="1.3"):
     cfg = compose("config", overrides=["size=local", "size.path={tiny_qwen3_dir}", "hardware=cpu"])
@@ -576,7 +576,7 @@ def test_minilm_job_keeps_each_forward_pass_in_the_budget_and_off_onednn(
 ) -> None:
     import torch
 
-    from adam.runner import run
+    from adam.run.runner import run
 
     seen: list[tuple[tuple[int, ...], bool]] = []
 
@@ -691,7 +691,7 @@ def test_thinking_on_a_model_without_a_thinking_mode_warns(
     tiny_qwen3_dir: Path, tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
     """job.thinking=true on such a model was silently ignored."""
-    from adam.runner import run
+    from adam.run.runner import run
 
     plain = _without_thinking(tiny_qwen3_dir, tmp_path / "plain")
     assert make_backend("size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu").has_thinking_mode() is True

@@ -20,7 +20,7 @@ from helpers import EXAMPLES, compose_cfg, read_jsonl, write_jsonl
 from adam.backends.base import GenerationRequest, Priority
 from adam.backends.types import WeightsLocation
 from adam.errors import ContextOverflowError, ExitCode, ModelNotFoundError
-from adam.runner import build_backend, run
+from adam.run.runner import build_backend, run
 
 try:
     import llama_cpp
@@ -51,7 +51,7 @@ QUESTIONS = [
 def _bundled(size: str) -> Path:
     """Where a bundled size's weights are (a GGUF for demo, a directory for minilm); skips when not installed."""
     from adam.backends.hf_loading import resolve_source
-    from adam.config import SizeSpec, to_spec
+    from adam.settings.config import SizeSpec, to_spec
 
     try:
         return resolve_source(to_spec(SizeSpec, compose_cfg(f"size={size}").size), download=False).path

@@ -17,8 +17,8 @@ from llama_probe import demo_gguf, llama_cpp_problem
 from adam.backends import llamacpp_weights
 from adam.backends.base import GenerationRequest
 from adam.errors import ConfigError, ExitCode
-from adam.run_control import check_same_model
-from adam.runner import build_backend, run
+from adam.run.run_control import check_same_model
+from adam.run.runner import build_backend, run
 
 SHA = "ab" * 32
 

@@ -21,7 +21,7 @@ from pytest_httpserver import HTTPServer
 from adam.backends.base import GenerationRequest
 from adam.backends.openai import OpenAIBackend
 from adam.errors import BackendError, BackendUnavailable, ContextOverflowError, ExitCode, ModelNotFoundError
-from adam.runner import build_backend, run
+from adam.run.runner import build_backend, run
 
 KEY = "sk-test-not-a-real-key"
 

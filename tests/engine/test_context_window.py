@@ -9,7 +9,7 @@ from fake_ollama import FakeOllama, Model
 from helpers import compose_cfg, read_jsonl, write_jsonl
 
 from adam.errors import ExitCode
-from adam.runner import build_backend, run
+from adam.run.runner import build_backend, run
 
 LONG = ["size=qwen3_large", "size.long_context=true"]  # Qwen3-4B: 32,768 native, 131,072 with YaRN
 

@@ -11,7 +11,7 @@ from helpers import compose_cfg, read_jsonl, write_jsonl
 from adam.backends.echo import EchoBackend
 from adam.engine import core
 from adam.errors import ExitCode
-from adam.runner import run
+from adam.run.runner import run
 
 
 @pytest.fixture

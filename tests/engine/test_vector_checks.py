@@ -17,11 +17,11 @@ import pytest
 from fake_ollama import FakeOllama, Model
 from helpers import compose_cfg, read_jsonl, write_jsonl
 
-from adam.embed_store import EmbeddingStore
 from adam.engine.core import WIDTH_PROBE
 from adam.engine.vectors import VectorCheck
 from adam.errors import ConfigError, ExitCode
-from adam.runner import run
+from adam.io.embed_store import EmbeddingStore
+from adam.run.runner import run
 
 EMBED_TAG = "qwen3-embedding:0.6b"  # size=qwen3_embedding_0_6b's ollama_tag
 

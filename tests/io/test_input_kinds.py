@@ -18,7 +18,7 @@ from helpers import compose_cfg, read_jsonl
 from adam.errors import ExitCode, InputError
 from adam.io.readers import RecordReader
 from adam.io.records import InvalidRecord, Record
-from adam.runner import run
+from adam.run.runner import run
 
 LINES = b'{"id": "a", "prompt": "one two"}\n{"id": "b", "prompt": "three"}\n'
 PNG = b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00\x00\x01\x00\x00\x00\x01\x08\x06\x00\x00\x00\x1f\x15\xc4\x89"

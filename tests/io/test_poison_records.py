@@ -20,7 +20,7 @@ from adam.io.readers import RecordReader
 from adam.io.record_parser import MAX_DEPTH, RecordParser
 from adam.io.records import InvalidRecord, Record
 from adam.io.writers import dumps_line
-from adam.resume import input_sha256
+from adam.run.resume import input_sha256
 
 GOOD = b'{"id": "good", "prompt": "still runs"}'
 DIGITS = sys.get_int_max_str_digits()

@@ -10,7 +10,7 @@ from helpers import compose_cfg, read_jsonl, write_jsonl
 
 from adam.errors import ExitCode
 from adam.jobs.chunking import split_text
-from adam.runner import run
+from adam.run.runner import run
 
 
 def _words(text: str) -> int:

@@ -8,7 +8,7 @@ import numpy as np
 from helpers import compose_cfg, read_jsonl, write_jsonl
 
 from adam import ModelManager
-from adam.runner import run
+from adam.run.runner import run
 
 SIZE = "size=qwen3_embedding_0_6b"
 

@@ -18,9 +18,9 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import REPO, compose_cfg, read_jsonl, write_jsonl
 
-from adam.embed_store import SCHEMA_VERSION, EmbeddingStore
 from adam.errors import ConfigError, ExitCode
-from adam.runner import run
+from adam.io.embed_store import SCHEMA_VERSION, EmbeddingStore
+from adam.run.runner import run
 
 HAS_DATASETS = importlib.util.find_spec("datasets") is not None
 

@@ -14,12 +14,12 @@ import pyarrow.parquet as pq
 import pytest
 from helpers import compose_cfg, read_jsonl, write_jsonl
 
-from adam.embed_store import EmbeddingStore
 from adam.errors import ConfigError, ExitCode
+from adam.io.embed_store import EmbeddingStore
 from adam.jobs import merge
-from adam.locks import RunDirLock
-from adam.runner import run
-from adam.shard_runs import check_alike, check_complete, find_shard_runs, lock_finished
+from adam.run.locks import RunDirLock
+from adam.run.runner import run
+from adam.run.shard_runs import check_alike, check_complete, find_shard_runs, lock_finished
 
 ECHO = ("backend=echo", "job.progress=false")
 

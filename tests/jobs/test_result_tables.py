@@ -11,7 +11,7 @@ from helpers import compose_cfg, read_jsonl
 
 from adam.errors import ExitCode
 from adam.io.result_tables import table_row
-from adam.runner import run
+from adam.run.runner import run
 
 ROWS = [(f"q{i}", f"what is {i} plus {i}?" + " pad" * (i % 5), "math" if i % 2 else "easy", str(i)) for i in range(30)]
 

@@ -7,8 +7,8 @@ from pathlib import Path
 
 from helpers import compose_cfg, write_jsonl
 
-from adam.runner import run
-from adam.sweep import build_report
+from adam.run.runner import run
+from adam.run.sweep import build_report
 
 HOSTILE = '<script>window.__pwned = "script"</script><img src=x onerror="window.__pwned = \'img\'">'
 

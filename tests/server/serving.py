@@ -11,7 +11,7 @@ import httpx
 from helpers import compose_cfg
 
 from adam.engine import Engine
-from adam.runner import build_backend
+from adam.run.runner import build_backend
 from adam.server.app import create_app
 from adam.server.listen import BackgroundServer
 from adam.server.read_timeouts import ReadTimeouts

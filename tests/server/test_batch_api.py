@@ -20,9 +20,9 @@ import pytest
 from helpers import REPO, compose_cfg, read_jsonl
 from serving import CHAT_ID, engine_for, serving
 
-from adam.job_schemas import GenerateJob
-from adam.locks import RunDirLock
-from adam.runner import run
+from adam.run.locks import RunDirLock
+from adam.run.runner import run
+from adam.settings.job_schemas import GenerateJob
 
 ENDED = ("completed", "failed", "cancelled", "expired")
 

@@ -1,4 +1,4 @@
-"""A Batch API batch is run as a job is (adam/run_session.py): the runner's length sorting and planned batches,
+"""A Batch API batch is run as a job is (adam/run/run_session.py): the runner's length sorting and planned batches,
 its job.max_errors and its stop on a run of backend failures, and its manifest."""
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from test_batch_api import batch_run_dir, client_for, lines_of, manifest_of, sub
 
 from adam.errors import ConfigError
 from adam.io.record_parser import RecordParser
-from adam.runner import run
+from adam.run.runner import run
 from adam.server.app import create_app
 from adam.server.runs_browser import RunsBrowser
 from adam.server.state import ServeOptions

@@ -19,7 +19,7 @@ from llama_probe import llama_cpp_problem
 from serving import CHAT_ID, engine_for, serving
 from test_batch_api import client_for, lines_of, submit, wait_for
 
-from adam.runner import run
+from adam.run.runner import run
 
 USER = {"role": "user", "content": "Name three colours of the rainbow, please"}
 COLOURS = {

@@ -9,7 +9,7 @@ import pytest
 from helpers import compose_cfg, read_jsonl, write_jsonl
 from serving import engine_for, serving
 
-from adam.runner import run
+from adam.run.runner import run
 from adam.server.listen import BackgroundServer
 
 

@@ -130,8 +130,8 @@ def test_the_read_timeouts_are_job_serve_keys_with_their_defaults_in_the_schema(
     from omegaconf import OmegaConf
 
     from adam.errors import ConfigError
-    from adam.job_schemas import ServeJob
-    from adam.runner import preflight
+    from adam.run.runner import preflight
+    from adam.settings.job_schemas import ServeJob
 
     job = compose_cfg("job=serve").job
     assert (job.header_timeout_s, job.body_timeout_s) == (ServeJob.header_timeout_s, ServeJob.body_timeout_s)

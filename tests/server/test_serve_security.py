@@ -14,7 +14,7 @@ from helpers import compose_cfg
 from serving import CHAT_ID, OLLAMA_NAME, engine_for, serving
 
 from adam.errors import ConfigError
-from adam.runner import run
+from adam.run.runner import run
 from adam.server.listen import BackgroundServer
 from adam.server.security import allowed_hosts, check_bind, host_name, same_origin
 

@@ -1,0 +1,1 @@
+"""What runs a job: the runner, its session (lock, manifest, resume, stop policy), sweeps and shard runs."""
