@@ -181,7 +181,7 @@ class HuggingFaceBackend(ModelBackend):
         return [
             "backend.runtime=onnx embeds with this model faster on a CPU, with the same vectors (cosine >= 0.9999); "
             "backend.quantization=int8 on top is faster still and moves the vectors slightly "
-            "(README: Embeddings on ONNX Runtime)"
+            "(docs/backends.md: Embeddings on ONNX Runtime)"
         ]
 
     def has_thinking_mode(self) -> bool:

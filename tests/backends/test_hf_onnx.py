@@ -95,6 +95,31 @@ def test_the_export_is_cached_by_the_weights_hash_and_reused(onnx_vectors, monke
     assert np.allclose(again, onnx_vectors[0][:3], atol=1e-6)
 
 
+@pytest.mark.parametrize("model_type", ["distilbert", "mpnet", "roberta", "xlm-roberta"])
+def test_the_other_allowed_encoders_export_to_torchs_hidden_states(model_type: str, tmp_path: Path) -> None:
+    import onnxruntime as ort
+    import torch
+    from transformers import AutoConfig, AutoModel
+
+    shape = dict(hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4)
+    if model_type == "distilbert":
+        shape = dict(dim=32, hidden_dim=64, n_layers=2, n_heads=4)
+    torch.manual_seed(0)
+    model = AutoModel.from_config(AutoConfig.for_model(model_type, vocab_size=100, **shape)).eval()
+    model.save_pretrained(tmp_path)
+    hf_onnx.check_folder(tmp_path, model_type)  # allowed
+    hf_onnx.export_float32(tmp_path, tmp_path / "model.onnx")
+    ids = torch.randint(3, 100, (3, 40))
+    mask = torch.ones_like(ids)
+    mask[1, 20:] = mask[2, 5:] = 0  # padded rows: only their real tokens count
+    with torch.no_grad():
+        ref = model(input_ids=ids, attention_mask=mask).last_hidden_state.numpy()
+    session = ort.InferenceSession(str(tmp_path / "model.onnx"), providers=["CPUExecutionProvider"])
+    got = session.run(None, {"input_ids": ids.numpy(), "attention_mask": mask.numpy()})[0]
+    real = mask.numpy()[..., None].astype(bool)
+    assert np.abs((got - ref) * real).max() < 1e-4
+
+
 def test_the_weights_hash_follows_the_weights_and_config(tmp_path: Path) -> None:
     folder = tmp_path / "m"
     folder.mkdir()
@@ -131,7 +156,7 @@ def test_an_export_cut_short_leaves_nothing_a_later_run_would_load(tmp_path: Pat
 
 
 def test_decoder_embedders_and_generators_are_refused_before_any_model_loads(tiny_qwen3_dir: Path) -> None:
-    refused = r"runs encoder embedders \(bert\) only; size=qwen3_embedding_0_6b is a qwen3"
+    refused = r"encoder embedders \(bert, distilbert, mpnet, roberta, xlm-roberta\) only; size=qwen3_embedding_0_6b is"
     with pytest.raises(ConfigError, match=refused):
         build_backend(compose_cfg("job=embed", "size=qwen3_embedding_0_6b", "backend.runtime=onnx"))
     local = build_backend(
