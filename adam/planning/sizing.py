@@ -165,7 +165,10 @@ def onnx_note(cfg: DictConfig, spec: SizeSpec, device: str) -> str:
     """size=auto's word on an encoder embedder picked for a CPU while backend.runtime is torch: ONNX is faster."""
     if str(cfg.backend.get("runtime", "torch")) != "torch" or not onnx_fits(spec, device, backend_traits(cfg).runtimes):
         return ""
-    return "; on a CPU backend.runtime=onnx embeds it faster with the same vectors (docs/backends.md: Embeddings on ONNX Runtime)"
+    return (
+        "; on a CPU backend.runtime=onnx embeds it faster with the same vectors"
+        " (docs/backends.md: Embeddings on ONNX Runtime)"
+    )
 
 
 def _bundled(fit: Fit, reason: str, plan: Plan, traits: BackendTraits, hw: Any, report: Any) -> Choice:
