@@ -1,7 +1,8 @@
 """The OpenAI Batch API: create, retrieve, list (after, limit) and cancel; BatchWorker runs what is created.
 
 Only ``completion_window="24h"`` is accepted, as OpenAI does; the window itself is ServeOptions'
-batch_window_s, so tests can watch a batch expire.
+batch_window_s, so tests can watch a batch expire. The routes are plain functions, which FastAPI runs on its
+thread pool: a store's writes and fsyncs never hold the event loop (nor /health) while they wait on the disk.
 """
 
 from __future__ import annotations
@@ -39,7 +40,7 @@ def batches_of(request: Request) -> BatchStore:
 
 
 @router.post("/v1/batches")
-async def create(request: Request, body: CreateBatch) -> dict[str, Any]:
+def create(request: Request, body: CreateBatch) -> dict[str, Any]:
     """A new batch over an uploaded file; it runs after the batches created before it."""
     state = state_of(request)
     batches, files = batches_of(request), store_of(request)
@@ -62,9 +63,7 @@ async def create(request: Request, body: CreateBatch) -> dict[str, Any]:
 
 
 @router.get("/v1/batches")
-async def list_batches(
-    request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=100)
-) -> dict[str, Any]:
+def list_batches(request: Request, after: str | None = None, limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
     """Batches, newest first; ``after`` is the last id of the previous page."""
     docs = list(reversed(batches_of(request).in_order()))
     if after is not None:
@@ -81,7 +80,7 @@ async def list_batches(
 
 
 @router.get("/v1/batches/{batch_id}")
-async def retrieve(request: Request, batch_id: str) -> dict[str, Any]:
+def retrieve(request: Request, batch_id: str) -> dict[str, Any]:
     """One batch."""
     doc = batches_of(request).get(batch_id)
     if doc is None:
@@ -90,7 +89,7 @@ async def retrieve(request: Request, batch_id: str) -> dict[str, Any]:
 
 
 @router.post("/v1/batches/{batch_id}/cancel")
-async def cancel(request: Request, batch_id: str) -> dict[str, Any]:
+def cancel(request: Request, batch_id: str) -> dict[str, Any]:
     """Stop a batch after the chunk in flight: cancelling, then cancelled."""
     doc = batches_of(request).cancel(batch_id)
     if doc is None:

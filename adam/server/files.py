@@ -51,20 +51,20 @@ def _store_upload(store: FileStore, content_type: str, body: bytes) -> dict[str,
 
 
 @router.get("/v1/files")
-async def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
+def list_files(request: Request, purpose: str | None = None) -> dict[str, Any]:
     """Every stored file, newest first."""
     files = [_public(f) for f in store_of(request).list(purpose)]
     return {"object": "list", "data": files, "has_more": False}
 
 
 @router.get("/v1/files/{file_id}")
-async def retrieve(request: Request, file_id: str) -> dict[str, Any]:
+def retrieve(request: Request, file_id: str) -> dict[str, Any]:
     """One file object."""
     return _public(_get(store_of(request), file_id))
 
 
 @router.get("/v1/files/{file_id}/content")
-async def content(request: Request, file_id: str) -> Response:
+def content(request: Request, file_id: str) -> Response:
     """A file's bytes."""
     store = store_of(request)
     _get(store, file_id)
@@ -72,7 +72,7 @@ async def content(request: Request, file_id: str) -> Response:
 
 
 @router.delete("/v1/files/{file_id}")
-async def delete(request: Request, file_id: str) -> dict[str, Any]:
+def delete(request: Request, file_id: str) -> dict[str, Any]:
     """Remove a file."""
     deleted = store_of(request).delete(file_id)
     if not deleted:

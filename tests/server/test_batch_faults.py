@@ -15,7 +15,7 @@ import openai
 import pytest
 from serving import engine_for, serving
 from small_disk import fill, small_disk
-from test_batch_api import batch_file, client_for, lines_of, submit, wait_for
+from test_batch_api import batch_file, client_for, lines_of, submit, wait_answered, wait_for
 
 PAUSED = "paused: the disk is full"
 
@@ -41,9 +41,11 @@ def each_once(client: openai.OpenAI, batch: Any, count: int) -> None:
 
 def test_a_full_disk_pauses_a_batch_until_space_returns(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.WARNING)
-    with small_disk(tmp_path / "disk") as disk, serving(engine_for(), state_dir=str(disk / "state")) as server:
+    slow = engine_for("backend.delay=0.05")  # per call: 1,500 lines take a few seconds, so the fill lands mid-run
+    with small_disk(tmp_path / "disk") as disk, serving(slow, state_dir=str(disk / "state")) as server:
         client = client_for(server.url)
         batch = submit(client, batch_file(1500))
+        wait_answered(client, batch.id, 1, timeout=60)  # some answers written before the disk fills
         filler = fill(disk, leave=150_000)  # room for a few hundred answers
         paused = wait_paused(client, batch.id, caplog)
         answered = paused.request_counts.completed

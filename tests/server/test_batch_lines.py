@@ -82,7 +82,8 @@ def test_a_model_not_served_and_a_value_out_of_range_are_those_requests_errors(t
 
 
 def test_health_answers_while_a_large_file_validates(tmp_path: Path) -> None:
-    data = jsonl(*(line(f"r{i}", model=CHAT_ID) for i in range(8_000)))
+    # long enough (a few seconds) that a held event loop stands out from the GIL's switching delays
+    data = jsonl(*(line(f"r{i}", model=CHAT_ID) for i in range(40_000)))
     with serving(engine_for(), state_dir=str(tmp_path)) as server:
         client = client_for(server.url)
         validated = threading.Event()
