@@ -57,6 +57,7 @@ class ModelBackend(ABC):
     # generation goes through the backend's own scheduler (adam/backends/scheduler.py): callers on many threads
     # share its decode steps, by priority; _generate_batch and _stream_raw then take a ``priority`` keyword
     schedules: ClassVar[bool] = False
+    _scheduler: Any = None  # adam.backends.scheduler.Scheduler, once a backend that schedules has started it
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)
@@ -185,8 +186,15 @@ class ModelBackend(ABC):
         return []
 
     def queued(self) -> int:
-        """Requests waiting in this backend's own scheduler for a slot (0 without one)."""
-        return 0
+        """Requests waiting in this backend's own scheduler for a slot (0 without one, or before it starts)."""
+        scheduler = self._scheduler
+        return scheduler.waiting if scheduler is not None else 0
+
+    def _stop_scheduler(self) -> None:
+        """Close the scheduler's loop, if one started (a backend that schedules calls it under its own lock)."""
+        if self._scheduler is not None:
+            self._scheduler.close()
+            self._scheduler = None
 
     def load(self) -> None:
         """Load the model now instead of on first use."""

@@ -334,11 +334,6 @@ class HuggingFaceBackend(ModelBackend):
         return list(self.tokenizer()(text, add_special_tokens=add_special)["input_ids"])
 
     # ----------------------------------------------------------------- generation
-    def queued(self) -> int:
-        """Requests waiting in the scheduler for a slot (0 before it starts)."""
-        scheduler = self._scheduler
-        return scheduler.waiting if scheduler is not None else 0
-
     def scheduler(self) -> Scheduler:
         """The one loop that decodes for every caller of this backend (started with the first generation)."""
         with self._lock:
@@ -504,9 +499,7 @@ class HuggingFaceBackend(ModelBackend):
     def close(self) -> None:
         """Drop this backend's references; the shared model stays loaded for other backends."""
         with self._lock:
-            if self._scheduler is not None:
-                self._scheduler.close()
-                self._scheduler = None
+            self._stop_scheduler()
         self._loaded = None
         self._onnx = None
         self._tokenizer = None

@@ -174,11 +174,6 @@ class LlamaCppBackend(ModelBackend):
                 self._decoder = native.BatchDecoder(context)
             return self._decoder
 
-    def queued(self) -> int:
-        """Requests waiting in the scheduler for a slot (0 before it starts)."""
-        scheduler = self._scheduler
-        return scheduler.waiting if scheduler is not None else 0
-
     def scheduler(self) -> Scheduler:
         """The one loop that decodes for every caller of this backend (started with the model)."""
         with self._lock:
@@ -434,9 +429,7 @@ class LlamaCppBackend(ModelBackend):
     def close(self) -> None:
         """Free this backend's contexts; the model stays loaded for other backends until the registry lets go."""
         with self._lock:
-            if self._scheduler is not None:
-                self._scheduler.close()
-                self._scheduler = None
+            self._stop_scheduler()
             self._decoder = None
             self._embedder = None
             self._plan = None
