@@ -54,6 +54,7 @@ class ModelBackend(ABC):
     supports_json_schema: ClassVar[bool] = False  # response_format: json_object and json_schema
     supports_choice: ClassVar[bool] = False  # choice: the answer is one of a list of labels
     supports_logprobs: ClassVar[bool] = False  # logprobs and top_logprobs on a chat request
+    supports_ignore_eos: ClassVar[bool] = False  # ignore_eos: decoding goes on past the end-of-sequence token
     # generation goes through the backend's own scheduler (adam/backends/scheduler.py): callers on many threads
     # share its decode steps, by priority; _generate_batch and _stream_raw then take a ``priority`` keyword
     schedules: ClassVar[bool] = False
@@ -130,13 +131,11 @@ class ModelBackend(ABC):
         return False
 
     def request_problem(self, request: GenerationRequest) -> str | None:
-        """Why this backend cannot honour a request's constraint or log-probabilities, in one line; None: it can."""
-        if request.response_format and not self.supports_json_schema:
-            return f"the {self.name} backend cannot constrain answers to JSON (response_format)"
-        if request.choice and not self.supports_choice:
-            return f"the {self.name} backend cannot constrain answers to a list of choices"
-        if request.logprobs is not None and not self.supports_logprobs:
-            return f"the {self.name} backend does not give log-probabilities"
+        """Why this backend cannot honour a request's constraint, log-probabilities or ignore_eos, in one line;
+        None: it can."""
+        refusal = self._refusal(request)
+        if refusal is not None:
+            return refusal[1]
         if request.response_format:
             from adam.protocol.structured import output_schema
 
@@ -144,14 +143,24 @@ class ModelBackend(ABC):
         return None
 
     def refused_field(self, request: GenerationRequest) -> str:
-        """The request field request_problem refused, in the order it checks them."""
+        """The request field request_problem refused."""
+        refusal = self._refusal(request)
+        return "response_format" if refusal is None else refusal[0]  # else: a schema keyword it cannot decode to
+
+    def _refusal(self, request: GenerationRequest) -> tuple[str, str] | None:
+        """(field, why) of the first thing asked that this backend cannot give; None: it can give them all."""
+        if request.ignore_eos and request.constrained:
+            why = "ignore_eos cannot go with response_format or choice: a constrained answer ends with its grammar"
+            return "ignore_eos", why
         if request.response_format and not self.supports_json_schema:
-            return "response_format"
+            return "response_format", f"the {self.name} backend cannot constrain answers to JSON (response_format)"
         if request.choice and not self.supports_choice:
-            return "choice"
+            return "choice", f"the {self.name} backend cannot constrain answers to a list of choices"
         if request.logprobs is not None and not self.supports_logprobs:
-            return "logprobs"
-        return "response_format"  # a schema keyword the backend cannot decode to
+            return "logprobs", f"the {self.name} backend does not give log-probabilities"
+        if request.ignore_eos and not self.supports_ignore_eos:
+            return "ignore_eos", f"the {self.name} backend cannot decode past the end-of-sequence token (ignore_eos)"
+        return None
 
     def schema_problem(self, schema: dict[str, Any]) -> str | None:
         """Why this backend cannot decode to ``schema`` (a keyword it lacks), in one line; None: it can."""

@@ -51,6 +51,7 @@ class HfPrompt:
     constraint: RowConstraint | None = None  # the row's own matcher (a fresh one per request)
     logprobs: int | None = None  # top alternatives per token's entry; None: no entries
     token_bytes: Callable[[int], bytes] | None = None  # a token's bytes, for the logprobs entries
+    ignore_eos: bool = False  # the end-of-sequence tokens are masked out
 
 
 @dataclass
@@ -83,6 +84,7 @@ class RowDecoder:
         self._stackable = False  # whether the running batch's cache can take joining rows
         self._joined_last = False
         self._eos = set(lm.eos_ids)
+        self._eos_ids = sorted(self._eos)
         params = inspect.signature(lm.model.forward).parameters
         self._cache_key = "cache" if "cache" in params else "past_key_values"  # renamed in transformers 5.x
         self._keep_last = "logits_to_keep" in params
@@ -235,6 +237,9 @@ class RowDecoder:
         mask = prompt.constraint.allowed() if prompt.constraint is not None else None
         if mask is not None:
             scores = hf_tensors.masked(scores, mask)
+        if prompt.ignore_eos:
+            scores = scores.clone()
+            scores[0, self._eos_ids] = float("-inf")  # the end never wins: the row runs to max_tokens or a stop
         kept = scores[0].cpu().numpy().copy() if prompt.logprobs is not None else None  # before the draw
         if row.sampler is not None:
             seen = torch.tensor([row.prompt.ids + row.generated], device=scores.device)

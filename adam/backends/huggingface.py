@@ -75,6 +75,7 @@ class HuggingFaceBackend(ModelBackend):
     supports_json_schema = True  # llguidance token masks (adam/backends/constraints.py)
     supports_choice = True
     supports_logprobs = True
+    supports_ignore_eos = True
     runtimes = tuple(Runtime)  # backend.runtime: what runs an embedder's forward pass
     schedules = True
 
@@ -361,7 +362,7 @@ class HuggingFaceBackend(ModelBackend):
             token_bytes = self.token_guide().token_bytes  # built here: the decoder's thread never takes our lock
         return HfPrompt(
             ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed, constraint,
-            request.logprobs, token_bytes,
+            request.logprobs, token_bytes, request.ignore_eos,
         )  # fmt: skip
 
     def _generate_batch(

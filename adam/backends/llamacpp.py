@@ -66,6 +66,7 @@ class LlamaCppBackend(ModelBackend):
     supports_json_schema = True  # llguidance token masks over the GGUF's vocabulary (adam/backends/constraints.py)
     supports_choice = True
     supports_logprobs = True
+    supports_ignore_eos = True
     schedules = True
 
     def __init__(
@@ -293,7 +294,7 @@ class LlamaCppBackend(ModelBackend):
                 return err
         return _native().Prompt(
             ids, request.max_tokens, stops, request.temperature, request.top_p, request.seed, constraint,
-            request.logprobs,
+            request.logprobs, request.ignore_eos,
         )  # fmt: skip
 
     def schema_problem(self, schema: dict[str, Any]) -> str | None:

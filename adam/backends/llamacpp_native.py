@@ -250,6 +250,7 @@ class Prompt:
     seed: int | None
     constraint: Any = None  # a RowConstraint (adam/backends/constraints.py): masks each step; None: free
     logprobs: int | None = None  # each token's log-probability with this many alternatives; None: not asked
+    ignore_eos: bool = False  # end-of-generation tokens are masked out, as llama.cpp's server does for ignore_eos
 
 
 @dataclass
@@ -409,6 +410,8 @@ class BatchDecoder:
         mask = prompt.constraint.allowed() if prompt.constraint is not None else None
         if mask is not None:
             logits[~mask[: logits.shape[0]]] = -np.inf
+        if prompt.ignore_eos:
+            logits[self.model.end_tokens()] = -np.inf
         scores = logits.copy() if prompt.logprobs is not None else None  # before the sampler chain changes them
         if job.sampler is None:
             token = int(np.argmax(logits))

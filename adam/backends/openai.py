@@ -38,6 +38,7 @@ class OpenAIBackend(ServerBackend):
     supports_streaming = True
     supports_json_schema = True  # response_format passed through; every answer is still checked here
     supports_choice = True  # vLLM's structured_outputs.choice; a server that ignores it fails the check
+    supports_ignore_eos = True  # sent as vLLM and llama.cpp's server take it; OpenAI itself refuses it (a 400)
     local_prompt_check = False  # no local tokenizer: the server's refusal becomes a context_overflow line
 
     def __init__(
@@ -110,8 +111,13 @@ class OpenAIBackend(ServerBackend):
             args["stop"] = list(request.stop)
         if request.seed is not None:
             args["seed"] = request.seed
+        extra: dict[str, Any] = {}
         if request.choice:
-            args["extra_body"] = {"structured_outputs": {"choice": list(request.choice)}}
+            extra["structured_outputs"] = {"choice": list(request.choice)}
+        if request.ignore_eos:  # vLLM's and llama.cpp's server's own field; sent only when asked (OpenAI refuses it)
+            extra["ignore_eos"] = True
+        if extra:
+            args["extra_body"] = extra
         return args
 
     def _chat_args(self, request: GenerationRequest, *, stream: bool = False) -> dict[str, Any]:

@@ -36,6 +36,7 @@ class GenerationRequest:
     top_p: float = 1.0  # 1 keeps every token: no nucleus cut
     stop: tuple[str, ...] = ()
     seed: int | None = None
+    ignore_eos: bool = False  # the end-of-sequence token never ends the answer (vLLM's): max_tokens or a stop does
     thinking: bool = False  # Qwen3 thinking mode
     response_format: dict[str, Any] | None = None  # json_object or json_schema (adam/protocol/structured.py)
     choice: tuple[str, ...] = ()  # the answer is exactly one of these labels

@@ -111,12 +111,13 @@ class Engine:
         )  # fmt: skip
 
     def fit(self, request: GenerationRequest) -> tuple[GenerationRequest, BackendError | None, bool]:
-        """(the request to send, the refusal of it, whether it was truncated): a constraint or log-probabilities the
-        backend cannot honour is refused in one line, a prompt over the context window under job.overflow."""
+        """(the request to send, the refusal of it, whether it was truncated): a constraint, log-probabilities or
+        ignore_eos the backend cannot honour is refused in one line, a prompt over the context window under
+        job.overflow."""
         if request.thinking and not self._thinking_checked:
             self._thinking_checked = True
             self._warn_without_thinking()
-        if request.constrained or request.logprobs is not None:
+        if request.constrained or request.logprobs is not None or request.ignore_eos:
             problem = self.backend.request_problem(request)
             if problem is not None:
                 return request, UnsupportedRequestError(problem, self.backend.refused_field(request)), False

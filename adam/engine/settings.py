@@ -30,6 +30,7 @@ class Settings:
     top_p: float = DomainSpec.top_p
     stop: tuple[str, ...] = ()
     seed: int | None = GenerateJob.seed
+    ignore_eos: bool = GenerateJob.ignore_eos
     system_prompt: str | None = DomainSpec.system_prompt
     thinking: bool = GenerateJob.thinking
     overflow: Overflow = GenerateJob.overflow  # prompts (or texts) longer than the context window
@@ -51,6 +52,7 @@ class Settings:
             top_p=float(first(getattr(job, "top_p", None), domain.top_p)),
             stop=tuple(getattr(job, "stop", None) or ()),
             seed=getattr(job, "seed", None),
+            ignore_eos=bool(getattr(job, "ignore_eos", False)),
             system_prompt=domain.system_prompt,
             thinking=bool(getattr(job, "thinking", False)),
             overflow=Overflow(getattr(job, "overflow", Overflow.truncate)),  # search: queries are cut as texts are
@@ -99,6 +101,7 @@ class Settings:
             top_p=float(pick("top_p")),
             stop=tuple([stop] if isinstance(stop, str) else stop),
             seed=pick("seed"),
+            ignore_eos=bool(pick("ignore_eos")),
             thinking=self.thinking if thinking is None else bool(thinking),
             **constraint,
             logprobs=int(params.get("top_logprobs") or 0) if params.get("logprobs") else None,

@@ -7,7 +7,8 @@ Schema (adam/io/schemas/openai_{chat,completion,embedding}.json, the one descrip
 adam cannot give is refused from one table (UNSUPPORTED), and each field is read here only:
 
 - a message's text parts are joined with "\\n" (as vLLM joins them); ``developer`` is read as ``system``;
-- ``max_completion_tokens`` wins over ``max_tokens``; ``stop`` is always a list; ``seed`` an int;
+- ``max_completion_tokens`` wins over ``max_tokens``; ``stop`` is always a list; ``seed`` an int; ``ignore_eos``
+  (vLLM's and llama.cpp's extension) keeps decoding past the end-of-sequence token;
 - ``chat_template_kwargs.enable_thinking`` switches the thinking mode (Qwen3's switch, as vLLM takes it);
 - ``response_format``, ``choice``, ``structured_outputs``, ``logprobs`` and ``top_logprobs`` are read by
   adam/protocol/structured.py (the engine asks the backend whether it can honour them); ``n`` must be 1;
@@ -33,7 +34,7 @@ CHAT, COMPLETIONS, EMBEDDINGS = "/v1/chat/completions", "/v1/completions", "/v1/
 URLS: dict[Kind, tuple[str, ...]] = {"generate": (CHAT, COMPLETIONS), "embed": (EMBEDDINGS,)}
 SCHEMAS: dict[str, SchemaName] = {CHAT: "openai_chat", COMPLETIONS: "openai_completion", EMBEDDINGS: "openai_embedding"}
 # what a request may set: sampling, then structured output and log-probabilities (adam/protocol/structured.py)
-PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", *STRUCTURED)
+PARAMS = ("max_tokens", "temperature", "top_p", "stop", "seed", "ignore_eos", *STRUCTURED)
 _INT_PARAMS = frozenset({"max_tokens", "seed"})
 
 

@@ -88,6 +88,7 @@ class GenerateJob(JobSpec):
     top_p: float | None = None  # null: the domain's
     stop: list[str] = field(default_factory=list)
     seed: int | None = 0  # fixed by default so a rerun gives the same answers
+    ignore_eos: bool = False  # answers run to max_tokens (or a stop string), past the end-of-sequence token: benchmarks
     thinking: bool = False  # Qwen3 thinking mode; thinking text goes to its own field
     overflow: Overflow = Overflow.error  # a prompt longer than the context window: error (an error line) | truncate
     # Structured output for every record (a record's own response_format or choice replaces it); set one at most

@@ -67,8 +67,16 @@ def test_a_chat_request_carries_the_right_fields_and_the_key(fake: FakeOpenAI) -
     )
     # qwen3_small has Qwen3's thinking switch: it goes as vLLM and SGLang take it
     assert body["chat_template_kwargs"] == {"enable_thinking": False}
+    assert "ignore_eos" not in body  # sent only when asked: OpenAI itself refuses the field
     (seen,) = [r for r in fake.requests if r.path == "/v1/chat/completions"]
     assert seen.headers["Authorization"] == f"Bearer {KEY}"
+
+
+def test_ignore_eos_goes_as_vllm_and_llama_cpp_server_take_it(fake: FakeOpenAI) -> None:
+    _backend(fake).generate_one(_chat("one two", ignore_eos=True))
+    _backend(fake).generate_one(_chat("one two", ignore_eos=True, max_tokens=1, stop=("x",)))
+    first, second = fake.bodies("/v1/chat/completions")
+    assert first["ignore_eos"] is True and second["ignore_eos"] is True and second["stop"] == ["x"]
 
 
 def test_no_thinking_switch_is_sent_to_a_model_without_one(fake: FakeOpenAI) -> None:
