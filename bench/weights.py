@@ -1,9 +1,10 @@
-"""backend.weight_type on a CPU: auto (Q4_0, repacked kernels) against the demo's shipped Q4_1, llama.cpp's own
-llama-batched-bench, and a 0.5B Qwen3-shaped random model on both backends.
+"""backend.weight_type on a CPU: auto against the demo's shipped Q4_1 and against Q4_0 (repacked kernels, a second
+4-bit rounding), llama.cpp's own llama-batched-bench, and a 0.5B Qwen3-shaped random model on both backends.
 
-- Demo: adam's llamacpp job with ``backend.weight_type=auto`` against ``as_is`` (Q4_1), the same prompts, greedy,
-  ``n_seq`` sequences, alternating runs; then the answers of Q4_0, Q4_1 and transformers' float32 (the
-  HF backend on the dequantized demo) side by side: what the faster kernels cost in quality.
+- Demo: adam's llamacpp job with ``backend.weight_type=auto`` (Q8_0 for this Q4_1 file), ``as_is`` (Q4_1) and
+  ``Q4_0``, the same prompts, greedy, ``n_seq`` sequences, alternating runs, every answer ``max_tokens`` long
+  (``job.ignore_eos``), so each side generates the same tokens; then at one sequence. The answers of each type
+  and of transformers' float32 (the HF backend on the dequantized demo) side by side: what each costs in quality.
 - llama.cpp itself: ``llama-batched-bench`` built from the llama-cpp-python sdist's vendored llama.cpp (cached
   under ~/.cache/adam/llama-bench; ADAM_BENCH_BUILD_LLAMA=0 skips building it), on the same Q4_0 file, threads
   and sequence count, against adam's job rate.
@@ -87,14 +88,16 @@ def _job(configs: list[Any], n: int, answers: dict[str, list[str]], tokens: dict
 
 
 def _demo(sec: Section, work: Path, n: int, reps: int, threads: int) -> float:
-    """auto against as_is on the demo, alternating; the answers against transformers' float32. adam's auto rate."""
+    """auto, as_is and Q4_0 on the demo, alternating; the answers against transformers' float32. adam's auto rate."""
     from adam.run.runner import build_backend
 
-    source = _write_prompts(work, n)
-    common = ["size=demo", "hardware=cpu", f"hardware.threads={threads}", f"job.input={source}", "job.temperature=0"]
-    common += [f"job.max_tokens={MAX_TOKENS}", f"domain.system_prompt={SYSTEM}", f"job.batch_size={n}"]
-    llama = ["backend=llamacpp", f"backend.n_seq={N_SEQ}", "backend.n_ctx=512"]
-    variants = {"auto": [*llama, "backend.weight_type=auto"], "as_is": [*llama, "backend.weight_type=as_is"]}
+    base = ["size=demo", "hardware=cpu", f"hardware.threads={threads}", "job.temperature=0"]
+    base += [f"job.max_tokens={MAX_TOKENS}", f"domain.system_prompt={SYSTEM}"]
+    base += ["job.ignore_eos=true"]  # every answer MAX_TOKENS long: each side generates the same tokens
+    common = [*base, f"job.input={_write_prompts(work, n)}", f"job.batch_size={n}"]
+    llama = ["backend=llamacpp", "backend.n_ctx=512"]
+    types = {"auto": "auto", "as_is": "as_is", "q4_0": "Q4_0"}
+    variants = {k: [*llama, f"backend.n_seq={N_SEQ}", f"backend.weight_type={t}"] for k, t in types.items()}
     variants["float32"] = ["backend=huggingface"]  # transformers on the float32 copy of the same file
     configs = {k: [compose([*common, *v], work / f"{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
     plan = build_backend(configs["auto"][0]).weight_plan()
@@ -102,39 +105,60 @@ def _demo(sec: Section, work: Path, n: int, reps: int, threads: int) -> float:
     tokens: dict[str, int] = {}
     times = interleave({k: (lambda k=k: _job(configs[k], n, answers, tokens, k)) for k in variants}, reps=reps)
     names = {"auto": f"weight_type=auto ({plan.weight_type})", "as_is": f"weight_type=as_is ({plan.file_type})"}
+    names["q4_0"] = "weight_type=Q4_0"
     names["float32"] = f"backend=huggingface (float32 copy of the shipped file, batch {n})"
     for key, name in names.items():
         note = f"{n} prompts, {tokens[key]} tokens" + ("" if key == "float32" else f", n_seq {N_SEQ}")
         sec.timings.append(Timing(name, times[key], tokens[key], "tok", note=note))
     sec.ratio("demo: auto / shipped Q4_1 (job tokens/s)", names["auto"], names["as_is"], 1.3)
     sec.ratio("demo: llamacpp auto / huggingface (job tokens/s)", names["auto"], names["float32"], 1.5)
-    # the answers differ, so the two generate different numbers of tokens (EOS is not ignored): the same
-    # prompts' wall time is the other fair reading
-    wall = sec.get(names["as_is"]).median / sec.get(names["auto"]).median
-    sec.checks.append(("demo: shipped Q4_1 / auto, wall time of the same job", wall, None))
+    sec.ratio("demo: Q4_0 / shipped Q4_1 (job tokens/s; what auto leaves for quality)", names["q4_0"], names["as_is"],
+              None)  # fmt: skip
     sec.lines.append(f"- auto chose {plan.weight_type}: {plan.reason}.")
-
     sec.lines.append(_quality(answers))
+    _one_sequence(sec, work, base, n, reps)
     return sec.get(names["auto"]).rate
 
 
+def _one_sequence(sec: Section, work: Path, base: list[str], n: int, reps: int) -> None:
+    """auto against the shipped file with one sequence at a time: a single chat's decoding speed."""
+    few = min(n, 4)
+    (work / "one").mkdir()
+    common = [*base, f"job.input={_write_prompts(work / 'one', few)}", f"job.batch_size={few}"]
+    variants = {k: ["backend=llamacpp", "backend.n_ctx=512", "backend.n_seq=1", "backend.interactive_slots=0",
+                    f"backend.weight_type={k}"] for k in ("auto", "as_is")}  # fmt: skip
+    configs = {k: [compose([*common, *v], work / f"one-{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
+    answers: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
+    times = interleave({k: (lambda k=k: _job(configs[k], few, answers, tokens, k)) for k in variants}, reps=reps)
+    for key in variants:
+        sec.timings.append(Timing(f"weight_type={key}, one sequence", times[key], tokens[key], "tok",
+                                  note=f"{few} prompts, {tokens[key]} tokens, n_seq 1"))  # fmt: skip
+    sec.ratio("demo: auto / shipped Q4_1, one sequence (tokens/s)", "weight_type=auto, one sequence",
+              "weight_type=as_is, one sequence", None)  # fmt: skip
+
+
 def _quality(answers: dict[str, list[str]]) -> str:
-    """How often greedy answers agree, and the first few side by side."""
+    """How often greedy answers agree (all MAX_TOKENS long), and the first few side by side."""
 
     def agree(a: str, b: str) -> str:
         same = sum(x == y for x, y in zip(answers[a], answers[b], strict=True))
         prefix = [_common(x, y) for x, y in zip(answers[a], answers[b], strict=True)]
         return f"{a} = {b} on {same}/{len(prefix)} prompts (mean common prefix {sum(prefix) / len(prefix):.0f} chars)"
 
+    pairs = (("auto", "as_is"), ("q4_0", "as_is"), ("as_is", "float32"), ("auto", "float32"), ("q4_0", "float32"))
     lines = [
-        "- Quality (greedy answers): " + "; ".join(agree(a, b) for a, b in (("auto", "as_is"), ("as_is", "float32"))),
-        f"  and {agree('auto', 'float32')}.",
+        "- Quality (greedy answers, each its first "
+        + str(MAX_TOKENS)
+        + " tokens): "
+        + "; ".join(agree(a, b) for a, b in pairs)
+        + ".",
         "",
-        "| prompt | Q4_1 (shipped) | Q4_0 (auto) | float32 (transformers) |",
-        "| --- | --- | --- | --- |",
+        "| prompt | Q4_1 (shipped) | auto | Q4_0 | float32 (transformers) |",
+        "| --- | --- | --- | --- | --- |",
     ]
     for i, prompt in enumerate(make_prompts(4)):
-        cells = [prompt[:50], *(answers[k][i][:90] for k in ("as_is", "auto", "float32"))]
+        cells = [prompt[:50], *(answers[k][i][:90] for k in ("as_is", "auto", "q4_0", "float32"))]
         lines.append("| " + " | ".join(c.replace("\n", " ").replace("|", "/") for c in cells) + " |")
     return "\n".join(lines) + "\n"
 

@@ -2,10 +2,16 @@
 
 On a CPU the weight type picks the matmul kernels. llama.cpp repacks Q4_0 for AVX2, AVX512 and NEON
 (interleaved rows, batched GEMM), while Q4_1, Q5_x and the float types go through the generic dot
-products: the bundled demo (Q4_1) decodes about 1.4x faster as Q4_0 here (bench/RESULTS.md).
+products.
 
-- ``auto`` (the default for the bundled demo and GGUFs adam shares): Q4_0 where this llama.cpp build has
-  repacked kernels and the file's type has none; anything else runs as it is.
+- ``auto`` (the default for the bundled demo and GGUFs adam shares), where this llama.cpp build has
+  repacked kernels and the file's type has none:
+  - a float or 8-bit file (F32, F16, BF16, Q8_0) runs as Q4_0: one 4-bit rounding, as any Q4_0 file has;
+  - a file already rounded to 4 or 5 bits (Q4_1, Q5_0, Q5_1) runs as Q8_0. Rounding it to 4 bits a second
+    time wrecks it: the demo (Q4_1) as Q4_0 gave greedy answers that left the shipped file's at their first
+    token on every bench prompt, while as Q8_0 they differ no more than float32's do, and it decodes 1.5x
+    faster than Q4_1 at 32 sequences and 1.1x at one (bench/RESULTS.md);
+  anything else runs as it is.
 - ``as_is`` (the default for a GGUF named by size.path or an Ollama blob): the file exactly as given.
 - a named type (Q4_0, Q8_0, F16, Q4_K_M, ...): that type, whatever the file holds.
 
@@ -37,6 +43,8 @@ FILE_TYPES = {
 }  # fmt: skip
 SETTINGS = ("auto", "as_is")
 FAST = "Q4_0"  # the type with repacked (interleaved, batched-GEMM) CPU kernels
+WIDE = "Q8_0"  # what a file already rounded to 4 or 5 bits runs as: fast, and no second coarse rounding
+_ROUNDED = {"Q4_1", "Q5_0", "Q5_1"}  # legacy low-bit types without repacked kernels
 # types that already have fast CPU kernels (repacked, or K-/IQ-quants with their own SIMD dot products):
 # auto keeps them rather than lose precision to a second rounding
 _KEEP = {"Q4_0", "IQ4_NL"} | {t for t in FILE_TYPES.values() if "_K" in t or t.startswith("IQ")}
@@ -93,13 +101,12 @@ def plan(
         return WeightPlan(file_type, file_type, f"{auto}: {file_type} already has fast kernels on this CPU", source)
     if not repacked_kernels():
         return WeightPlan(file_type, file_type, f"{auto}: this llama.cpp build has no repacked kernels here", source)
-    return WeightPlan(
-        file_type,
-        FAST,
-        f"{auto}: {file_type} has no repacked kernels on this CPU and {FAST} has (1.3-1.6x faster decoding)",
-        cached_path(cache, sha256, FAST),
-        converts=True,
-    )
+    if file_type in _ROUNDED:
+        why = (f"{auto}: {file_type} has no repacked kernels on this CPU; {WIDE} runs faster and keeps its "
+               f"weights, where {FAST} would round them to 4 bits a second time")  # fmt: skip
+        return WeightPlan(file_type, WIDE, why, cached_path(cache, sha256, WIDE), converts=True)
+    why = f"{auto}: {file_type} has no repacked kernels on this CPU and {FAST} has"
+    return WeightPlan(file_type, FAST, why, cached_path(cache, sha256, FAST), converts=True)
 
 
 def cached_path(cache: Path, sha256: str, weight_type: str) -> Path:

@@ -1,7 +1,7 @@
 """backend.weight_type: the type a GGUF runs as (auto, as_is, or named), made once into adam's cache.
 
 The plan and the resume check are plain Python; the conversions need llama-cpp-python and skip without it.
-The demo (Q4_1) becomes Q4_0 once per session in the session's cache, which test_llamacpp.py's runs reuse.
+The demo (Q4_1) becomes Q8_0 once per session in the session's cache, which test_llamacpp.py's runs reuse.
 """
 
 from __future__ import annotations
@@ -55,9 +55,10 @@ def test_a_file_that_is_not_gguf_has_no_type(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("setting", "user_named", "embeds", "weight_type", "converts", "why"),
     [
-        (None, False, False, "Q4_0", True, "auto (the default): Q4_1 has no repacked kernels"),
+        (None, False, False, "Q8_0", True, "auto (the default): Q4_1 has no repacked kernels"),
         (None, True, False, "Q4_1", False, "as_is (the default for a GGUF you name)"),
-        ("auto", True, False, "Q4_0", True, "auto (as set)"),
+        ("auto", True, False, "Q8_0", True, "auto (as set)"),
+        ("Q4_0", True, False, "Q4_0", True, "Q4_0, from Q4_1"),
         ("as_is", False, False, "Q4_1", False, "as_is (as set)"),
         ("Q8_0", True, False, "Q8_0", True, "Q8_0, from Q4_1"),
         ("Q4_1", False, False, "Q4_1", False, "the file already is"),
@@ -93,6 +94,17 @@ def test_auto_keeps_the_file_without_repacked_kernels_or_when_its_type_has_them(
     assert (got.weight_type, got.converts) == ("Q4_K_M", False) and "already has fast kernels" in got.reason
 
 
+@pytest.mark.parametrize(("file_type", "runs_as"), [("F16", "Q4_0"), ("BF16", "Q4_0"), ("Q8_0", "Q4_0"),
+                                                    ("Q5_1", "Q8_0"), ("Q5_0", "Q8_0"), ("IQ4_NL", "IQ4_NL")])  # fmt: skip
+def test_auto_rounds_to_4_bits_once_at_most(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, file_type: str, runs_as: str
+) -> None:
+    monkeypatch.setattr(llamacpp_weights, "repacked_kernels", lambda: True)
+    monkeypatch.setattr(llamacpp_weights, "file_type_of", lambda _: file_type)
+    got = llamacpp_weights.plan(_demo(), SHA, "auto", user_named=False, embeds=False, gpu=False, cache=tmp_path)
+    assert (got.file_type, got.weight_type, got.converts) == (file_type, runs_as, runs_as != file_type)
+
+
 def test_a_weight_type_that_names_nothing_is_refused_with_the_choices() -> None:
     assert llamacpp_weights.check_setting("q4_0") == "Q4_0"
     with pytest.raises(ConfigError, match=r"backend\.weight_type=Q9 is not one of auto, as_is, .*Q4_0"):
@@ -123,19 +135,20 @@ def test_resuming_on_another_weight_type_is_refused_in_one_line_naming_the_fix(t
 
 
 # ----------------------------------------------------------------- with llama.cpp
-def test_auto_runs_the_demo_as_q4_0_made_once_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
+def test_auto_runs_the_demo_as_q8_0_made_once_and_says_why(caplog: pytest.LogCaptureFixture) -> None:
     _needs_llama_cpp()
     _demo()
     caplog.set_level(logging.INFO, logger="adam.backends")
     first = _backend("size=demo", "backend.n_ctx=256")
     first.load()
     info = first.info()
-    assert (info["file_type"], info["weight_type"]) == ("Q4_1", "Q4_0")
+    assert (info["file_type"], info["weight_type"]) == ("Q4_1", "Q8_0")
     cached = Path(info["weights_path"])
-    assert cached.is_file() and llamacpp_weights.file_type_of(cached) == "Q4_0"
-    assert cached.name == f"{info['sha256']}.Q4_0.gguf"
+    assert cached.is_file() and llamacpp_weights.file_type_of(cached) == "Q8_0"
+    assert cached.name == f"{info['sha256']}.Q8_0.gguf"
     assert not list(cached.parent.glob(".*.tmp"))  # written through a temp name, renamed into place
-    assert "runs as Q4_0: backend.weight_type=auto (the default): Q4_1 has no repacked kernels" in caplog.text
+    assert "runs as Q8_0: backend.weight_type=auto (the default): Q4_1 has no repacked kernels" in caplog.text
+    assert "where Q4_0 would round them to 4 bits a second time" in caplog.text
     first.close()
 
     def no_second_conversion(*args: object) -> None:
@@ -169,7 +182,7 @@ def test_a_run_records_its_weight_type_and_a_resume_on_another_one_is_refused(tm
     assert first.exit_code == ExitCode.OK
     manifest = json.loads((first.run_dir / "manifest.json").read_text())
     assert (manifest["backend"]["weight_type"], manifest["backend"]["file_type"]) == ("Q4_1", "Q4_1")
-    with pytest.raises(ConfigError, match=r"ran on Q4_1 weights and this run would use Q4_0; resume with backend\."):
+    with pytest.raises(ConfigError, match=r"ran on Q4_1 weights and this run would use Q8_0; resume with backend\."):
         run(compose_cfg(*common, f"job.input={src}", f"job.resume={first.run_dir}", run_dir=tmp_path / "x"))
     again = run(compose_cfg(*common, "backend.weight_type=as_is", f"job.input={src}", f"job.resume={first.run_dir}"))
     assert again.exit_code == ExitCode.OK and len(read_jsonl(first.run_dir / "results.jsonl")) == 1
