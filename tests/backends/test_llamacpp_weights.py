@@ -94,8 +94,17 @@ def test_auto_keeps_the_file_without_repacked_kernels_or_when_its_type_has_them(
     assert (got.weight_type, got.converts) == ("Q4_K_M", False) and "already has fast kernels" in got.reason
 
 
-@pytest.mark.parametrize(("file_type", "runs_as"), [("F16", "Q4_0"), ("BF16", "Q4_0"), ("Q8_0", "Q4_0"),
-                                                    ("Q5_1", "Q8_0"), ("Q5_0", "Q8_0"), ("IQ4_NL", "IQ4_NL")])  # fmt: skip
+ROUNDINGS = [
+    ("F16", "Q4_0"),
+    ("BF16", "Q4_0"),
+    ("Q8_0", "Q4_0"),
+    ("Q5_1", "Q8_0"),
+    ("Q5_0", "Q8_0"),
+    ("IQ4_NL", "IQ4_NL"),
+]
+
+
+@pytest.mark.parametrize(("file_type", "runs_as"), ROUNDINGS)
 def test_auto_rounds_to_4_bits_once_at_most(
     monkeypatch: pytest.MonkeyPatch, tmp_path: Path, file_type: str, runs_as: str
 ) -> None:
