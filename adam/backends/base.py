@@ -11,13 +11,16 @@ import contextlib
 import logging
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Iterator, Sequence
-from typing import Any, ClassVar, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, TypeVar
 
 from adam.backends.text import StreamAssembler, finish_text
 from adam.backends.types import Embedding, Generation, GenerationRequest, Priority, StreamChunk, WeightsLocation
 from adam.errors import BackendError, UnsupportedError
 from adam.planning.memory_estimates import effective_context
 from adam.settings.config import HardwareSpec, SizeSpec, to_spec
+
+if TYPE_CHECKING:
+    from adam.backends.scheduler import Scheduler
 
 __all__ = [
     "Embedding",
@@ -58,7 +61,7 @@ class ModelBackend(ABC):
     # generation goes through the backend's own scheduler (adam/backends/scheduler.py): callers on many threads
     # share its decode steps, by priority; _generate_batch and _stream_raw then take a ``priority`` keyword
     schedules: ClassVar[bool] = False
-    _scheduler: Any = None  # adam.backends.scheduler.Scheduler, once a backend that schedules has started it
+    _scheduler: Scheduler | None = None  # once a backend that schedules has started it
 
     def __init__(self, size: Any, hardware: Any = None) -> None:
         self.size: SizeSpec = to_spec(SizeSpec, size)
@@ -198,6 +201,21 @@ class ModelBackend(ABC):
         """Requests waiting in this backend's own scheduler for a slot (0 without one, or before it starts)."""
         scheduler = self._scheduler
         return scheduler.waiting if scheduler is not None else 0
+
+    def scheduler(self) -> Scheduler:
+        """The one loop that decodes for every caller of this backend, made on first use around the backend's
+        ``_new_decoder()``; a backend that schedules has a ``_lock``."""
+        with self._lock:  # type: ignore[attr-defined]
+            if self._scheduler is None:
+                from adam.backends.scheduler import Scheduler
+
+                decoder, slots = self._new_decoder()
+                self._scheduler = Scheduler(decoder, batch_slots=slots, name=f"adam-{self.name}")
+            return self._scheduler
+
+    def _new_decoder(self) -> tuple[Any, int]:
+        """(the decoder the scheduler steps, how many batch rows it runs at once): a backend that schedules has one."""
+        raise NotImplementedError(f"the {self.name} backend has no scheduler")
 
     def _stop_scheduler(self) -> None:
         """Close the scheduler's loop, if one started (a backend that schedules calls it under its own lock)."""

@@ -49,8 +49,7 @@ from adam.settings.config import ModelKind, OnnxQuantization, Runtime
 if TYPE_CHECKING:
     import torch
 
-    from adam.backends.hf_decode import HfPrompt
-    from adam.backends.scheduler import Scheduler
+    from adam.backends.hf_decode import HfPrompt, RowDecoder
 
 log = logging.getLogger(__name__)
 
@@ -103,7 +102,6 @@ class HuggingFaceBackend(ModelBackend):
         self._folder: Path | None = None
         self._tokenizer: Any = None
         self._loaded: LoadedModel | None = None
-        self._scheduler: Scheduler | None = None
         self._guide: TokenGuide | None = None
         self._onnx: hf_onnx.OnnxEncoder | None = None
         self._warned_no_template = False
@@ -335,16 +333,11 @@ class HuggingFaceBackend(ModelBackend):
         return list(self.tokenizer()(text, add_special_tokens=add_special)["input_ids"])
 
     # ----------------------------------------------------------------- generation
-    def scheduler(self) -> Scheduler:
-        """The one loop that decodes for every caller of this backend (started with the first generation)."""
-        with self._lock:
-            if self._scheduler is None:
-                from adam.backends.hf_decode import RowDecoder
-                from adam.backends.scheduler import Scheduler
+    def _new_decoder(self) -> tuple[RowDecoder, int]:
+        """The scheduler's decoder, made with the first generation: MAX_ROWS rows at once."""
+        from adam.backends.hf_decode import RowDecoder
 
-                decoder = RowDecoder(self._model(), MAX_ROWS)
-                self._scheduler = Scheduler(decoder, batch_slots=MAX_ROWS, name="adam-hf")
-            return self._scheduler
+        return RowDecoder(self._model(), MAX_ROWS), MAX_ROWS
 
     def _hf_prompt(self, request: GenerationRequest) -> HfPrompt:
         """The request as the decoder reads it: its ids, limits, sampling, and a fresh constraint where it asks for

@@ -40,7 +40,6 @@ from adam.settings.config import Device, ModelKind, WeightsSource
 
 if TYPE_CHECKING:
     from adam.backends.llamacpp_native import BatchDecoder, Context, GgufModel, Prompt
-    from adam.backends.scheduler import Scheduler
 
 log = logging.getLogger(__name__)
 
@@ -98,7 +97,6 @@ class LlamaCppBackend(ModelBackend):
         self._plan: llamacpp_weights.WeightPlan | None = None
         self._model: GgufModel | None = None
         self._decoder: BatchDecoder | None = None
-        self._scheduler: Scheduler | None = None
         self._embedder: Context | None = None
         self._formatter: Any = None
         self._guide: TokenGuide | None = None
@@ -175,14 +173,9 @@ class LlamaCppBackend(ModelBackend):
                 self._decoder = native.BatchDecoder(context)
             return self._decoder
 
-    def scheduler(self) -> Scheduler:
-        """The one loop that decodes for every caller of this backend (started with the model)."""
-        with self._lock:
-            if self._scheduler is None:
-                from adam.backends.scheduler import Scheduler
-
-                self._scheduler = Scheduler(self._batch_decoder(), batch_slots=self.n_seq, name="adam-llamacpp")
-            return self._scheduler
+    def _new_decoder(self) -> tuple[BatchDecoder, int]:
+        """The scheduler's decoder: n_seq batch rows (interactive_slots more for interactive requests only)."""
+        return self._batch_decoder(), self.n_seq
 
     def _embedding_context(self) -> Context:
         with self._lock:

@@ -277,14 +277,14 @@ def load_done(run_dir: Path, *, retry_errors: bool) -> Done:
     """Read what a run dir holds; with retry_errors, first drop its backend_error and schema_mismatch lines
     (atomically)."""
     done = Done()
-    for obj in _lines(run_dir / RESULTS_NAME):
+    for _, obj in json_lines(run_dir / RESULTS_NAME):
         key = _key(obj)
         if key is not None:
             done.result_ids.add(str(key))
             done.results += 1
     errors_path = run_dir / ERRORS_NAME
     kept: list[dict[str, Any]] = []
-    for obj in _lines(errors_path):
+    for _, obj in json_lines(errors_path):
         if retry_errors and _error_code(obj) in RETRIED:
             done.retried += 1
             continue
@@ -314,12 +314,13 @@ def _error_code(obj: dict[str, Any]) -> str | None:
     return body.get("code") if isinstance(body, dict) else None
 
 
-def _lines(path: Path) -> Iterator[dict[str, Any]]:
-    """Complete JSON object lines of a JSONL file; a torn last line is ignored (the writer cuts it off)."""
+def json_lines(path: Path) -> Iterator[tuple[int, dict[str, Any]]]:
+    """(line number, object) of each complete JSON object line of a run's JSONL file; a torn last line is ignored
+    (the writer cuts it off), and so is a line that is not a JSON object."""
     if not path.exists():
         return
     with open(path, "rb") as fh:
-        for raw in fh:
+        for number, raw in enumerate(fh, start=1):
             if not raw.endswith(b"\n"):
                 break
             try:
@@ -327,7 +328,7 @@ def _lines(path: Path) -> Iterator[dict[str, Any]]:
             except ValueError:
                 continue
             if isinstance(obj, dict):
-                yield obj
+                yield number, obj
 
 
 def _rewrite(path: Path, rows: list[dict[str, Any]]) -> None:

@@ -19,7 +19,7 @@ from typing import Any
 from adam.errors import ConfigError, RunDirLocked
 from adam.run.locks import RunDirLock
 from adam.run.manifest import MANIFEST_NAME
-from adam.run.resume import RESUMABLE_KEYS, config_changes
+from adam.run.resume import RESUMABLE_KEYS, config_changes, json_lines
 
 FINISHED = ("completed", "partial", "all_failed", "empty")  # statuses whose run dir holds every record of its shard
 MERGEABLE_JOBS = ("generate", "embed")
@@ -189,25 +189,14 @@ def check_once(runs: list[ShardRun], *, between: Callable[[], None] = lambda: No
 def _record_keys(path: Path) -> Iterator[tuple[int, tuple[str, str]]]:
     """(line number, the record's key) for each complete line: ("id", id) for a result or a failed record,
     ("line", n) for an input line refused as invalid (it may have no usable id)."""
-    if not path.exists():
-        return
-    with open(path, "rb") as fh:
-        for number, raw in enumerate(fh, start=1):
-            if not raw.endswith(b"\n"):
-                break
-            try:
-                obj = json.loads(raw)
-            except ValueError:
-                continue
-            if not isinstance(obj, dict):
-                continue
-            error = obj.get("error") or (((obj.get("response") or {}).get("body") or {}).get("error"))
-            if isinstance(error, dict) and error.get("code") == "invalid_input" and "line" in obj:
-                yield number, ("line", str(obj["line"]))
-                continue
-            key = obj.get("custom_id") if "custom_id" in obj else obj.get("id")  # OpenAI-format lines: custom_id
-            if key is not None:
-                yield number, ("id", str(key))
+    for number, obj in json_lines(path):
+        error = obj.get("error") or (((obj.get("response") or {}).get("body") or {}).get("error"))
+        if isinstance(error, dict) and error.get("code") == "invalid_input" and "line" in obj:
+            yield number, ("line", str(obj["line"]))
+            continue
+        key = obj.get("custom_id") if "custom_id" in obj else obj.get("id")  # OpenAI-format lines: custom_id
+        if key is not None:
+            yield number, ("id", str(key))
 
 
 def lock_finished(runs: Iterable[ShardRun], stack: contextlib.ExitStack) -> None:

@@ -45,6 +45,8 @@ def test_llamacpp_runs_past_the_end_token_to_max_tokens(demo) -> None:
     longer = demo.generate_one(on)
     assert (longer.finish_reason, longer.completion_tokens) == ("length", 40)
     assert longer.text.startswith(free.text) and len(longer.text) > len(free.text)
+    chunks = list(demo.stream(on))
+    assert "".join(c.text for c in chunks) == longer.text and chunks[-1].finish_reason == "length"  # streamed = whole
     plain = _ask("Say hello.", max_tokens=12)
     together = demo.generate([on, plain, _ask(question, max_tokens=40)])
     assert [g.text for g in together] == [longer.text, demo.generate_one(plain).text, free.text]  # batched = alone
