@@ -3,6 +3,7 @@ a one-line refusal (an error line in a job, the request's 400 over HTTP), never 
 
 from __future__ import annotations
 
+import json
 import time
 from pathlib import Path
 
@@ -92,6 +93,29 @@ def test_an_answer_too_deep_or_a_schema_without_end_is_a_mismatch_not_a_crash() 
     assert value is None and "nested too deeply" in (problem or "")
     value, problem = check_output("1", response_format=_rf({"$ref": "#"}), choice=None)
     assert value is None and "nests too deeply" in (problem or "")
+
+
+def test_a_pattern_that_backtracks_is_a_mismatch_that_says_so_not_a_hang() -> None:
+    """An answer from a remote server is checked here, not held to the pattern while it was made: Python's `re`
+    (and the `regex` module) doubles its time with each a of ^(a|a)*$ against a's and a '!' (26: 5 s, 40: a day);
+    each search gets PATTERN_TIMEOUT_S."""
+    slow, text = "^(a|a)*$", "a" * 26 + "!"
+    value, problem = check_output(
+        json.dumps(text), response_format=_rf({"type": "string", "pattern": slow}), choice=None
+    )
+    assert value is None and problem is not None and "could not be checked against '^(a|a)*$'" in problem
+    keyed = {"type": "object", "patternProperties": {slow: {"type": "integer"}}, "additionalProperties": False}
+    value, problem = check_output(json.dumps({text: 1}), response_format=_rf(keyed), choice=None)
+    assert value is None and problem is not None and "the pattern backtracks" in problem
+    # patterns that answer quickly keep their meaning
+    fine = {"type": "object", "properties": {"code": {"type": "string", "pattern": "^[A-Z]{3}-[0-9]+$"}},
+            "patternProperties": {"^x-": {"type": "integer"}}, "additionalProperties": False}  # fmt: skip
+    assert check_output('{"code": "ABC-12", "x-n": 3}', response_format=_rf(fine), choice=None) == (
+        {"code": "ABC-12", "x-n": 3}, None)  # fmt: skip
+    for bad, why in (('{"code": "abc-12"}', "does not match"), ('{"x-n": "3"}', "is not of type 'integer'"),
+                     ('{"other": 1}', "additional properties are not allowed ('other')")):  # fmt: skip
+        value, problem = check_output(bad, response_format=_rf(fine), choice=None)
+        assert value is None and problem is not None and why in problem, problem
 
 
 def test_one_hostile_record_never_stops_the_others(tmp_path: Path) -> None:

@@ -29,6 +29,10 @@ MAX_CHOICES = 10_000  # labels in one choice list: llguidance compiles 10,000 in
 # several Python frames per level and overflows the stack near 200, which must be the request's 400, not a 500
 MAX_SCHEMA_DEPTH = 64
 _STRUCTURED_OUTPUTS = ("choice", "json")  # the vLLM structured_outputs keys adam reads; others are refused
+# A schema's `pattern` is the request's own regex, and an answer from a remote server is not held to it while it is
+# made: Python's `re` could backtrack on it for hours, holding the GIL. Each search gets this long (the `regex`
+# module's timeout), and an answer not checked in time is a schema mismatch that says so.
+PATTERN_TIMEOUT_S = 0.25
 
 
 def read_structured(src: Mapping[str, Any]) -> dict[str, Any]:
@@ -203,13 +207,80 @@ def check_output(text: str, *, response_format: Mapping[str, Any] | None, choice
     from jsonschema.validators import validator_for
 
     try:
-        error = best_match(validator_for(schema)(schema).iter_errors(value))
+        error = best_match(_checker(validator_for(schema))(schema).iter_errors(value))
     except RecursionError:  # a schema that refers to itself with nothing to stop it ({"$ref": "#"}), or a deep answer
         return None, "the answer cannot be checked: the schema or the answer nests too deeply"
     if error is not None:
         where = "/".join(str(p) for p in error.absolute_path)
         return None, f"the answer does not match the schema: {error.message}" + (f" (at {where})" if where else "")
     return value, None
+
+
+def _checker(base: Any) -> Any:
+    """``base`` (a jsonschema validator class) with its regex keywords searching under PATTERN_TIMEOUT_S."""
+    from jsonschema.exceptions import ValidationError
+    from jsonschema.validators import extend
+
+    class _Slow(Exception):
+        pass
+
+    def search(pattern: str, text: str) -> bool:
+        import regex
+
+        try:
+            return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
+        except TimeoutError as err:
+            raise _Slow(f"{text[:40]!r} could not be checked against {pattern!r} within {PATTERN_TIMEOUT_S} s "
+                        "(the pattern backtracks): simplify the pattern") from err  # fmt: skip
+        except regex.error as err:  # a pattern `re` reads and `regex` does not: as jsonschema would fail it
+            raise _Slow(f"the pattern {pattern!r} cannot be read: {err}") from err
+
+    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "string"):
+            try:
+                if not search(patrn, instance):
+                    yield ValidationError(f"{instance!r} does not match {patrn!r}")
+            except _Slow as slow:
+                yield ValidationError(str(slow))
+
+    def pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Any:
+        if validator.is_type(instance, "object"):
+            for patrn, subschema in patterns.items():
+                for key, item in instance.items():
+                    try:
+                        found = search(patrn, key)
+                    except _Slow as slow:
+                        yield ValidationError(str(slow))
+                        continue
+                    if found:
+                        yield from validator.descend(item, subschema, path=key, schema_path=patrn)
+
+    def additional_properties(validator: Any, extra_schema: Any, instance: Any, schema: Any) -> Any:
+        if not validator.is_type(instance, "object"):
+            return
+        named, patterns, extras = schema.get("properties", {}), list(schema.get("patternProperties", {})), []
+        for key in instance:
+            if key in named:
+                continue
+            try:
+                if any(search(p, key) for p in patterns):
+                    continue
+            except _Slow as slow:
+                yield ValidationError(str(slow))
+                continue
+            extras.append(key)
+        if validator.is_type(extra_schema, "object"):
+            for key in extras:
+                yield from validator.descend(instance[key], extra_schema, path=key)
+        elif not extra_schema and extras:
+            yield ValidationError(f"additional properties are not allowed ({', '.join(map(repr, sorted(extras)))})")
+
+    keywords = {
+        "pattern": pattern,
+        "patternProperties": pattern_properties,
+        "additionalProperties": additional_properties,
+    }
+    return extend(base, {k: v for k, v in keywords.items() if k in base.VALIDATORS})
 
 
 def response_format_from_file(path: str | Path) -> dict[str, Any]:
