@@ -24,6 +24,7 @@ from adam.io.records import InvalidRecord, Record
 log = logging.getLogger(__name__)
 
 NUMERIC_COLUMNS = frozenset({"max_tokens", "temperature", "top_p", "seed"})  # CSV strings read as numbers
+BOOLEAN_COLUMNS = frozenset({"logprobs", "ignore_eos"})  # CSV strings read as true/false (any case)
 BATCH_ROWS = 1024  # Parquet and dataset rows decoded at a time
 _INT = re.compile(r"[+-]?\d+")
 _FLOAT = re.compile(r"[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?")
@@ -105,6 +106,8 @@ def _row(
             cell = None  # an empty cell leaves a generation setting unset
         elif column in NUMERIC_COLUMNS:
             cell = _number(value)
+        elif column in BOOLEAN_COLUMNS:
+            cell = {"true": True, "false": False}.get(value.strip().lower(), value)  # else text, for validation
         row[column] = cell
     return parser.from_row(line, row, number=number)
 

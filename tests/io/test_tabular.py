@@ -54,6 +54,15 @@ def test_csv_header_names_fields_params_become_numbers_and_errors_name_the_line(
     assert isinstance(fourth, Record) and fourth.params == {"temperature": 0.1, "top_p": 0.5}  # empty cells: unset
 
 
+def test_csv_flags_read_as_true_or_false(tmp_path: Path) -> None:
+    path = tmp_path / "flags.csv"
+    path.write_text("id,prompt,ignore_eos,logprobs\na,hi,TRUE,True\nb,hi,,false\nc,hi,yes,\n", encoding="utf-8")
+    first, second, third = _read(path)
+    assert isinstance(first, Record) and first.params == {"ignore_eos": True, "logprobs": True, "top_logprobs": 0}
+    assert isinstance(second, Record) and second.params == {}  # an empty cell: unset; logprobs false asks nothing
+    assert isinstance(third, InvalidRecord) and third.message == "'ignore_eos' must be true or false, got \"yes\""
+
+
 def test_csv_without_an_id_column_numbers_its_rows(tmp_path: Path) -> None:
     path = tmp_path / "docs.csv"
     path.write_bytes(b"\xef\xbb\xbftext,metadata\r\nfirst doc,m1\r\n\r\nsecond doc,m2\r\n,\r\nthird,\r\n")
