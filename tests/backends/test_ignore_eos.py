@@ -57,19 +57,24 @@ def test_llamacpp_runs_past_the_end_token_to_max_tokens(demo) -> None:
     assert (stopped.finish_reason, stopped.text) == ("stop", longer.text[: longer.text.find(stop)])
 
 
-def test_huggingface_masks_every_end_token(tiny_qwen3_dir: Path) -> None:
-    """Every token but one ends the answer: free, it ends at once; with ignore_eos, that one token fills it."""
+def test_huggingface_masks_every_end_token(tiny_qwen3_dir: Path, fresh_models: None) -> None:
+    """Every token but one ends the answer: free, it ends at once; with ignore_eos, that one token fills it.
+
+    The model's end tokens are changed for this test alone: fresh_models keeps the loaded model from being
+    shared with other tests (backends share a loaded model), and the change is undone after."""
     backend = build_backend(compose_cfg("size=local", f"size.path={tiny_qwen3_dir}", "hardware=cpu"))
+    backend.load()
+    config = backend._loaded.model.generation_config
+    tokenizer, ends = backend._loaded.tokenizer, config.eos_token_id
     try:
-        backend.load()
-        lm = backend._loaded
-        (kept,) = lm.tokenizer.encode("a", add_special_tokens=False)
-        lm.model.generation_config.eos_token_id = [t for t in range(len(lm.tokenizer)) if t != kept]
+        (kept,) = tokenizer.encode("a", add_special_tokens=False)
+        config.eos_token_id = [t for t in range(len(tokenizer)) if t != kept]
         free = backend.generate_one(_ask("hi", max_tokens=6))
         assert (free.finish_reason, free.completion_tokens, free.text) == ("stop", 1, "")
         forced = backend.generate_one(_ask("hi", max_tokens=6, ignore_eos=True))
         assert (forced.finish_reason, forced.completion_tokens, forced.text) == ("length", 6, "a" * 6)
     finally:
+        config.eos_token_id = ends
         backend.close()
 
 
