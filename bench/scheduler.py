@@ -97,7 +97,7 @@ def _under_load(sec: Section, backend: str, clients: int) -> None:
     engine = _engine([f"backend={backend}"])
     model = engine.backend.size.hf_id
     bodies = [_body(model, p) for p in make_prompts(clients)]
-    app = create_app([engine], ServeOptions(max_batch=clients))
+    app = create_app([engine], ServeOptions.of(max_batch=clients))
     with BackgroundServer(app) as server:
         _streams(server.url, bodies[:2])  # warm-up
         started = time.perf_counter()
@@ -133,7 +133,7 @@ def _interactive_first(sec: Section, quick: bool, *overrides: str) -> None:
         for i, p in enumerate(prompts)
     ).encode()
     tries = 3 if quick else 6
-    app = create_app([engine], ServeOptions(state_dir=str(fresh_dir("sched-state"))))
+    app = create_app([engine], ServeOptions.of(state_dir=str(fresh_dir("sched-state"))))
     with BackgroundServer(app) as server:
         client = openai.OpenAI(base_url=f"{server.url}/v1", api_key="unused", max_retries=0)
         _streams(server.url, [chat])  # warm-up

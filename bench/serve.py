@@ -76,7 +76,7 @@ def run(*, quick: bool = False) -> Section:
         for p in make_prompts(n)
     ]
     counted: dict[str, int] = {}
-    app = create_app([engine], ServeOptions(batch_wait_ms=float(cfg.job.batch_wait_ms), max_batch=n))
+    app = create_app([engine], ServeOptions.of(batch_wait_ms=float(cfg.job.batch_wait_ms), max_batch=n))
     with BackgroundServer(app) as server:
         _post_all(server.url, bodies[:2], together=True)  # warm-up
         calls: list[float] = []
