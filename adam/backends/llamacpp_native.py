@@ -35,6 +35,7 @@ POOLING = {
     "last": llama_cpp.LLAMA_POOLING_TYPE_LAST,
 }
 _PIECE_BYTES = 256  # longest token text; llama_token_to_piece says when it needs more
+FLASH_ATTN_AUTO, FLASH_ATTN_ENABLED = -1, 1  # llama_flash_attn_type (llama.h)
 _backend_ready = False
 
 
@@ -163,8 +164,15 @@ class Context:
         if pooling is not None:  # an embedding context
             params.embeddings = True
             params.pooling_type = pooling
+        else:
+            # flash attention on, not llama.cpp's "auto": with one KV stream per sequence, auto left decode steps
+            # 1.26x slower at the default 2048-token window (32 sequences of the demo as Q8_0, bench/RESULTS.md)
+            params.flash_attn_type = FLASH_ATTN_ENABLED
         self.model = model  # the model must outlive its context
         self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
+        if not self.ptr and pooling is None:  # a device without flash attention for this model: llama.cpp's choice
+            params.flash_attn_type = FLASH_ATTN_AUTO
+            self.ptr = llama_cpp.llama_init_from_model(model.ptr, params)
         if not self.ptr:
             raise BackendError(f"llama.cpp could not create a context of {n_seq} x {n_ctx} tokens (out of memory?)")
         self.n_seq, self.n_batch = n_seq, n_batch
