@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Mapping
+from functools import cache
 from pathlib import Path
 from typing import Any
 
@@ -216,71 +217,86 @@ def check_output(text: str, *, response_format: Mapping[str, Any] | None, choice
     return value, None
 
 
-def _checker(base: Any) -> Any:
-    """``base`` (a jsonschema validator class) with its regex keywords searching under PATTERN_TIMEOUT_S."""
+class _Slow(Exception):
+    """A pattern search that ran out of PATTERN_TIMEOUT_S (or a pattern the regex module cannot read)."""
+
+
+def _search(pattern: str, text: str) -> bool:
+    """Whether ``pattern`` matches somewhere in ``text``; _Slow, saying why in one line, when it cannot tell in time."""
+    import regex
+
+    try:
+        return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
+    except TimeoutError as err:
+        raise _Slow(f"{text[:40]!r} could not be checked against {pattern!r} within {PATTERN_TIMEOUT_S} s "
+                    "(the pattern backtracks): simplify the pattern") from err  # fmt: skip
+    except regex.error as err:  # a pattern `re` reads and `regex` does not: as jsonschema would fail it
+        raise _Slow(f"the pattern {pattern!r} cannot be read: {err}") from err
+
+
+def _pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
     from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "string"):
+        try:
+            if not _search(patrn, instance):
+                yield ValidationError(f"{instance!r} does not match {patrn!r}")
+        except _Slow as slow:
+            yield ValidationError(str(slow))
+
+
+def _pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if validator.is_type(instance, "object"):
+        for patrn, subschema in patterns.items():
+            for key, item in instance.items():
+                try:
+                    found = _search(patrn, key)
+                except _Slow as slow:
+                    yield ValidationError(str(slow))
+                    continue
+                if found:
+                    yield from validator.descend(item, subschema, path=key, schema_path=patrn)
+
+
+def _additional_properties(validator: Any, extra_schema: Any, instance: Any, schema: Any) -> Any:
+    from jsonschema.exceptions import ValidationError
+
+    if not validator.is_type(instance, "object"):
+        return
+    named, patterns, extras = schema.get("properties", {}), list(schema.get("patternProperties", {})), []
+    for key in instance:
+        if key in named:
+            continue
+        try:
+            if any(_search(p, key) for p in patterns):
+                continue
+        except _Slow as slow:
+            yield ValidationError(str(slow))
+            continue
+        extras.append(key)
+    if validator.is_type(extra_schema, "object"):
+        for key in extras:
+            yield from validator.descend(instance[key], extra_schema, path=key)
+    elif not extra_schema and extras:
+        yield ValidationError(f"additional properties are not allowed ({', '.join(map(repr, sorted(extras)))})")
+
+
+_TIMED_KEYWORDS = {
+    "pattern": _pattern,
+    "patternProperties": _pattern_properties,
+    "additionalProperties": _additional_properties,
+}
+
+
+@cache
+def _checker(base: Any) -> Any:
+    """``base`` (a jsonschema validator class) with its regex keywords searching under PATTERN_TIMEOUT_S; made once
+    per draft, not for every answer checked."""
     from jsonschema.validators import extend
 
-    class _Slow(Exception):
-        pass
-
-    def search(pattern: str, text: str) -> bool:
-        import regex
-
-        try:
-            return regex.search(pattern, text, timeout=PATTERN_TIMEOUT_S) is not None
-        except TimeoutError as err:
-            raise _Slow(f"{text[:40]!r} could not be checked against {pattern!r} within {PATTERN_TIMEOUT_S} s "
-                        "(the pattern backtracks): simplify the pattern") from err  # fmt: skip
-        except regex.error as err:  # a pattern `re` reads and `regex` does not: as jsonschema would fail it
-            raise _Slow(f"the pattern {pattern!r} cannot be read: {err}") from err
-
-    def pattern(validator: Any, patrn: str, instance: Any, schema: Any) -> Any:
-        if validator.is_type(instance, "string"):
-            try:
-                if not search(patrn, instance):
-                    yield ValidationError(f"{instance!r} does not match {patrn!r}")
-            except _Slow as slow:
-                yield ValidationError(str(slow))
-
-    def pattern_properties(validator: Any, patterns: dict[str, Any], instance: Any, schema: Any) -> Any:
-        if validator.is_type(instance, "object"):
-            for patrn, subschema in patterns.items():
-                for key, item in instance.items():
-                    try:
-                        found = search(patrn, key)
-                    except _Slow as slow:
-                        yield ValidationError(str(slow))
-                        continue
-                    if found:
-                        yield from validator.descend(item, subschema, path=key, schema_path=patrn)
-
-    def additional_properties(validator: Any, extra_schema: Any, instance: Any, schema: Any) -> Any:
-        if not validator.is_type(instance, "object"):
-            return
-        named, patterns, extras = schema.get("properties", {}), list(schema.get("patternProperties", {})), []
-        for key in instance:
-            if key in named:
-                continue
-            try:
-                if any(search(p, key) for p in patterns):
-                    continue
-            except _Slow as slow:
-                yield ValidationError(str(slow))
-                continue
-            extras.append(key)
-        if validator.is_type(extra_schema, "object"):
-            for key in extras:
-                yield from validator.descend(instance[key], extra_schema, path=key)
-        elif not extra_schema and extras:
-            yield ValidationError(f"additional properties are not allowed ({', '.join(map(repr, sorted(extras)))})")
-
-    keywords = {
-        "pattern": pattern,
-        "patternProperties": pattern_properties,
-        "additionalProperties": additional_properties,
-    }
-    return extend(base, {k: v for k, v in keywords.items() if k in base.VALIDATORS})
+    return extend(base, {k: v for k, v in _TIMED_KEYWORDS.items() if k in base.VALIDATORS})
 
 
 def response_format_from_file(path: str | Path) -> dict[str, Any]:
