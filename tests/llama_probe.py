@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 
 def demo_gguf() -> Path | None:
@@ -23,3 +25,21 @@ def llama_cpp_problem() -> str | None:
 
     path = demo_gguf()
     return None if path is None else probe(path)
+
+
+def demo_backend(*overrides: str) -> Iterator[Any]:
+    """A module fixture's body: backend=llamacpp on the demo (1 thread, 4 sequences of 512 tokens, then
+    ``overrides``), closed after; the module skips, saying why, where llama.cpp cannot run it here."""
+    import pytest
+    from helpers import compose_cfg
+
+    from adam.run.runner import build_backend
+
+    problem = llama_cpp_problem()
+    pytest.importorskip("llama_cpp")
+    if problem is not None:
+        pytest.skip(problem)
+    common = ["backend=llamacpp", "hardware=cpu", "hardware.threads=1", "size=demo", "backend.n_seq=4"]
+    backend = build_backend(compose_cfg(*common, "backend.n_ctx=512", *overrides))
+    yield backend
+    backend.close()

@@ -13,6 +13,7 @@ from pathlib import Path
 import jsonschema
 import pytest
 from helpers import EXAMPLES, compose_cfg
+from llama_probe import demo_backend
 
 from adam.backends.base import Generation, GenerationRequest
 from adam.backends.constraints import TokenGuide
@@ -154,16 +155,7 @@ def test_a_thinking_row_thinks_freely_then_answers_to_the_constraint(tiny) -> No
 # --------------------------------------------------------------------- llama.cpp on the demo GGUF
 @pytest.fixture(scope="module")
 def demo():
-    from llama_probe import llama_cpp_problem
-
-    problem = llama_cpp_problem()
-    pytest.importorskip("llama_cpp")
-    if problem is not None:
-        pytest.skip(problem)
-    backend = build_backend(compose_cfg("backend=llamacpp", "hardware=cpu", "hardware.threads=1", "size=demo",
-                                        "backend.n_seq=4", "backend.n_ctx=512"))  # fmt: skip
-    yield backend
-    backend.close()
+    yield from demo_backend()
 
 
 def test_llamacpp_extracts_valid_objects_beside_plain_rows(demo) -> None:

@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 from helpers import compose_cfg, read_jsonl, write_jsonl
+from llama_probe import demo_backend
 
 from adam.backends.base import GenerationRequest
 from adam.engine import Engine
@@ -25,16 +26,7 @@ def _ask(text: str, **kw) -> GenerationRequest:
 
 @pytest.fixture(scope="module")
 def demo():
-    from llama_probe import llama_cpp_problem
-
-    problem = llama_cpp_problem()
-    pytest.importorskip("llama_cpp")
-    if problem is not None:
-        pytest.skip(problem)
-    backend = build_backend(compose_cfg("backend=llamacpp", "hardware=cpu", "hardware.threads=1", "size=demo",
-                                        "backend.n_seq=4", "backend.n_ctx=512"))  # fmt: skip
-    yield backend
-    backend.close()
+    yield from demo_backend()
 
 
 def test_llamacpp_runs_past_the_end_token_to_max_tokens(demo) -> None:
