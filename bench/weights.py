@@ -75,6 +75,18 @@ def _write_prompts(work: Path, n: int) -> Path:
     return source
 
 
+def _variants(
+    work: Path, tag: str, common: list[str], variants: dict[str, list[str]], n: int, reps: int
+) -> tuple[dict[str, list[float]], dict[str, list[str]], dict[str, int]]:
+    """(seconds, answers, generated tokens) by variant: each variant's job over ``n`` prompts, a warm-up and then
+    ``reps`` runs alternating with the others'."""
+    configs = {k: [compose([*common, *v], work / f"{tag}{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
+    answers: dict[str, list[str]] = {}
+    tokens: dict[str, int] = {}
+    times = interleave({k: (lambda k=k: _job(configs[k], n, answers, tokens, k)) for k in variants}, reps=reps)
+    return times, answers, tokens
+
+
 def _job(configs: list[Any], n: int, answers: dict[str, list[str]], tokens: dict[str, int], key: str) -> None:
     from adam.run.runner import run as adam_run
 
@@ -99,11 +111,8 @@ def _demo(sec: Section, work: Path, n: int, reps: int, threads: int) -> float:
     types = {"auto": "auto", "as_is": "as_is", "q4_0": "Q4_0"}
     variants = {k: [*llama, f"backend.n_seq={N_SEQ}", f"backend.weight_type={t}"] for k, t in types.items()}
     variants["float32"] = ["backend=huggingface"]  # transformers on the float32 copy of the same file
-    configs = {k: [compose([*common, *v], work / f"{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
-    plan = build_backend(configs["auto"][0]).weight_plan()
-    answers: dict[str, list[str]] = {}
-    tokens: dict[str, int] = {}
-    times = interleave({k: (lambda k=k: _job(configs[k], n, answers, tokens, k)) for k in variants}, reps=reps)
+    plan = build_backend(compose([*common, *variants["auto"]], work / "plan")).weight_plan()
+    times, answers, tokens = _variants(work, "", common, variants, n, reps)
     names = {"auto": f"weight_type=auto ({plan.weight_type})", "as_is": f"weight_type=as_is ({plan.file_type})"}
     names["q4_0"] = "weight_type=Q4_0"
     names["float32"] = f"backend=huggingface (float32 copy of the shipped file, batch {n})"
@@ -127,10 +136,7 @@ def _one_sequence(sec: Section, work: Path, base: list[str], n: int, reps: int) 
     common = [*base, f"job.input={_write_prompts(work / 'one', few)}", f"job.batch_size={few}"]
     variants = {k: ["backend=llamacpp", "backend.n_ctx=512", "backend.n_seq=1", "backend.interactive_slots=0",
                     f"backend.weight_type={k}"] for k in ("auto", "as_is")}  # fmt: skip
-    configs = {k: [compose([*common, *v], work / f"one-{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
-    answers: dict[str, list[str]] = {}
-    tokens: dict[str, int] = {}
-    times = interleave({k: (lambda k=k: _job(configs[k], few, answers, tokens, k)) for k in variants}, reps=reps)
+    times, _, tokens = _variants(work, "one-", common, variants, few, reps)
     for key in variants:
         sec.timings.append(Timing(f"weight_type={key}, one sequence", times[key], tokens[key], "tok",
                                   note=f"{few} prompts, {tokens[key]} tokens, n_seq 1"))  # fmt: skip
@@ -269,10 +275,7 @@ def _half_b(sec: Section, work: Path, n: int, reps: int, threads: int) -> None:
     llama = ["backend=llamacpp", f"size.path={gguf}", f"backend.n_seq={n}", "backend.n_ctx=512"]
     variants = {t: [*llama, f"backend.weight_type={t}"] for t in ("Q4_0", "Q8_0", "F16")}
     variants["huggingface float32"] = ["backend=huggingface", f"size.path={hf_dir}"]
-    configs = {k: [compose([*common, *v], work / f"half{k}{i}") for i in range(reps + 1)] for k, v in variants.items()}
-    answers: dict[str, list[str]] = {}
-    tokens: dict[str, int] = {}
-    times = interleave({k: (lambda k=k: _job(configs[k], n, answers, tokens, k)) for k in variants}, reps=reps)
+    times, _, tokens = _variants(work, "half", common, variants, n, reps)
     for key in variants:
         name = f"0.5B random Qwen3: {key if key.startswith('hug') else 'llamacpp ' + key}"
         note = f"{n} prompts, {tokens[key]} tokens (max_tokens {max_tokens})"
